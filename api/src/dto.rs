@@ -1,0 +1,111 @@
+//! Wire types of the v1 API: requests and responses, converted from and to domain records.
+
+use chrono::{DateTime, Utc};
+use draas_jobs::model::{DesiredState, Platform, Status};
+use draas_jobs::store::InstanceState;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    /// Server-generated id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    pub description: String,
+    pub platform: Platform,
+    /// What the user wants.
+    pub desired_state: DesiredState,
+    /// What was last observed.
+    pub status: Status,
+    /// Why the status is what it is.
+    pub status_message: Option<String>,
+    /// Increments on every change of desired state or configuration.
+    pub generation: u64,
+    /// Generation the running instance was started with.
+    pub observed_generation: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the status was observed.
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&InstanceState> for Instance {
+    fn from(s: &InstanceState) -> Self {
+        let i = &s.instance.value;
+        let o = s.observed.as_ref().map(|o| &o.value);
+        Self {
+            id: i.id.to_string(),
+            name: i.name.to_string(),
+            description: i.description.clone(),
+            platform: i.platform,
+            desired_state: i.desired_state,
+            status: o.map_or(Status::Created, |o| o.status),
+            status_message: o.and_then(|o| o.message.clone()),
+            generation: i.generation,
+            observed_generation: o.and_then(|o| o.observed_generation),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+            observed_at: o.and_then(|o| o.observed_at),
+        }
+    }
+}
+
+/// Body of `POST /api/v1/instances`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateInstance {
+    /// 1-63 characters of `[a-z0-9-]`, starting and ending with a letter or digit; unique.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Default from settings.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    /// drasi-server configuration; default: empty sources, queries and reactions.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+}
+
+/// Body of `PATCH /api/v1/instances/{id}`: the fields to change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateInstance {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/instances`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListInstances {
+    pub platform: Option<Platform>,
+    pub status: Option<Status>,
+    /// Page size, 1-500 (default 100).
+    pub limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of instances.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstancePage {
+    pub items: Vec<Instance>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Health and readiness answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Max description length.
+pub const MAX_DESCRIPTION: usize = 1024;

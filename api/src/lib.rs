@@ -1,0 +1,92 @@
+//! draas REST API (axum). It validates, records desired state in the Redis state store and
+//! (from the lifecycle issue on) enqueues jobs; it never touches a platform.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use draas_jobs::settings::Settings;
+use draas_jobs::store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::routes::{components, config, health, instances};
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application: public health routes, and everything else behind the token.
+pub fn router(state: AppState) -> Router {
+    let auth = Auth::new(&state.settings.api_tokens, state.settings.dev);
+    let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
+    let body_limit = state.settings.api.body_limit_bytes;
+    let v1 = Router::new()
+        .route("/api/v1/instances", get(instances::list).post(instances::create))
+        .route("/api/v1/instances/{id}", get(instances::get).patch(instances::update))
+        .route("/api/v1/instances/{id}/config", get(config::get).put(config::put).patch(config::patch))
+        .route("/api/v1/instances/{id}/config/{kind}", get(components::list).post(components::create))
+        .route(
+            "/api/v1/instances/{id}/config/{kind}/{component}",
+            get(components::get).put(components::put).delete(components::delete),
+        )
+        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::json()) }))
+        .merge(Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
+        .route_layer(middleware::from_fn_with_state(auth, auth::require_token));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(v1)
+        .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn with_timeout(limit: Duration, req: Request, next: Next) -> Result<Response, ApiError> {
+    tokio::time::timeout(limit, next.run(req)).await.map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; retry").retry_after(1)
+    })
+}
+
+/// Serve the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if state.settings.dev {
+        tracing::warn!("DEV MODE: authentication is disabled (DRAAS_DEV=true); never expose this API");
+    }
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,148 @@
+//! `/api/v1/instances/{id}/config`: the whole drasi-server configuration, as JSON or as the
+//! exact YAML drasi-server will be given; replaced whole or patched (RFC 6902 / RFC 7396).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use draas_jobs::drasi::DrasiConfig;
+use draas_jobs::render;
+use draas_jobs::store::InstanceState;
+use draas_jobs::validate::{FieldError, parse_config};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use super::instances::{load, parse_id};
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
+
+/// Options of `GET …/config`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigQuery {
+    /// JSON only: show draas' defaults filled in, as drasi-server gets them.
+    pub effective: Option<bool>,
+}
+
+fn wants_yaml(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/yaml") || a.contains("text/yaml") || a.contains("application/x-yaml"))
+}
+
+/// The stored configuration with its ETag.
+pub fn config_response(status: StatusCode, s: &InstanceState) -> Response {
+    (status, [etag(s.config.version)], Json(&s.config.value)).into_response()
+}
+
+/// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
+pub async fn edit_config(
+    state: &AppState,
+    id: &str,
+    if_match: &IfMatch,
+    mut edit: impl FnMut(&DrasiConfig) -> Result<DrasiConfig, ApiError>,
+) -> Result<InstanceState, ApiError> {
+    let id = parse_id(id)?;
+    let (after, ()) = state
+        .store
+        .update(&id, |s| {
+            if_match.check(s.config.version)?;
+            s.config.value = edit(&s.config.value)?;
+            Ok::<_, ApiError>(())
+        })
+        .await
+        .map_err(|e| if e.code() == "instance_not_found" { ApiError::instance_not_found(id.as_str()) } else { e })?;
+    Ok(after)
+}
+
+/// The configuration as JSON, or with `Accept: application/yaml` the exact YAML drasi-server
+/// is given (draas' defaults filled in, allocated port included once there is one).
+#[utoipa::path(get, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path), ConfigQuery),
+    responses((status = 200, description = "The configuration", body = DrasiConfig, headers(("ETag" = String)),
+        content((DrasiConfig = "application/json"), (String = "application/yaml"))),
+        (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<ConfigQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let s = load(&state, &parse_id(&id)?).await?;
+    let port = s.observed.as_ref().and_then(|o| o.value.port);
+    if wants_yaml(&headers) || q.effective == Some(true) {
+        let rendered = render::render(&s, &state.settings.process.host, port).map_err(|e| ApiError::internal(&e))?;
+        if wants_yaml(&headers) {
+            return Ok((
+                [(header::CONTENT_TYPE, "application/yaml".to_owned()), etag(s.config.version),
+                    (header::HeaderName::from_static("x-draas-spec-hash"), rendered.spec_hash)],
+                rendered.yaml,
+            )
+                .into_response());
+        }
+        let effective: Value = serde_norway::from_str(&rendered.yaml).map_err(|e| ApiError::internal(&e))?;
+        return Ok(([etag(s.config.version)], Json(effective)).into_response());
+    }
+    Ok(config_response(StatusCode::OK, &s))
+}
+
+/// Replace the whole configuration (JSON or YAML body).
+#[utoipa::path(put, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path)),
+    request_body(content = DrasiConfig, content_type = "application/json"),
+    responses((status = 200, body = DrasiConfig), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub async fn put(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    if_match: IfMatch,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
+    let config = parse_config(body.document(media)?)?;
+    let after = edit_config(&state, &id, &if_match, |_| Ok(config.clone())).await?;
+    Ok(config_response(StatusCode::OK, &after))
+}
+
+/// Patch the configuration: JSON Patch (RFC 6902) or JSON Merge Patch (RFC 7396). The result
+/// is validated before it is stored; a rejected patch changes nothing.
+#[utoipa::path(patch, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path)),
+    request_body(content = Object, content_type = "application/json-patch+json",
+        description = "RFC 6902 operations, or an RFC 7396 merge document with Content-Type application/merge-patch+json"),
+    responses((status = 200, body = DrasiConfig), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    if_match: IfMatch,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let media = body.expect(&[MediaType::JsonPatch, MediaType::MergePatch])?;
+    let edit: Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync> = if media == MediaType::JsonPatch {
+        let ops: json_patch::Patch = body.json()?;
+        Box::new(move |doc| json_patch::patch(doc, &ops).map_err(patch_error))
+    } else {
+        let merge: Value = body.json()?;
+        Box::new(move |doc| {
+            json_patch::merge(doc, &merge);
+            Ok(())
+        })
+    };
+    let after = edit_config(&state, &id, &if_match, |current| {
+        let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
+        edit(&mut doc)?;
+        Ok(parse_config(doc)?)
+    })
+    .await?;
+    Ok(config_response(StatusCode::OK, &after))
+}
+
+fn patch_error(e: json_patch::PatchError) -> ApiError {
+    let code = match e.kind {
+        json_patch::PatchErrorKind::TestFailed => "patch_test_failed",
+        _ => "patch_failed",
+    };
+    ApiError::field(FieldError::new(code, format!("patch operation {} at '{}' failed: {}", e.operation, e.path, e.kind), format!("/{}", e.operation)))
+}

@@ -1,0 +1,6 @@
+//! Route handlers, one module per resource.
+
+pub mod components;
+pub mod config;
+pub mod health;
+pub mod instances;

@@ -1,0 +1,77 @@
+//! `draas`: one binary. `draas api` serves the REST API, `draas up` runs everything on one
+//! machine (with a private Redis when none is configured), `draas openapi` prints the spec.
+
+mod up;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use draas_api::AppState;
+use draas_jobs::settings::Settings;
+use draas_jobs::store::Store;
+use secrecy::SecretString;
+
+#[derive(Parser)]
+#[command(name = "draas", version, about = "Drasi Server as a Service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API (needs DRAAS_REDIS_URL).
+    Api,
+    /// All-in-one: API on this machine, with a private redis-server when DRAAS_REDIS_URL is unset.
+    Up,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", draas_api::openapi::json());
+            Ok(())
+        }
+        Command::Api => {
+            let settings = Settings::load()?;
+            draas_jobs::telemetry::init(settings.log_format);
+            let url = settings.redis_url.clone().context("DRAAS_REDIS_URL is not set")?;
+            run_api(settings, &url).await
+        }
+        Command::Up => up::run().await,
+    }
+}
+
+/// Serve the API until SIGINT or SIGTERM.
+pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
+    let store = Store::open(redis_url, &settings.key_prefix)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "API listening");
+    let state = AppState { store, settings: Arc::new(settings) };
+    draas_api::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,148 @@
+//! `draas up`: everything on one machine. Without `DRAAS_REDIS_URL` it runs a private
+//! `redis-server` (AOF on, unix socket only) under the data dir, installing Debian's
+//! redis-server first when it is missing; without tokens it makes one and keeps it.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use draas_jobs::settings::Settings;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::process::{Child, Command};
+
+/// Run the all-in-one stack until SIGINT or SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let mut settings = load_settings_with_token()?;
+    draas_jobs::telemetry::init(settings.log_format);
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    settings.data_dir = settings.data_dir.canonicalize()?;
+    let mut redis = None;
+    let url = match settings.redis_url.clone() {
+        Some(url) => url,
+        None => {
+            let (child, url) = start_private_redis(&settings.data_dir).await?;
+            redis = Some(child);
+            url
+        }
+    };
+    print_banner(&settings, &url);
+    let result = crate::run_api(settings, &url).await;
+    if let Some(mut child) = redis {
+        stop_redis(&mut child).await;
+    }
+    result
+}
+
+/// Settings, with a generated token (kept in `<data dir>/api-token`) when none is configured.
+fn load_settings_with_token() -> anyhow::Result<Settings> {
+    match Settings::load() {
+        Ok(s) => Ok(s),
+        Err(e) if e.to_string().contains("no API tokens") => {
+            let data_dir = std::env::var_os("DRAAS_DATA_DIR").map_or_else(|| PathBuf::from(".draas"), PathBuf::from);
+            let token = ensure_token(&data_dir)?;
+            let env = std::env::vars()
+                .filter(|(k, _)| k != "DRAAS_API_TOKENS")
+                .chain([("DRAAS_API_TOKENS".to_owned(), token)]);
+            let dir = std::env::var_os("DRAAS_CONFIG_DIR")
+                .map(PathBuf::from)
+                .or_else(|| Some(PathBuf::from("deploy/config")).filter(|p| p.is_dir()));
+            Ok(Settings::load_from(dir.as_deref(), env)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("api-token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut f, token.as_bytes())?;
+    Ok(token)
+}
+
+fn print_banner(settings: &Settings, redis_url: &SecretString) {
+    let base = format!("http://{}", settings.listen);
+    println!("draas is up");
+    println!("  API:    {base}/api/v1/instances");
+    println!("  docs:   {base}/docs");
+    println!("  redis:  {}", redis_url.expose_secret());
+    if settings.dev {
+        println!("  auth:   disabled (DRAAS_DEV=true)");
+    } else if let Some(token) = settings.api_tokens.first() {
+        println!("  token:  {}", token.expose_secret());
+        println!("  try:    curl -H 'Authorization: Bearer {}' {base}/api/v1/instances", token.expose_secret());
+    }
+}
+
+/// Start `redis-server` on a unix socket under `<data dir>/redis`, with AOF every second.
+async fn start_private_redis(data_dir: &Path) -> anyhow::Result<(Child, SecretString)> {
+    ensure_redis_installed().await?;
+    let dir = data_dir.join("redis");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = dir.join("redis.sock");
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--unixsocketperm", "700", "--appendonly", "yes", "--appendfsync", "everysec"])
+        .arg("--unixsocket")
+        .arg(&socket)
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::fs::File::create(dir.join("redis.log"))?)
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start redis-server")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("redis-server did not open {} within 10 s; see {}", socket.display(), dir.join("redis.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("redis+unix://{}", socket.display());
+    tracing::info!(%url, "private redis-server started");
+    Ok((child, SecretString::from(url)))
+}
+
+/// Install Debian's redis-server when it is missing (as root), or say how to.
+async fn ensure_redis_installed() -> anyhow::Result<()> {
+    if which("redis-server") {
+        return Ok(());
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("redis-server is not installed: run `sudo apt-get install -y redis-server`, or set DRAAS_REDIS_URL");
+    }
+    eprintln!("redis-server is missing: installing Debian's redis-server with apt-get ...");
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "redis-server"][..]] {
+        let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().await?;
+        if !status.success() {
+            bail!("apt-get {} failed", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+}
+
+async fn stop_redis(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SIGTERM lets redis-server flush its AOF.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}

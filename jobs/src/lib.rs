@@ -1,0 +1,11 @@
+//! draas shared kernel: validated domain types, drasi-server configuration, the Redis state
+//! store and its key schema, settings and telemetry. No HTTP framework, no platform SDKs.
+
+pub mod drasi;
+pub mod ids;
+pub mod model;
+pub mod render;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,265 @@
+//! One `Settings`, loaded in layers: built-in defaults, then `deploy/config/base.yaml`, then
+//! `deploy/config/<DRAAS_ENV>.yaml`, then `DRAAS_*` environment variables.
+//!
+//! Public environment contract: `DRAAS_REDIS_URL`, `DRAAS_KEY_PREFIX`, `DRAAS_LISTEN`,
+//! `DRAAS_API_TOKENS` (comma-separated), `DRAAS_DATA_DIR`, `DRAAS_DEV`, `DRAAS_NODE_ID`,
+//! `DRAAS_PROCESS_EXECUTABLE`; any other setting as `DRAAS_<SECTION>__<KEY>`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::model::Platform;
+
+/// Everything draas can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Redis URL; when unset, `draas up` starts a private redis-server under the data dir.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key (inside a `{hash tag}`).
+    pub key_prefix: String,
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// Accepted bearer tokens.
+    pub api_tokens: Vec<SecretString>,
+    /// Development mode: no authentication.
+    pub dev: bool,
+    /// Where config files, logs and a private Redis live.
+    pub data_dir: PathBuf,
+    /// Platform of instances created without one.
+    pub default_platform: Platform,
+    /// Log output: `text` or `json`.
+    pub log_format: LogFormat,
+    /// API limits.
+    pub api: ApiSettings,
+    /// Node id of this host (default: the host name).
+    pub node_id: Option<String>,
+    /// Worker runtime.
+    pub worker: WorkerSettings,
+    /// Local process platform.
+    pub process: ProcessSettings,
+    /// Operation records.
+    pub operations: OperationSettings,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// API limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Requests taking longer are answered 408 (long-polls excepted).
+    pub request_timeout_secs: u64,
+    /// Largest page a list may return.
+    pub max_page_size: usize,
+}
+
+/// Worker runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// Jobs run at once per worker process.
+    pub concurrency: usize,
+    /// How often an idle worker polls its queues.
+    pub poll_interval_ms: u64,
+    /// Attempts per operation before it fails.
+    pub max_attempts: u32,
+    /// Time allowed for one attempt.
+    pub attempt_timeout_secs: u64,
+    /// First retry delay.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+    /// Expiry of a per-instance lease.
+    pub lease_ttl_secs: u64,
+    /// Node heartbeat period.
+    pub heartbeat_secs: u64,
+}
+
+/// Local process platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProcessSettings {
+    /// drasi-server executable: a path or a name looked up in PATH.
+    pub executable: String,
+    /// Time allowed for a started server to answer its health endpoint.
+    pub health_timeout_secs: u64,
+    /// Time between SIGINT and SIGKILL on stop.
+    pub stop_grace_secs: u64,
+    /// Size at which an instance's log file is rotated.
+    pub log_max_bytes: u64,
+    /// First port of this node's range.
+    pub port_range_start: u16,
+    /// Last port of this node's range.
+    pub port_range_end: u16,
+    /// Bind address written into configs that name none.
+    pub host: String,
+}
+
+/// Operation records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OperationSettings {
+    /// How long finished operations are kept.
+    pub ttl_secs: u64,
+    /// Queue depth above which new operations are refused with 429.
+    pub max_queue_depth: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: "draas".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_tokens: Vec::new(),
+            dev: false,
+            data_dir: PathBuf::from(".draas"),
+            default_platform: Platform::Process,
+            log_format: LogFormat::Text,
+            api: ApiSettings::default(),
+            node_id: None,
+            worker: WorkerSettings::default(),
+            process: ProcessSettings::default(),
+            operations: OperationSettings::default(),
+        }
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30, max_page_size: 500 }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval_ms: 100,
+            max_attempts: 3,
+            attempt_timeout_secs: 120,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 30_000,
+            lease_ttl_secs: 180,
+            heartbeat_secs: 5,
+        }
+    }
+}
+
+impl Default for ProcessSettings {
+    fn default() -> Self {
+        Self {
+            executable: "drasi-server".into(),
+            health_timeout_secs: 30,
+            stop_grace_secs: 10,
+            log_max_bytes: 10 * 1024 * 1024,
+            port_range_start: 8100,
+            port_range_end: 8999,
+            host: "127.0.0.1".into(),
+        }
+    }
+}
+
+impl Default for OperationSettings {
+    fn default() -> Self {
+        Self { ttl_secs: 7 * 24 * 3600, max_queue_depth: 2000 }
+    }
+}
+
+/// Settings that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid settings: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+/// Environment variables of the public contract that do not follow `SECTION__KEY`.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("DRAAS_PROCESS_EXECUTABLE", "process.executable"),
+];
+
+impl Settings {
+    /// Load settings from the config directory (`DRAAS_CONFIG_DIR`, else `deploy/config` when
+    /// it exists) and the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let dir = std::env::var_os("DRAAS_CONFIG_DIR")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("deploy/config")).filter(|p| p.is_dir()));
+        Self::load_from(dir.as_deref(), std::env::vars())
+    }
+
+    /// Load settings from an explicit directory and environment (used by tests).
+    pub fn load_from(
+        dir: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("DRAAS_"))
+            .collect();
+        let mut builder = config::Config::builder();
+        if let Some(dir) = dir {
+            builder = builder.add_source(config::File::from(dir.join("base.yaml")).required(false));
+            let profile = env.get("DRAAS_ENV").map(String::as_str).unwrap_or("local");
+            if !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(SettingsError::Invalid(format!("DRAAS_ENV '{profile}' is not a profile name")));
+            }
+            builder = builder.add_source(config::File::from(dir.join(format!("{profile}.yaml"))).required(false));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("DRAAS")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("api_tokens")
+                .try_parsing(true)
+                .source(Some(env.clone().into_iter().collect())),
+        );
+        for (var, key) in ENV_ALIASES {
+            builder = builder.set_override_option(*key, env.get(*var).cloned())?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.api_tokens.retain(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty());
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        crate::store::keys::check_prefix(&self.key_prefix).map_err(SettingsError::Invalid)?;
+        if !self.dev && self.api_tokens.is_empty() {
+            return Err(SettingsError::Invalid(
+                "no API tokens: set DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication".into(),
+            ));
+        }
+        if self.process.port_range_start == 0 || self.process.port_range_start > self.process.port_range_end {
+            return Err(SettingsError::Invalid("process port range is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// This host's node id.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! The Redis key schema, in one place.
+//!
+//! Every key starts with `{<prefix>}`: the braces are a Redis Cluster hash tag, so all of a
+//! deployment's keys live in one slot and multi-key transactions (MULTI/EXEC, Lua) stay legal
+//! on a cluster. draas' state is small; one slot holds it comfortably.
+
+use crate::ids::{InstanceId, OperationId};
+
+/// Builds the keys of one deployment (one prefix).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    tag: String,
+}
+
+/// Check that a prefix is usable inside a hash tag.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]"))
+    }
+}
+
+impl Keys {
+    /// Keys under `prefix` (checked by `Settings`).
+    pub fn new(prefix: &str) -> Self {
+        Self { tag: format!("{{{prefix}}}") }
+    }
+
+    /// The hash-tagged prefix, e.g. `{draas}`.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// HASH `data`, `version`: the desired side of an instance.
+    pub fn instance(&self, id: &InstanceId) -> String {
+        format!("{}:instance:{id}", self.tag)
+    }
+
+    /// HASH `data`, `version`: an instance's drasi-server configuration.
+    pub fn config(&self, id: &InstanceId) -> String {
+        format!("{}:config:{id}", self.tag)
+    }
+
+    /// HASH `data`, `version`: what workers last observed.
+    pub fn observed(&self, id: &InstanceId) -> String {
+        format!("{}:observed:{id}", self.tag)
+    }
+
+    /// HASH name → id: the unique-name index.
+    pub fn names(&self) -> String {
+        format!("{}:names", self.tag)
+    }
+
+    /// ZSET (score 0) of instance ids: lexical order = creation order (ids are ULIDs).
+    pub fn instances(&self) -> String {
+        format!("{}:instances", self.tag)
+    }
+
+    /// STRING (JSON): an operation record.
+    pub fn operation(&self, id: &OperationId) -> String {
+        format!("{}:op:{id}", self.tag)
+    }
+
+    /// ZSET of an instance's operation ids, scored by creation time (ms).
+    pub fn instance_operations(&self, id: &InstanceId) -> String {
+        format!("{}:ops:{id}", self.tag)
+    }
+}

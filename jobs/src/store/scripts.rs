@@ -1,0 +1,56 @@
+//! Lua scripts that make multi-key writes atomic. Each touches only keys under one hash tag.
+
+use std::sync::OnceLock;
+
+use redis::Script;
+
+/// Create an instance unless its name is taken.
+/// KEYS: names, instances, instance, config. ARGV: name, id, instance json, config json.
+const CREATE: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'name_taken' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('HSET', KEYS[3], 'data', ARGV[3], 'version', 1)
+redis.call('HSET', KEYS[4], 'data', ARGV[4], 'version', 1)
+return 'ok'
+";
+
+/// Compare-and-set over n versioned hashes, with an optional rename in the name index.
+/// KEYS[1..n]: versioned hashes; KEYS[n+1]: names (rename only).
+/// ARGV[1] = n; then per hash: expected version, new data ('' = check only);
+/// then (rename only): old name, new name, id.
+/// Replies {'ok', v1, ..., vn}, {'conflict'} or {'name_taken'}.
+const CAS: &str = r"
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('HGET', KEYS[i], 'version') ~= ARGV[2 * i] then return {'conflict'} end
+end
+local r = 2 * n + 2
+if ARGV[r] then
+  local owner = redis.call('HGET', KEYS[n + 1], ARGV[r + 1])
+  if owner and owner ~= ARGV[r + 2] then return {'name_taken'} end
+  redis.call('HDEL', KEYS[n + 1], ARGV[r])
+  redis.call('HSET', KEYS[n + 1], ARGV[r + 1], ARGV[r + 2])
+end
+local out = {'ok'}
+for i = 1, n do
+  local data = ARGV[2 * i + 1]
+  if data ~= '' then
+    redis.call('HSET', KEYS[i], 'data', data)
+    table.insert(out, tostring(redis.call('HINCRBY', KEYS[i], 'version', 1)))
+  else
+    table.insert(out, ARGV[2 * i])
+  end
+end
+return out
+";
+
+pub(crate) fn create() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    S.get_or_init(|| Script::new(CREATE))
+}
+
+pub(crate) fn cas() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    S.get_or_init(|| Script::new(CAS))
+}
