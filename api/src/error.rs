@@ -168,7 +168,7 @@ impl From<StoreError> for ApiError {
                 Self::conflict("contended", "the instance is being changed concurrently; retry").retry_after(1)
             }
             StoreError::NotFound => Self::not_found("instance_not_found", "instance does not exist"),
-            e @ StoreError::Corrupt { .. } => Self::internal(&e),
+            e @ (StoreError::Corrupt { .. } | StoreError::Redis(_)) => Self::internal(&e),
         }
     }
 }

@@ -25,9 +25,12 @@ pub use keys::Keys;
 /// Something went wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis could not be reached or refused the command.
+    /// Redis could not be reached, or did not answer in time.
     #[error("state store unavailable: {0}")]
-    Unavailable(#[from] redis::RedisError),
+    Unavailable(redis::RedisError),
+    /// Redis answered with an error: a bug on our side, not an outage.
+    #[error("state store error: {0}")]
+    Redis(redis::RedisError),
     /// A record could not be decoded.
     #[error("corrupt record at {key}: {source}")]
     Corrupt {
@@ -44,6 +47,16 @@ pub enum StoreError {
     /// The instance does not exist.
     #[error("instance not found")]
     NotFound,
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Redis(e)
+        }
+    }
 }
 
 /// A record and the version it was read at.
@@ -134,6 +147,9 @@ impl Store {
 
     /// Read many instances in one pipelined round trip; `None` for ids that do not exist.
     pub async fn load_many(&self, ids: &[InstanceId]) -> Result<Vec<Option<InstanceState>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.hmget(self.keys.instance(id), &["data", "version"])
