@@ -27,8 +27,14 @@ fn digest(token: &[u8]) -> [u8; 32] {
 impl Auth {
     /// Accept `tokens`; `dev` disables authentication altogether.
     pub fn new(tokens: &[SecretString], dev: bool) -> Self {
-        let digests = tokens.iter().map(|t| digest(t.expose_secret().as_bytes())).collect();
-        Self { digests: Arc::new(digests), disabled: dev }
+        let digests = tokens
+            .iter()
+            .map(|t| digest(t.expose_secret().as_bytes()))
+            .collect();
+        Self {
+            digests: Arc::new(digests),
+            disabled: dev,
+        }
     }
 
     /// Is this `Authorization` header value one of ours?
@@ -49,8 +55,15 @@ impl Auth {
 }
 
 /// Middleware: 401 unless the request carries an accepted bearer token.
-pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+pub async fn require_token(
+    State(auth): State<Auth>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     if auth.accepts(header) {
         Ok(next.run(req).await)
     } else {

@@ -111,13 +111,20 @@ impl ApiError {
 
     /// 404 for an instance id.
     pub fn instance_not_found(id: &str) -> Self {
-        Self::not_found("instance_not_found", format!("instance '{id}' does not exist"))
+        Self::not_found(
+            "instance_not_found",
+            format!("instance '{id}' does not exist"),
+        )
     }
 
     /// 500 without internals; the cause is logged once here.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
 
     /// Status of this error.
@@ -144,7 +151,10 @@ impl IntoResponse for ApiError {
         };
         let mut res = (self.status, axum::Json(body)).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -160,14 +170,24 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "state store unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the state store is unavailable; retry shortly")
-                    .retry_after(1)
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the state store is unavailable; retry shortly",
+                )
+                .retry_after(1)
             }
-            StoreError::NameTaken => Self::conflict("name_taken", "another instance already has this name"),
-            StoreError::Contended => {
-                Self::conflict("contended", "the instance is being changed concurrently; retry").retry_after(1)
+            StoreError::NameTaken => {
+                Self::conflict("name_taken", "another instance already has this name")
             }
-            StoreError::NotFound => Self::not_found("instance_not_found", "instance does not exist"),
+            StoreError::Contended => Self::conflict(
+                "contended",
+                "the instance is being changed concurrently; retry",
+            )
+            .retry_after(1),
+            StoreError::NotFound => {
+                Self::not_found("instance_not_found", "instance does not exist")
+            }
             e @ (StoreError::Corrupt { .. } | StoreError::Redis(_)) => Self::internal(&e),
         }
     }
@@ -175,7 +195,10 @@ impl From<StoreError> for ApiError {
 
 impl From<ConfigError> for ApiError {
     fn from(ConfigError(errors): ConfigError) -> Self {
-        let first = errors.first().cloned().unwrap_or_else(|| FieldError::new("invalid_config", "invalid configuration", ""));
+        let first = errors
+            .first()
+            .cloned()
+            .unwrap_or_else(|| FieldError::new("invalid_config", "invalid configuration", ""));
         let mut e = Self::field(first);
         e.errors = errors;
         e

@@ -25,7 +25,9 @@ impl MediaType {
         let essence = ct.split(';').next()?.trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Some(Self::Json),
-            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Some(Self::Yaml),
+            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+                Some(Self::Yaml)
+            }
             "application/json-patch+json" => Some(Self::JsonPatch),
             "application/merge-patch+json" => Some(Self::MergePatch),
             _ => None,
@@ -46,7 +48,11 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         let media = MediaType::of(req.headers());
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the limit (1 MiB by default)")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body is larger than the limit (1 MiB by default)",
+                )
             } else {
                 ApiError::bad_request("unreadable_body", e.body_text())
             }
@@ -76,8 +82,12 @@ impl RawBody {
     /// Decode a JSON or YAML body into a JSON value.
     pub fn document(&self, media: MediaType) -> Result<Value, ApiError> {
         match media {
-            MediaType::Yaml => serde_norway::from_slice(&self.bytes)
-                .map_err(|e| ApiError::bad_request("malformed_yaml", format!("request body is not valid YAML: {e}"))),
+            MediaType::Yaml => serde_norway::from_slice(&self.bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "malformed_yaml",
+                    format!("request body is not valid YAML: {e}"),
+                )
+            }),
             _ => decode_json(&self.bytes),
         }
     }
@@ -104,10 +114,17 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let code = if inner.to_string().starts_with("unknown field") { "unknown_field" } else { "invalid_field" };
+                let code = if inner.to_string().starts_with("unknown field") {
+                    "unknown_field"
+                } else {
+                    "invalid_field"
+                };
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, inner.to_string()).at(pointer)
             }
-            _ => ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {inner}")),
+            _ => ApiError::bad_request(
+                "malformed_json",
+                format!("request body is not valid JSON: {inner}"),
+            ),
         }
     })
 }
@@ -117,7 +134,9 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
     path.iter()
         .map(|s| match s {
             Segment::Seq { index } => format!("/{index}"),
-            Segment::Map { key } | Segment::Enum { variant: key } => format!("/{}", key.replace('~', "~0").replace('/', "~1")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                format!("/{}", key.replace('~', "~0").replace('/', "~1"))
+            }
             Segment::Unknown => "/?".to_owned(),
         })
         .collect()
@@ -166,7 +185,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be ASCII"))?;
         let tags = v
             .split(',')
-            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"').to_owned())
+            .map(|t| {
+                t.trim()
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .to_owned()
+            })
             .collect();
         Ok(Self(Some(tags)))
     }

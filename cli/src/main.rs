@@ -40,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Api => {
             let settings = Settings::load()?;
             draas_jobs::telemetry::init(settings.log_format);
-            let url = settings.redis_url.clone().context("DRAAS_REDIS_URL is not set")?;
+            let url = settings
+                .redis_url
+                .clone()
+                .context("DRAAS_REDIS_URL is not set")?;
             run_api(settings, &url).await
         }
         Command::Up => up::run().await,
@@ -54,7 +57,10 @@ pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Re
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
-    let state = AppState { store, settings: Arc::new(settings) };
+    let state = AppState {
+        store,
+        settings: Arc::new(settings),
+    };
     draas_api::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

@@ -201,8 +201,20 @@ mod tests {
     fn hostile_names_are_rejected() {
         let long = "a".repeat(64);
         for bad in [
-            "", "../../etc", "has space", "Upper", "-lead", "trail-", "a;b", "$(x)", "a\0b",
-            long.as_str(), "a:b", "a#b", "a/b", "a.b",
+            "",
+            "../../etc",
+            "has space",
+            "Upper",
+            "-lead",
+            "trail-",
+            "a;b",
+            "$(x)",
+            "a\0b",
+            long.as_str(),
+            "a:b",
+            "a#b",
+            "a/b",
+            "a.b",
         ] {
             assert!(bad.parse::<InstanceName>().is_err(), "{bad:?} accepted");
         }

@@ -49,11 +49,7 @@ pub fn to_yaml(config: &DrasiConfig) -> Result<String, serde_norway::Error> {
 /// Kubernetes label value.
 pub fn spec_hash(yaml: &str) -> String {
     let digest = Sha256::digest(yaml.as_bytes());
-    digest
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Bind address drasi-server gets on `platform` when its config names none: the node's
@@ -73,7 +69,11 @@ pub struct Rendered {
 }
 
 /// Render what `state`'s platform hands to drasi-server, with `port` allocated by draas.
-pub fn render(state: &InstanceState, process_host: &str, port: Option<u16>) -> Result<Rendered, serde_norway::Error> {
+pub fn render(
+    state: &InstanceState,
+    process_host: &str,
+    port: Option<u16>,
+) -> Result<Rendered, serde_norway::Error> {
     let instance = &state.instance.value;
     let ctx = RenderContext {
         instance_id: instance.id.as_str(),
@@ -105,8 +105,15 @@ mod tests {
 
     #[test]
     fn effective_config_fills_in_draas_defaults_only_where_absent() {
-        let config = parse_config(json!({"port": 9000, "queries": [{"id": "q", "query": "MATCH (n) RETURN n"}]})).expect("valid");
-        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", allocated_port: Some(8100) };
+        let config = parse_config(
+            json!({"port": 9000, "queries": [{"id": "q", "query": "MATCH (n) RETURN n"}]}),
+        )
+        .expect("valid");
+        let ctx = RenderContext {
+            instance_id: "abc",
+            default_host: "127.0.0.1",
+            allocated_port: Some(8100),
+        };
         let e = effective(&config, &ctx);
         assert_eq!(e.id.as_deref(), Some("abc"));
         assert_eq!(e.port.map(Port::get), Some(9000));

@@ -140,7 +140,11 @@ impl Default for Settings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30, max_page_size: 500 }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 90,
+            max_page_size: 500,
+        }
     }
 }
 
@@ -175,7 +179,10 @@ impl Default for ProcessSettings {
 
 impl Default for OperationSettings {
     fn default() -> Self {
-        Self { ttl_secs: 7 * 24 * 3600, max_queue_depth: 2000 }
+        Self {
+            ttl_secs: 7 * 24 * 3600,
+            max_queue_depth: 2000,
+        }
     }
 }
 
@@ -189,9 +196,7 @@ pub enum SettingsError {
 }
 
 /// Environment variables of the public contract that do not follow `SECTION__KEY`.
-const ENV_ALIASES: &[(&str, &str)] = &[
-    ("DRAAS_PROCESS_EXECUTABLE", "process.executable"),
-];
+const ENV_ALIASES: &[(&str, &str)] = &[("DRAAS_PROCESS_EXECUTABLE", "process.executable")];
 
 impl Settings {
     /// Load settings from the config directory (`DRAAS_CONFIG_DIR`, else `deploy/config` when
@@ -212,14 +217,22 @@ impl Settings {
             .into_iter()
             .filter(|(k, _)| k.starts_with("DRAAS_"))
             .collect();
+        let profile = env.get("DRAAS_ENV").map(String::as_str).unwrap_or("local");
+        if profile.is_empty()
+            || !profile
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(SettingsError::Invalid(format!(
+                "DRAAS_ENV '{profile}' is not a profile name"
+            )));
+        }
         let mut builder = config::Config::builder();
         if let Some(dir) = dir {
             builder = builder.add_source(config::File::from(dir.join("base.yaml")).required(false));
-            let profile = env.get("DRAAS_ENV").map(String::as_str).unwrap_or("local");
-            if !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(SettingsError::Invalid(format!("DRAAS_ENV '{profile}' is not a profile name")));
-            }
-            builder = builder.add_source(config::File::from(dir.join(format!("{profile}.yaml"))).required(false));
+            builder = builder.add_source(
+                config::File::from(dir.join(format!("{profile}.yaml"))).required(false),
+            );
         }
         builder = builder.add_source(
             config::Environment::with_prefix("DRAAS")
@@ -234,7 +247,13 @@ impl Settings {
             builder = builder.set_override_option(*key, env.get(*var).cloned())?;
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.api_tokens.retain(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty());
+        settings.api_tokens = settings
+            .api_tokens
+            .iter()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t).trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from)
+            .collect();
         settings.check()?;
         Ok(settings)
     }
@@ -246,7 +265,9 @@ impl Settings {
                 "no API tokens: set DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication".into(),
             ));
         }
-        if self.process.port_range_start == 0 || self.process.port_range_start > self.process.port_range_end {
+        if self.process.port_range_start == 0
+            || self.process.port_range_start > self.process.port_range_end
+        {
             return Err(SettingsError::Invalid("process port range is empty".into()));
         }
         Ok(())
@@ -261,5 +282,89 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "localhost".to_owned())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn committed_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config")
+    }
+
+    #[test]
+    fn the_public_environment_contract_is_honoured_over_the_committed_files() {
+        let s = Settings::load_from(
+            Some(&committed_dir()),
+            env(&[
+                ("DRAAS_REDIS_URL", "redis://127.0.0.1:6390/0"),
+                ("DRAAS_KEY_PREFIX", "fleet-a"),
+                ("DRAAS_LISTEN", "0.0.0.0:9090"),
+                ("DRAAS_API_TOKENS", "one, two,,three"),
+                ("DRAAS_DATA_DIR", "/var/lib/draas"),
+                ("DRAAS_NODE_ID", "node-7"),
+                ("DRAAS_PROCESS_EXECUTABLE", "/opt/drasi/bin/drasi-server"),
+                ("DRAAS_WORKER__CONCURRENCY", "3"),
+            ]),
+        )
+        .expect("settings");
+        assert_eq!(
+            s.redis_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned())
+                .as_deref(),
+            Some("redis://127.0.0.1:6390/0")
+        );
+        assert_eq!(s.key_prefix, "fleet-a");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9090");
+        let tokens: Vec<_> = s
+            .api_tokens
+            .iter()
+            .map(|t| t.expose_secret().to_owned())
+            .collect();
+        assert_eq!(tokens, ["one", "two", "three"]);
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/draas"));
+        assert_eq!(s.node_id(), "node-7");
+        assert_eq!(s.process.executable, "/opt/drasi/bin/drasi-server");
+        assert_eq!(s.worker.concurrency, 3);
+        assert!(!s.dev);
+    }
+
+    #[test]
+    fn committed_files_load_and_match_the_built_in_defaults() {
+        let s = Settings::load_from(Some(&committed_dir()), env(&[("DRAAS_DEV", "true")]))
+            .expect("settings");
+        let d = Settings::default();
+        assert!(s.dev);
+        assert_eq!(s.listen, d.listen);
+        assert_eq!(s.key_prefix, d.key_prefix);
+        assert_eq!(s.process.port_range_start, d.process.port_range_start);
+        assert_eq!(s.operations.ttl_secs, d.operations.ttl_secs);
+        assert_eq!(s.api.request_timeout_secs, d.api.request_timeout_secs);
+    }
+
+    #[test]
+    fn missing_tokens_without_dev_mode_and_bad_prefixes_are_refused() {
+        assert!(Settings::load_from(None, env(&[])).is_err());
+        assert!(
+            Settings::load_from(
+                None,
+                env(&[("DRAAS_DEV", "true"), ("DRAAS_KEY_PREFIX", "a}b")])
+            )
+            .is_err()
+        );
+        assert!(
+            Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_ENV", "../x")]))
+                .is_err()
+        );
     }
 }

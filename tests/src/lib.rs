@@ -20,7 +20,10 @@ pub use redis_server::TestRedis;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary>
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary; the test command builds them first.
@@ -50,7 +53,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -69,11 +75,15 @@ impl DraasProcess {
     /// until it logs where it listens.
     pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
         let mut cmd = Command::new(bin("draas"));
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DRAAS_")) {
             cmd.env_remove(k);
         }
-        cmd.env("DRAAS_CONFIG_DIR", "/nonexistent").env("RUST_LOG", "info");
+        cmd.env("DRAAS_CONFIG_DIR", "/nonexistent")
+            .env("RUST_LOG", "info");
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn draas");
         let stderr = child.stderr.take().expect("stderr");
@@ -86,16 +96,30 @@ impl DraasProcess {
                     eprintln!("[draas] {line}");
                 }
                 if let Some(addr) = line.split("listen=").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = tx.send(
+                        addr.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
                 }
                 sink.lock().expect("log").push(line);
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("draas did not start listening; log:\n{}", log.lock().expect("log").join("\n"))
-        });
-        Self { child, base_url: format!("http://{addr}"), log }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "draas did not start listening; log:\n{}",
+                    log.lock().expect("log").join("\n")
+                )
+            });
+        Self {
+            child,
+            base_url: format!("http://{addr}"),
+            log,
+        }
     }
 
     /// Stop the process (SIGKILL) and wait for it.
@@ -106,7 +130,11 @@ impl DraasProcess {
 
     /// Does the log contain a line with all of `needles`?
     pub fn logged(&self, needles: &[&str]) -> bool {
-        self.log.lock().expect("log").iter().any(|l| needles.iter().all(|n| l.contains(n)))
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
     }
 }
 
@@ -136,7 +164,10 @@ pub async fn spawn_app() -> TestApp {
         redis,
         prefix,
         token,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
     }
 }
 
@@ -149,7 +180,11 @@ impl TestApp {
     /// Start another `draas api` on this test's Redis, with `extra` environment on top.
     pub fn start_api(&self, extra: &[(&str, &str)]) -> DraasProcess {
         let mut env = self.env();
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         DraasProcess::start(&["api"], &env)
     }
 
@@ -160,12 +195,19 @@ impl TestApp {
 
     /// A request to a given API process with the test's token.
     pub fn req_to(&self, api: &DraasProcess, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", api.base_url)).bearer_auth(&self.token)
+        self.client
+            .request(method, format!("{}{path}", api.base_url))
+            .bearer_auth(&self.token)
     }
 
     /// POST a JSON body and return status and JSON answer.
     pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> (StatusCode, Value) {
-        let res = self.req(method, path).json(body).send().await.expect("request");
+        let res = self
+            .req(method, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -180,7 +222,11 @@ impl TestApp {
     /// Create an instance and return its JSON.
     pub async fn create_instance(&self, name: &str, config: Value) -> Value {
         let (status, body) = self
-            .send_json(Method::POST, "/api/v1/instances", &serde_json::json!({"name": name, "config": config}))
+            .send_json(
+                Method::POST,
+                "/api/v1/instances",
+                &serde_json::json!({"name": name, "config": config}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
         body
@@ -195,11 +241,19 @@ impl TestApp {
     /// a rejected request wrote nothing.
     pub async fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
         let mut c = self.redis().await;
-        let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{{{}}}*", self.prefix)).query_async(&mut c).await.expect("keys");
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{{{}}}*", self.prefix))
+            .query_async(&mut c)
+            .await
+            .expect("keys");
         keys.sort();
         let mut out = Vec::new();
         for k in keys {
-            let v: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut c).await.expect("dump");
+            let v: Vec<u8> = redis::cmd("DUMP")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .expect("dump");
             out.push((k, v));
         }
         out

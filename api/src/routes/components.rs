@@ -1,10 +1,10 @@
 //! `/api/v1/instances/{id}/config/{sources|queries|reactions}[/{componentId}]`: one component
 //! at a time. Each edit is validated as part of the whole configuration.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use draas_jobs::drasi::{ComponentKind, DrasiConfig};
 use draas_jobs::ids::ComponentId;
 use draas_jobs::validate::{dependants, parse_config};
@@ -21,7 +21,10 @@ fn kind(raw: &str) -> Result<ComponentKind, ApiError> {
         "sources" => Ok(ComponentKind::Sources),
         "queries" => Ok(ComponentKind::Queries),
         "reactions" => Ok(ComponentKind::Reactions),
-        _ => Err(ApiError::not_found("route_not_found", format!("no component collection '{raw}'; use sources, queries or reactions"))),
+        _ => Err(ApiError::not_found(
+            "route_not_found",
+            format!("no component collection '{raw}'; use sources, queries or reactions"),
+        )),
     }
 }
 
@@ -32,32 +35,52 @@ fn component_id(raw: &str) -> Result<ComponentId, ApiError> {
 /// The collection `kind` of a configuration, as JSON values.
 fn collection(config: &DrasiConfig, kind: ComponentKind) -> Result<Vec<Value>, ApiError> {
     let doc = serde_json::to_value(config).map_err(|e| ApiError::internal(&e))?;
-    Ok(doc.get(kind.key()).and_then(Value::as_array).cloned().unwrap_or_default())
+    Ok(doc
+        .get(kind.key())
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }
 
 fn position(items: &[Value], id: &str) -> Option<usize> {
-    items.iter().position(|c| c.get("id").and_then(Value::as_str) == Some(id))
+    items
+        .iter()
+        .position(|c| c.get("id").and_then(Value::as_str) == Some(id))
 }
 
 fn not_found(kind: ComponentKind, id: &str) -> ApiError {
-    ApiError::not_found("component_not_found", format!("{} '{id}' does not exist", kind.key()))
+    ApiError::not_found(
+        "component_not_found",
+        format!("{} '{id}' does not exist", kind.key()),
+    )
 }
 
 /// Replace collection `kind` with `items` and validate the whole configuration. Errors in
 /// the component at `index` are reported relative to the component's own body.
-fn with_collection(config: &DrasiConfig, kind: ComponentKind, items: Vec<Value>, index: usize) -> Result<DrasiConfig, ApiError> {
+fn with_collection(
+    config: &DrasiConfig,
+    kind: ComponentKind,
+    items: Vec<Value>,
+    index: usize,
+) -> Result<DrasiConfig, ApiError> {
     let mut doc = serde_json::to_value(config).map_err(|e| ApiError::internal(&e))?;
     doc[kind.key()] = Value::Array(items);
-    parse_config(doc).map_err(|e| ApiError::from(e).relative_to(&format!("/{}/{index}", kind.key())))
+    parse_config(doc)
+        .map_err(|e| ApiError::from(e).relative_to(&format!("/{}/{index}", kind.key())))
 }
 
 /// Body of a component: a JSON object whose `id`, if present, matches `id`.
 fn component_body(body: &RawBody, id: Option<&str>) -> Result<Value, ApiError> {
     body.expect(&[MediaType::Json])?;
     let mut v: Value = body.json()?;
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "a component must be a JSON object").at(""))?;
+    let obj = v.as_object_mut().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "a component must be a JSON object",
+        )
+        .at("")
+    })?;
     if let Some(id) = id {
         match obj.get("id") {
             None => {
@@ -65,7 +88,12 @@ fn component_body(body: &RawBody, id: Option<&str>) -> Result<Value, ApiError> {
             }
             Some(Value::String(s)) if s == id => {}
             Some(_) => {
-                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "id_mismatch", "the body's id differs from the id in the path").at("/id"));
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "id_mismatch",
+                    "the body's id differs from the id in the path",
+                )
+                .at("/id"));
             }
         }
     }
@@ -76,10 +104,17 @@ fn component_body(body: &RawBody, id: Option<&str>) -> Result<Value, ApiError> {
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config/{kind}", tag = "config",
     params(("id" = String, Path), ("kind" = String, Path, description = "sources, queries or reactions")),
     responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(state): State<AppState>, PathParams((id, k)): PathParams<(String, String)>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    PathParams((id, k)): PathParams<(String, String)>,
+) -> Result<Response, ApiError> {
     let kind = kind(&k)?;
     let s = load(&state, &parse_id(&id)?).await?;
-    Ok(([etag(s.config.version)], Json(collection(&s.config.value, kind)?)).into_response())
+    Ok((
+        [etag(s.config.version)],
+        Json(collection(&s.config.value, kind)?),
+    )
+        .into_response())
 }
 
 /// Add a component.
@@ -96,13 +131,19 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let kind = kind(&k)?;
     let component = component_body(&body, None)?;
-    let cid = component.get("id").and_then(Value::as_str).map(str::to_owned);
+    let cid = component
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let after = edit_config(&state, &id, &if_match, |config| {
         let mut items = collection(config, kind)?;
         if let Some(cid) = &cid
             && position(&items, cid).is_some()
         {
-            return Err(ApiError::conflict("component_exists", format!("{} '{cid}' already exists", kind.key())));
+            return Err(ApiError::conflict(
+                "component_exists",
+                format!("{} '{cid}' already exists", kind.key()),
+            ));
         }
         items.push(component.clone());
         let index = items.len() - 1;
@@ -111,14 +152,22 @@ pub async fn create(
     .await?;
     let cid = cid.unwrap_or_default();
     let location = format!("/api/v1/instances/{id}/config/{}/{cid}", kind.key());
-    Ok((StatusCode::CREATED, [etag(after.config.version), (header::LOCATION, location)], Json(component)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [etag(after.config.version), (header::LOCATION, location)],
+        Json(component),
+    )
+        .into_response())
 }
 
 /// Read one component.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config/{kind}/{componentId}", tag = "config",
     params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path)),
     responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn get(State(state): State<AppState>, PathParams((id, k, cid)): PathParams<(String, String, String)>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    PathParams((id, k, cid)): PathParams<(String, String, String)>,
+) -> Result<Response, ApiError> {
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
     let s = load(&state, &parse_id(&id)?).await?;
@@ -160,7 +209,11 @@ pub async fn put(
         with_collection(config, kind, items, index)
     })
     .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, [etag(after.config.version)], Json(component)).into_response())
 }
 

@@ -1,10 +1,10 @@
 //! `/api/v1/instances/{id}/config`: the whole drasi-server configuration, as JSON or as the
 //! exact YAML drasi-server will be given; replaced whole or patched (RFC 6902 / RFC 7396).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use draas_jobs::drasi::DrasiConfig;
 use draas_jobs::render;
 use draas_jobs::store::InstanceState;
@@ -31,7 +31,11 @@ fn wants_yaml(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/yaml") || a.contains("text/yaml") || a.contains("application/x-yaml"))
+        .is_some_and(|a| {
+            a.contains("application/yaml")
+                || a.contains("text/yaml")
+                || a.contains("application/x-yaml")
+        })
 }
 
 /// The stored configuration with its ETag.
@@ -55,7 +59,13 @@ pub async fn edit_config(
             Ok::<_, ApiError>(())
         })
         .await
-        .map_err(|e| if e.code() == "instance_not_found" { ApiError::instance_not_found(id.as_str()) } else { e })?;
+        .map_err(|e| {
+            if e.code() == "instance_not_found" {
+                ApiError::instance_not_found(id.as_str())
+            } else {
+                e
+            }
+        })?;
     Ok(after)
 }
 
@@ -74,16 +84,24 @@ pub async fn get(
     let s = load(&state, &parse_id(&id)?).await?;
     let port = s.observed.as_ref().and_then(|o| o.value.port);
     if wants_yaml(&headers) || q.effective == Some(true) {
-        let rendered = render::render(&s, &state.settings.process.host, port).map_err(|e| ApiError::internal(&e))?;
+        let rendered = render::render(&s, &state.settings.process.host, port)
+            .map_err(|e| ApiError::internal(&e))?;
         if wants_yaml(&headers) {
             return Ok((
-                [(header::CONTENT_TYPE, "application/yaml".to_owned()), etag(s.config.version),
-                    (header::HeaderName::from_static("x-draas-spec-hash"), rendered.spec_hash)],
+                [
+                    (header::CONTENT_TYPE, "application/yaml".to_owned()),
+                    etag(s.config.version),
+                    (
+                        header::HeaderName::from_static("x-draas-spec-hash"),
+                        rendered.spec_hash,
+                    ),
+                ],
                 rendered.yaml,
             )
                 .into_response());
         }
-        let effective: Value = serde_norway::from_str(&rendered.yaml).map_err(|e| ApiError::internal(&e))?;
+        let effective: Value =
+            serde_norway::from_str(&rendered.yaml).map_err(|e| ApiError::internal(&e))?;
         return Ok(([etag(s.config.version)], Json(effective)).into_response());
     }
     Ok(config_response(StatusCode::OK, &s))
@@ -120,16 +138,17 @@ pub async fn patch(
     body: RawBody,
 ) -> Result<Response, ApiError> {
     let media = body.expect(&[MediaType::JsonPatch, MediaType::MergePatch])?;
-    let edit: Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync> = if media == MediaType::JsonPatch {
-        let ops: json_patch::Patch = body.json()?;
-        Box::new(move |doc| json_patch::patch(doc, &ops).map_err(patch_error))
-    } else {
-        let merge: Value = body.json()?;
-        Box::new(move |doc| {
-            json_patch::merge(doc, &merge);
-            Ok(())
-        })
-    };
+    let edit: Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync> =
+        if media == MediaType::JsonPatch {
+            let ops: json_patch::Patch = body.json()?;
+            Box::new(move |doc| json_patch::patch(doc, &ops).map_err(patch_error))
+        } else {
+            let merge: Value = body.json()?;
+            Box::new(move |doc| {
+                json_patch::merge(doc, &merge);
+                Ok(())
+            })
+        };
     let after = edit_config(&state, &id, &if_match, |current| {
         let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
         edit(&mut doc)?;
@@ -144,5 +163,12 @@ fn patch_error(e: json_patch::PatchError) -> ApiError {
         json_patch::PatchErrorKind::TestFailed => "patch_test_failed",
         _ => "patch_failed",
     };
-    ApiError::field(FieldError::new(code, format!("patch operation {} at '{}' failed: {}", e.operation, e.path, e.kind), format!("/{}", e.operation)))
+    ApiError::field(FieldError::new(
+        code,
+        format!(
+            "patch operation {} at '{}' failed: {}",
+            e.operation, e.path, e.kind
+        ),
+        format!("/{}", e.operation),
+    ))
 }

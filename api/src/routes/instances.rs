@@ -1,9 +1,9 @@
 //! `/api/v1/instances`: create, list, read and rename instances.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::Utc;
 use draas_jobs::drasi::DrasiConfig;
 use draas_jobs::ids::{InstanceId, InstanceName};
@@ -12,7 +12,9 @@ use draas_jobs::store::InstanceState;
 use draas_jobs::validate::parse_config;
 
 use crate::AppState;
-use crate::dto::{CreateInstance, Instance, InstancePage, ListInstances, MAX_DESCRIPTION, UpdateInstance};
+use crate::dto::{
+    CreateInstance, Instance, InstancePage, ListInstances, MAX_DESCRIPTION, UpdateInstance,
+};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
 
@@ -23,20 +25,29 @@ pub fn parse_id(raw: &str) -> Result<InstanceId, ApiError> {
 
 /// Load an instance or answer 404.
 pub async fn load(state: &AppState, id: &InstanceId) -> Result<InstanceState, ApiError> {
-    state.store.load(id).await?.ok_or_else(|| ApiError::instance_not_found(id.as_str()))
+    state
+        .store
+        .load(id)
+        .await?
+        .ok_or_else(|| ApiError::instance_not_found(id.as_str()))
 }
 
 fn description(d: Option<String>) -> Result<Option<String>, ApiError> {
     match d {
-        Some(d) if d.len() > MAX_DESCRIPTION || d.contains('\0') => Err(ApiError::field(
-            draas_jobs::validate::FieldError::new("invalid_description", format!("description must be at most {MAX_DESCRIPTION} bytes, without NUL"), "/description"),
-        )),
+        Some(d) if d.len() > MAX_DESCRIPTION || d.contains('\0') => {
+            Err(ApiError::field(draas_jobs::validate::FieldError::new(
+                "invalid_description",
+                format!("description must be at most {MAX_DESCRIPTION} bytes, without NUL"),
+                "/description",
+            )))
+        }
         d => Ok(d),
     }
 }
 
 fn name(n: &str) -> Result<InstanceName, ApiError> {
-    n.parse::<InstanceName>().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message).at("/name"))
+    n.parse::<InstanceName>()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message).at("/name"))
 }
 
 /// An instance with its ETag.
@@ -87,14 +98,21 @@ const MAX_SCAN: usize = 5000;
 /// List instances, oldest first, filtered by platform and status, one page at a time.
 #[utoipa::path(get, path = "/api/v1/instances", tag = "instances", params(ListInstances),
     responses((status = 200, body = InstancePage), (status = 400, body = Problem)))]
-pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListInstances>) -> Result<Json<InstancePage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListInstances>,
+) -> Result<Json<InstancePage>, ApiError> {
     let max = state.settings.api.max_page_size;
     let limit = q.limit.unwrap_or(100.min(max));
     if limit == 0 || limit > max {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")));
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {max}"),
+        ));
     }
-    let mut cursor = q.cursor.as_deref().map(parse_id).transpose()
-        .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?;
+    let mut cursor = q.cursor.as_deref().map(parse_id).transpose().map_err(|_| {
+        ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
+    })?;
     let batch = limit.max(100);
     let (mut items, mut scanned) = (Vec::new(), 0);
     loop {
@@ -102,19 +120,32 @@ pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<Lis
         for (id, s) in ids.iter().zip(state.store.load_many(&ids).await?) {
             scanned += 1;
             cursor = Some(id.clone());
-            let Some(dto) = s.as_ref().map(Instance::from) else { continue };
-            if q.platform.is_none_or(|p| p == dto.platform) && q.status.is_none_or(|st| st == dto.status) {
+            let Some(dto) = s.as_ref().map(Instance::from) else {
+                continue;
+            };
+            if q.platform.is_none_or(|p| p == dto.platform)
+                && q.status.is_none_or(|st| st == dto.status)
+            {
                 items.push(dto);
                 if items.len() == limit {
-                    return Ok(Json(InstancePage { items, next_cursor: cursor.map(|c| c.to_string()) }));
+                    return Ok(Json(InstancePage {
+                        items,
+                        next_cursor: cursor.map(|c| c.to_string()),
+                    }));
                 }
             }
         }
         if ids.len() < batch {
-            return Ok(Json(InstancePage { items, next_cursor: None }));
+            return Ok(Json(InstancePage {
+                items,
+                next_cursor: None,
+            }));
         }
         if scanned >= MAX_SCAN {
-            return Ok(Json(InstancePage { items, next_cursor: cursor.map(|c| c.to_string()) }));
+            return Ok(Json(InstancePage {
+                items,
+                next_cursor: cursor.map(|c| c.to_string()),
+            }));
         }
     }
 }
@@ -122,7 +153,10 @@ pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<Lis
 /// Read one instance.
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = String, Path)),
     responses((status = 200, body = Instance, headers(("ETag" = String))), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<String>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     Ok(instance_response(StatusCode::OK, &load(&state, &id).await?))
 }
@@ -132,7 +166,12 @@ pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<Strin
     request_body(content = UpdateInstance, content_type = "application/merge-patch+json"),
     responses((status = 200, body = Instance), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(state): State<AppState>, PathParams(id): PathParams<String>, if_match: IfMatch, body: RawBody) -> Result<Response, ApiError> {
+pub async fn update(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    if_match: IfMatch,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     body.expect(&[MediaType::Json, MediaType::MergePatch])?;
     let req: UpdateInstance = body.json()?;
@@ -151,6 +190,12 @@ pub async fn update(State(state): State<AppState>, PathParams(id): PathParams<St
             Ok::<_, ApiError>(())
         })
         .await
-        .map_err(|e| if e.status() == StatusCode::NOT_FOUND { ApiError::instance_not_found(id.as_str()) } else { e })?;
+        .map_err(|e| {
+            if e.status() == StatusCode::NOT_FOUND {
+                ApiError::instance_not_found(id.as_str())
+            } else {
+                e
+            }
+        })?;
     Ok(instance_response(StatusCode::OK, &after))
 }

@@ -22,14 +22,18 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]"))
+        Err(format!(
+            "key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]"
+        ))
     }
 }
 
 impl Keys {
     /// Keys under `prefix` (checked by `Settings`).
     pub fn new(prefix: &str) -> Self {
-        Self { tag: format!("{{{prefix}}}") }
+        Self {
+            tag: format!("{{{prefix}}}"),
+        }
     }
 
     /// The hash-tagged prefix, e.g. `{draas}`.
