@@ -5,6 +5,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod lifecycle;
 pub mod openapi;
 pub mod routes;
 
@@ -16,7 +17,9 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
+use draas_jobs::jobs::Enqueuer;
+use draas_jobs::ops::Operations;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -26,13 +29,30 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, health, instances};
+use crate::routes::{components, config, health, instances, operations};
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub ops: Operations,
+    pub enqueuer: Enqueuer,
     pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// State over one store connection.
+    pub fn new(store: Store, settings: Settings) -> Self {
+        let conn = store.connection();
+        let keys = store.keys().clone();
+        let ttl = Duration::from_secs(settings.operations.ttl_secs);
+        Self {
+            ops: Operations::new(conn.clone(), keys.clone(), ttl),
+            enqueuer: Enqueuer::new(conn, keys),
+            store,
+            settings: Arc::new(settings),
+        }
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,10 +67,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/instances",
             get(instances::list).post(instances::create),
         )
-        .route(
-            "/api/v1/instances/{id}",
-            get(instances::get).patch(instances::update),
-        )
+        .route("/api/v1/instances/{id}", get(instances::get).patch(instances::update).delete(operations::delete))
+        .route("/api/v1/instances/{id}/start", post(operations::start))
+        .route("/api/v1/instances/{id}/stop", post(operations::stop))
+        .route("/api/v1/instances/{id}/restart", post(operations::restart))
+        .route("/api/v1/operations", get(operations::list))
+        .route("/api/v1/operations/{id}", get(operations::get))
+        .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
         .route(
             "/api/v1/instances/{id}/config",
             get(config::get).put(config::put).patch(config::patch),

@@ -3,8 +3,6 @@
 
 mod up;
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use draas_api::AppState;
@@ -23,7 +21,9 @@ struct Cli {
 enum Command {
     /// Serve the REST API (needs DRAAS_REDIS_URL).
     Api,
-    /// All-in-one: API on this machine, with a private redis-server when DRAAS_REDIS_URL is unset.
+    /// Run jobs: start, stop, restart and delete instances (needs DRAAS_REDIS_URL).
+    Worker,
+    /// All-in-one: API and worker on this machine, with a private redis-server when DRAAS_REDIS_URL is unset.
     Up,
     /// Print the OpenAPI document.
     Openapi,
@@ -46,22 +46,33 @@ async fn main() -> anyhow::Result<()> {
                 .context("DRAAS_REDIS_URL is not set")?;
             run_api(settings, &url).await
         }
+        Command::Worker => {
+            let settings = Settings::load()?;
+            draas_jobs::telemetry::init(settings.log_format);
+            let url = settings.redis_url.clone().context("DRAAS_REDIS_URL is not set")?;
+            run_worker(settings, &url).await
+        }
         Command::Up => up::run().await,
     }
 }
 
 /// Serve the API until SIGINT or SIGTERM.
 pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
+    settings.require_auth()?;
     let store = Store::open(redis_url, &settings.key_prefix)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
-    let state = AppState {
-        store,
-        settings: Arc::new(settings),
-    };
+    let state = AppState::new(store, settings);
     draas_api::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Run a worker until SIGINT or SIGTERM.
+pub async fn run_worker(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
+    let store = Store::open(redis_url, &settings.key_prefix)?;
+    draas_workers::run(store, settings, shutdown_signal()).await?;
     Ok(())
 }
 

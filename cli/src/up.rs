@@ -30,7 +30,8 @@ pub async fn run() -> anyhow::Result<()> {
         }
     };
     print_banner(&settings, &url);
-    let result = crate::run_api(settings, &url).await;
+    let (api, worker) = tokio::join!(crate::run_api(settings.clone(), &url), crate::run_worker(settings, &url));
+    let result = api.and(worker);
     if let Some(mut child) = redis {
         stop_redis(&mut child).await;
     }
@@ -39,9 +40,10 @@ pub async fn run() -> anyhow::Result<()> {
 
 /// Settings, with a generated token (kept in `<data dir>/api-token`) when none is configured.
 fn load_settings_with_token() -> anyhow::Result<Settings> {
-    match Settings::load() {
-        Ok(s) => Ok(s),
-        Err(e) if e.to_string().contains("no API tokens") => {
+    let settings = Settings::load()?;
+    match settings.require_auth() {
+        Ok(()) => Ok(settings),
+        Err(_) => {
             let data_dir = std::env::var_os("DRAAS_DATA_DIR")
                 .map_or_else(|| PathBuf::from(".draas"), PathBuf::from);
             let token = ensure_token(&data_dir)?;
@@ -53,7 +55,6 @@ fn load_settings_with_token() -> anyhow::Result<Settings> {
                 .or_else(|| Some(PathBuf::from("deploy/config")).filter(|p| p.is_dir()));
             Ok(Settings::load_from(dir.as_deref(), env)?)
         }
-        Err(e) => Err(e.into()),
     }
 }
 

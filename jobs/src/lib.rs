@@ -3,7 +3,12 @@
 
 pub mod drasi;
 pub mod ids;
+pub mod jobs;
+pub mod lease;
 pub mod model;
+pub mod nodes;
+pub mod ops;
+pub mod ports;
 pub mod render;
 pub mod settings;
 pub mod store;

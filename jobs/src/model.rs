@@ -41,6 +41,8 @@ pub enum DesiredState {
     /// The instance should not be running.
     #[default]
     Stopped,
+    /// The instance is being deleted; it accepts no other operation.
+    Deleted,
 }
 
 /// What was last seen.

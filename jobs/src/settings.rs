@@ -86,6 +86,8 @@ pub struct WorkerSettings {
     pub lease_ttl_secs: u64,
     /// Node heartbeat period.
     pub heartbeat_secs: u64,
+    /// Fault injection for tests: make every start attempt panic.
+    pub inject_panic: bool,
 }
 
 /// Local process platform.
@@ -157,8 +159,9 @@ impl Default for WorkerSettings {
             attempt_timeout_secs: 120,
             backoff_initial_ms: 500,
             backoff_max_ms: 30_000,
-            lease_ttl_secs: 180,
+            lease_ttl_secs: 30,
             heartbeat_secs: 5,
+            inject_panic: false,
         }
     }
 }
@@ -260,15 +263,20 @@ impl Settings {
 
     fn check(&self) -> Result<(), SettingsError> {
         crate::store::keys::check_prefix(&self.key_prefix).map_err(SettingsError::Invalid)?;
-        if !self.dev && self.api_tokens.is_empty() {
-            return Err(SettingsError::Invalid(
-                "no API tokens: set DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication".into(),
-            ));
-        }
         if self.process.port_range_start == 0
             || self.process.port_range_start > self.process.port_range_end
         {
             return Err(SettingsError::Invalid("process port range is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// An API must authenticate: tokens, or explicit dev mode.
+    pub fn require_auth(&self) -> Result<(), SettingsError> {
+        if !self.dev && self.api_tokens.is_empty() {
+            return Err(SettingsError::Invalid(
+                "no API tokens: set DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication".into(),
+            ));
         }
         Ok(())
     }
@@ -354,7 +362,7 @@ mod tests {
 
     #[test]
     fn missing_tokens_without_dev_mode_and_bad_prefixes_are_refused() {
-        assert!(Settings::load_from(None, env(&[])).is_err());
+        assert!(Settings::load_from(None, env(&[])).expect("settings").require_auth().is_err());
         assert!(
             Settings::load_from(
                 None,

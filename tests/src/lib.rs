@@ -72,8 +72,14 @@ pub struct DraasProcess {
 
 impl DraasProcess {
     /// Start `draas <args>` with `env` (on top of a clean `DRAAS_*`-free environment) and wait
-    /// until it logs where it listens.
+    /// until it logs where it listens (`api`, `up`) or that it started (`worker`).
     pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        let marker = if args.first() == Some(&"worker") { "worker started" } else { "listen=" };
+        Self::start_until(args, env, marker)
+    }
+
+    /// Start `draas <args>` and wait for a log line containing `marker`.
+    pub fn start_until(args: &[&str], env: &[(String, String)], marker: &str) -> Self {
         let mut cmd = Command::new(bin("draas"));
         cmd.args(args)
             .stdin(Stdio::null())
@@ -90,18 +96,16 @@ impl DraasProcess {
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = log.clone();
+        let marker = marker.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if verbose() {
                     eprintln!("[draas] {line}");
                 }
                 if let Some(addr) = line.split("listen=").nth(1) {
-                    let _ = tx.send(
-                        addr.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+                } else if line.contains(&marker) {
+                    let _ = tx.send(String::new());
                 }
                 sink.lock().expect("log").push(line);
             }
@@ -110,16 +114,32 @@ impl DraasProcess {
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!(
-                    "draas did not start listening; log:\n{}",
-                    log.lock().expect("log").join("\n")
-                )
+                panic!("draas {args:?} did not start; log:\n{}", log.lock().expect("log").join("\n"))
             });
         Self {
             child,
             base_url: format!("http://{addr}"),
             log,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM (graceful stop) and wait up to `within` for the exit.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).ok()?);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Stop the process (SIGKILL) and wait for it.
@@ -144,13 +164,56 @@ impl Drop for DraasProcess {
     }
 }
 
-/// One test's world: its own Redis, key prefix, token and API process.
+/// One test's world: its own Redis, key prefix, token, data dir, port range and API process.
 pub struct TestApp {
     pub redis: TestRedis,
     pub prefix: String,
     pub token: String,
     pub api: DraasProcess,
     pub client: reqwest::Client,
+    /// Data dir of this test's workers.
+    pub data: tempfile::TempDir,
+    /// First and last port this test's workers may allocate.
+    pub ports: (u16, u16),
+}
+
+/// Ports per test, so parallel tests in one binary never allocate the same port.
+const PORTS_PER_TEST: u16 = 40;
+
+fn next_port_range() -> (u16, u16) {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 400;
+    let start = 21000 + slot * PORTS_PER_TEST;
+    (start, start + PORTS_PER_TEST - 1)
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        kill_processes_under(self.data.path());
+    }
+}
+
+/// SIGKILL every process whose working directory is under `dir` (the drasi-servers of a test).
+pub fn kill_processes_under(dir: &std::path::Path) {
+    for pid in processes_under(dir) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Live processes whose working directory is under `dir`.
+pub fn processes_under(dir: &std::path::Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                .unwrap_or(true);
+            !zombie && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
 }
 
 /// Start Redis and one `draas api` for a test.
@@ -164,10 +227,9 @@ pub async fn spawn_app() -> TestApp {
         redis,
         prefix,
         token,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client"),
+        data: tempfile::tempdir().expect("data dir"),
+        ports: next_port_range(),
     }
 }
 
@@ -186,6 +248,65 @@ impl TestApp {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         DraasProcess::start(&["api"], &env)
+    }
+
+    /// Start a worker on node `node` with the drasi-server stand-in, fast heartbeats and short
+    /// leases, plus `extra` environment on top.
+    pub fn start_worker(&self, node: &str, extra: &[(&str, &str)]) -> DraasProcess {
+        let mut env = self.env();
+        let standin = bin("drasi-server-standin");
+        let ports = (self.ports.0.to_string(), self.ports.1.to_string());
+        for (k, v) in [
+            ("DRAAS_NODE_ID", node),
+            ("DRAAS_DATA_DIR", self.data.path().to_str().unwrap_or_default()),
+            ("DRAAS_PROCESS_EXECUTABLE", standin.to_str().unwrap_or_default()),
+            ("DRAAS_PROCESS__PORT_RANGE_START", ports.0.as_str()),
+            ("DRAAS_PROCESS__PORT_RANGE_END", ports.1.as_str()),
+            ("DRAAS_PROCESS__STOP_GRACE_SECS", "3"),
+            ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "10"),
+            ("DRAAS_WORKER__HEARTBEAT_SECS", "1"),
+            ("DRAAS_WORKER__LEASE_TTL_SECS", "3"),
+            ("DRAAS_WORKER__POLL_INTERVAL_MS", "20"),
+            ("DRAAS_WORKER__BACKOFF_INITIAL_MS", "100"),
+            ("DRAAS_WORKER__BACKOFF_MAX_MS", "1000"),
+        ] {
+            env.push((k.to_owned(), v.to_owned()));
+        }
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        DraasProcess::start(&["worker"], &env)
+    }
+
+    /// Submit a lifecycle request (`start`, `stop`, `restart`) and return the operation.
+    pub async fn submit(&self, id: &str, action: &str) -> Value {
+        let (status, op) = self.send_json(Method::POST, &format!("/api/v1/instances/{id}/{action}"), &Value::Null).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{action} {id}: {op}");
+        op
+    }
+
+    /// Poll an operation until it ends (within `deadline`) and return it.
+    pub async fn wait_op(&self, op: &Value, deadline: Duration) -> Value {
+        let path = format!("/api/v1/operations/{}", op["id"].as_str().expect("operation id"));
+        eventually(&format!("operation {path} to end"), deadline, || async {
+            let (_, op) = self.get_json(&path).await;
+            let done = matches!(op["status"].as_str(), Some("succeeded" | "failed" | "superseded" | "cancelled"));
+            done.then_some(op)
+        })
+        .await
+    }
+
+    /// Poll an instance until `check` holds for it.
+    pub async fn wait_instance(&self, id: &str, what: &str, deadline: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/api/v1/instances/{id}");
+        eventually(what, deadline, || async {
+            let (_, i) = self.get_json(&path).await;
+            check(&i).then_some(i)
+        })
+        .await
+    }
+
+    /// The stand-in processes of this test (working directory under its data dir).
+    pub fn servers(&self) -> Vec<i32> {
+        processes_under(self.data.path())
     }
 
     /// A request to the test's API with its token.

@@ -1,1 +1,98 @@
-//! placeholder
+//! draas workers: stateless processes that run lifecycle jobs from the Redis queues (apalis),
+//! act on platforms, and heartbeat their node. Any number may run, on any number of hosts.
+
+pub mod actions;
+pub mod context;
+pub mod handler;
+pub mod platform;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_redis::RedisStorage;
+use draas_jobs::jobs::{InstanceJob, NODE_QUEUE_PREFIX, SHARED_QUEUE, queue_config};
+use draas_jobs::nodes::check_node_id;
+use draas_jobs::settings::Settings;
+use draas_jobs::store::Store;
+use rand::Rng;
+
+pub use context::Ctx;
+
+/// Heartbeats a worker may miss before apalis hands its in-flight jobs to another worker.
+const MISSED_HEARTBEATS: usize = 3;
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("worker runtime failed: {0}")]
+    Runtime(String),
+}
+
+/// Run a worker until `shutdown` resolves; in-flight jobs finish (or go back to the queue).
+pub async fn run(
+    store: Store,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let node = settings.node_id();
+    check_node_id(&node).map_err(WorkerError::Invalid)?;
+    let suffix: u32 = rand::rng().random();
+    let worker = format!("{node}-{suffix:08x}");
+    let ctx = Ctx::new(store, settings, node.clone(), worker.clone());
+    std::fs::create_dir_all(&ctx.settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
+    let beat = tokio::spawn(heartbeat(ctx.clone()));
+    tracing::info!(%node, %worker, "worker started");
+    let mut monitor = Monitor::new();
+    for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |restarts| {
+            let w = &ctx.settings.worker;
+            WorkerBuilder::new(format!("{}-{queue}-{restarts}", ctx.worker))
+                .backend(backend(&ctx, &queue))
+                .concurrency(w.concurrency.max(1))
+                .data(ctx.clone())
+                .build(handler::handle)
+        });
+    }
+    let grace = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs + 5);
+    let result = monitor
+        .should_restart(|_, e| {
+            tracing::warn!(error = %e, "worker stopped; restarting it");
+            true
+        })
+        .shutdown_timeout(grace)
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await;
+    beat.abort();
+    tracing::info!("worker stopped");
+    result.map_err(|e| WorkerError::Runtime(e.to_string()))
+}
+
+/// The apalis backend of `queue`: explicit name, no apalis locking (our leases do that),
+/// bounded pickup latency.
+fn backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<InstanceJob>, IntervalStrategy> {
+    let w = &ctx.settings.worker;
+    let hb = Duration::from_secs(w.heartbeat_secs.max(1));
+    let config = queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(w.concurrency.max(1));
+    RedisStorage::<InstanceJob>::new(ctx.store.connection())
+        .with_config(config)
+        .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
+}
+
+/// Keep this node alive in Redis and its instance logs under their cap.
+async fn heartbeat(ctx: Arc<Ctx>) {
+    let period = Duration::from_secs(ctx.settings.worker.heartbeat_secs.max(1));
+    loop {
+        if let Err(e) = ctx.nodes.heartbeat(&ctx.node, period * 3).await {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+        ctx.process.rotate_logs();
+        tokio::time::sleep(period).await;
+    }
+}

@@ -4,3 +4,4 @@ pub mod components;
 pub mod config;
 pub mod health;
 pub mod instances;
+pub mod operations;

@@ -66,12 +66,47 @@ impl Keys {
         format!("{}:instances", self.tag)
     }
 
-    /// STRING (JSON): an operation record.
+    /// ZSET (score 0) of every operation id: lexical order = creation order (ULIDs).
+    pub fn all_operations(&self) -> String {
+        format!("{}:ops", self.tag)
+    }
+
+    /// STRING: the lease on an instance (`<fence>:<holder>`), with an expiry.
+    pub fn lease(&self, id: &InstanceId) -> String {
+        format!("{}:lease:{id}", self.tag)
+    }
+
+    /// STRING counter: the fencing token of an instance's leases.
+    pub fn fence(&self, id: &InstanceId) -> String {
+        format!("{}:fence:{id}", self.tag)
+    }
+
+    /// HASH `<node>|<port>` → instance id: allocated ports.
+    pub fn ports(&self) -> String {
+        format!("{}:ports", self.tag)
+    }
+
+    /// HASH instance id → `<node>|<port>`.
+    pub fn port_by_instance(&self) -> String {
+        format!("{}:port-by-instance", self.tag)
+    }
+
+    /// STRING (JSON) with an expiry: a live node's heartbeat.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.tag)
+    }
+
+    /// SET of node ids ever seen.
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.tag)
+    }
+
+    /// HASH (data, status): an operation record.
     pub fn operation(&self, id: &OperationId) -> String {
         format!("{}:op:{id}", self.tag)
     }
 
-    /// ZSET of an instance's operation ids, scored by creation time (ms).
+    /// ZSET (score 0) of an instance's operation ids.
     pub fn instance_operations(&self, id: &InstanceId) -> String {
         format!("{}:ops:{id}", self.tag)
     }

@@ -6,7 +6,7 @@
 //! versions it read. Nothing is cached, so every API replica sees every change at once.
 
 pub mod keys;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::time::Duration;
 
@@ -301,6 +301,21 @@ impl Store {
             Some("name_taken") => Err(StoreError::NameTaken),
             _ => Ok(None),
         }
+    }
+
+    /// Remove every record of an instance (its operations expire on their own).
+    pub async fn delete_instance(&self, id: &InstanceId) -> Result<(), StoreError> {
+        let _: i32 = scripts::delete()
+            .key(self.keys.names())
+            .key(self.keys.instances())
+            .key(self.keys.instance(id))
+            .key(self.keys.config(id))
+            .key(self.keys.observed(id))
+            .key(self.keys.fence(id))
+            .arg(id.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// Record what a worker observed (last writer wins; workers serialise through leases).

@@ -45,12 +45,35 @@ end
 return out
 ";
 
+/// Remove an instance's records.
+/// KEYS: names, instances, instance, config, observed, fence. ARGV: id.
+const DELETE: &str = r"
+local data = redis.call('HGET', KEYS[3], 'data')
+if data then
+  local name = cjson.decode(data).name
+  if name and redis.call('HGET', KEYS[1], name) == ARGV[1] then redis.call('HDEL', KEYS[1], name) end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return 1
+";
+
+pub(crate) fn delete() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    cached(&S, DELETE)
+}
+
+/// A script compiled (hashed) once per process.
+pub(crate) fn cached(cell: &'static OnceLock<Script>, source: &str) -> &'static Script {
+    cell.get_or_init(|| Script::new(source))
+}
+
 pub(crate) fn create() -> &'static Script {
     static S: OnceLock<Script> = OnceLock::new();
-    S.get_or_init(|| Script::new(CREATE))
+    cached(&S, CREATE)
 }
 
 pub(crate) fn cas() -> &'static Script {
     static S: OnceLock<Script> = OnceLock::new();
-    S.get_or_init(|| Script::new(CAS))
+    cached(&S, CAS)
 }

@@ -102,12 +102,7 @@ enum ArgStop {
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cli, ArgStop> {
-    let mut cli = Cli {
-        command: Command::Run,
-        config: PathBuf::from(DEFAULT_CONFIG_PATH),
-        port: None,
-        ui: None,
-    };
+    let mut cli = Cli { command: Command::Run, config: PathBuf::from(DEFAULT_CONFIG_PATH), port: None, ui: None };
     let mut command_seen = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -128,18 +123,14 @@ fn parse_command(arg: &str) -> Result<Command, ArgStop> {
         "run" => Ok(Command::Run),
         "validate" => Ok(Command::Validate),
         // Real commands the stand-in has no use for: say so rather than pretend.
-        "doctor" | "init" | "plugin" => Err(ArgStop::Usage(format!(
-            "the stand-in does not implement the '{arg}' command"
-        ))),
+        "doctor" | "init" | "plugin" => {
+            Err(ArgStop::Usage(format!("the stand-in does not implement the '{arg}' command")))
+        }
         _ => Err(ArgStop::Usage(format!("unrecognized subcommand '{arg}'"))),
     }
 }
 
-fn apply_option(
-    cli: &mut Cli,
-    arg: &str,
-    rest: &mut impl Iterator<Item = String>,
-) -> Result<(), ArgStop> {
+fn apply_option(cli: &mut Cli, arg: &str, rest: &mut impl Iterator<Item = String>) -> Result<(), ArgStop> {
     // Long options also accept the `--name=value` form, like clap.
     let (name, inline) = match arg.split_once('=') {
         Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
@@ -149,9 +140,7 @@ fn apply_option(
         "-h" | "--help" => return Err(ArgStop::Help),
         "-V" | "--version" => return Err(ArgStop::Version),
         "-c" | "--config" => cli.config = take_value("--config <FILE>", inline, rest)?.into(),
-        "-p" | "--port" => {
-            cli.port = Some(parse_port_arg(take_value("--port <PORT>", inline, rest)?)?)
-        }
+        "-p" | "--port" => cli.port = Some(parse_port_arg(take_value("--port <PORT>", inline, rest)?)?),
         "--plugins-dir" => drop(take_value("--plugins-dir <DIR>", inline, rest)?),
         "--skip-verification" => {}
         "--enable-ui" => cli.ui = Some(true),
@@ -161,31 +150,21 @@ fn apply_option(
     Ok(())
 }
 
-fn take_value(
-    label: &str,
-    inline: Option<String>,
-    rest: &mut impl Iterator<Item = String>,
-) -> Result<String, ArgStop> {
-    inline.or_else(|| rest.next()).ok_or_else(|| {
-        ArgStop::Usage(format!(
-            "a value is required for '{label}' but none was supplied"
-        ))
-    })
+fn take_value(label: &str, inline: Option<String>, rest: &mut impl Iterator<Item = String>) -> Result<String, ArgStop> {
+    inline
+        .or_else(|| rest.next())
+        .ok_or_else(|| ArgStop::Usage(format!("a value is required for '{label}' but none was supplied")))
 }
 
 /// clap parses `--port` as a `u16`, so a non-number is a usage error (exit 2); the range
 /// check (port 0) happens later with the config's own port, giving exit 1.
 fn parse_port_arg(value: String) -> Result<u16, ArgStop> {
-    value
-        .parse::<u16>()
-        .map_err(|e| ArgStop::Usage(format!("invalid value '{value}' for '--port <PORT>': {e}")))
+    value.parse::<u16>().map_err(|e| ArgStop::Usage(format!("invalid value '{value}' for '--port <PORT>': {e}")))
 }
 
 fn print_help() {
     println!("Test stand-in for drasi-server\n\n{USAGE}\n");
-    println!(
-        "Commands:\n  run       Run the server (default)\n  validate  Validate a configuration file\n"
-    );
+    println!("Commands:\n  run       Run the server (default)\n  validate  Validate a configuration file\n");
     println!("Options:\n  -c, --config <FILE>       Config file [default: {DEFAULT_CONFIG_PATH}]");
     println!("  -p, --port <PORT>         Override the config's port");
     println!("      --plugins-dir <DIR>   Ignored by the stand-in");
@@ -227,10 +206,7 @@ impl Switches {
 
 /// An environment variable's value, with empty treated as unset.
 fn env_opt(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 fn env_flag(name: &str) -> Result<bool> {
@@ -243,18 +219,12 @@ fn env_flag(name: &str) -> Result<bool> {
 
 fn env_millis(name: &str) -> Result<Option<Duration>> {
     env_opt(name)
-        .map(|v| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|e| anyhow!("invalid {name}={v}: {e}"))
-        })
+        .map(|v| v.parse::<u64>().map(Duration::from_millis).map_err(|e| anyhow!("invalid {name}={v}: {e}")))
         .transpose()
 }
 
 fn parse_secs(name: &str, value: &str) -> Result<Duration> {
-    let secs: f64 = value
-        .parse()
-        .map_err(|e| anyhow!("invalid {name}={value}: {e}"))?;
+    let secs: f64 = value.parse().map_err(|e| anyhow!("invalid {name}={value}: {e}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| anyhow!("invalid {name}={value}: {e}"))
 }
 
@@ -327,10 +297,7 @@ struct Config {
 
 impl Config {
     fn count(&self, key: &str) -> usize {
-        self.doc
-            .get(key)
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
+        self.doc.get(key).and_then(Value::as_array).map_or(0, Vec::len)
     }
 }
 
@@ -339,9 +306,7 @@ impl Config {
 fn read_config_text(path: &Path, create_missing: bool) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_missing => {
-            write_default_config(path)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_missing => write_default_config(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("Config file not found: {}", path.display())
         }
@@ -355,15 +320,10 @@ fn write_default_config(path: &Path) -> Result<String> {
         random_id()
     );
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("Failed to create config directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("Failed to create config directory {}", dir.display()))?;
     }
-    std::fs::write(path, &text)
-        .with_context(|| format!("Failed to write default config {}", path.display()))?;
-    info(&format!(
-        "Config file {} not found; created a default configuration",
-        path.display()
-    ));
+    std::fs::write(path, &text).with_context(|| format!("Failed to write default config {}", path.display()))?;
+    info(&format!("Config file {} not found; created a default configuration", path.display()));
     Ok(text)
 }
 
@@ -373,14 +333,8 @@ fn load_config(cli: &Cli, plugins: &[String]) -> Result<Config> {
         .with_context(|| format!("Failed to parse config file {}", cli.config.display()))?;
     let mut doc = match value {
         Value::Object(map) => map,
-        Value::Null => bail!(
-            "Failed to parse config file {}: empty document",
-            cli.config.display()
-        ),
-        other => bail!(
-            "invalid type: {}, expected struct DrasiServerConfig",
-            type_name(&other)
-        ),
+        Value::Null => bail!("Failed to parse config file {}: empty document", cli.config.display()),
+        other => bail!("invalid type: {}, expected struct DrasiServerConfig", type_name(&other)),
     };
     check_top_level_keys(&doc)?;
     if let Some(port) = cli.port {
@@ -396,10 +350,7 @@ fn check_top_level_keys(doc: &Map<String, Value>) -> Result<()> {
         None => Ok(()),
         Some(key) => {
             let expected: Vec<String> = TOP_LEVEL_KEYS.iter().map(|k| format!("`{k}`")).collect();
-            bail!(
-                "unknown field `{key}`, expected one of {}",
-                expected.join(", ")
-            )
+            bail!("unknown field `{key}`, expected one of {}", expected.join(", "))
         }
     }
 }
@@ -412,29 +363,16 @@ fn settings_from(mut doc: Map<String, Value>, ui_flag: Option<bool>) -> Result<C
         None => random_id(),
     };
     let host = optional_string(&doc, "host")?.unwrap_or_else(|| "0.0.0.0".into());
-    let port = doc
-        .get("port")
-        .map(port_setting)
-        .transpose()?
-        .unwrap_or(8080);
+    let port = doc.get("port").map(port_setting).transpose()?.unwrap_or(8080);
     let level_text = optional_string(&doc, "logLevel")?.unwrap_or_else(|| "info".into());
-    let log_level = Level::parse(&level_text).ok_or_else(|| {
-        anyhow!("invalid logLevel `{level_text}`: expected one of trace, debug, info, warn, error")
-    })?;
-    let enable_ui =
-        ui_flag.unwrap_or_else(|| doc.get("enableUi").and_then(Value::as_bool) != Some(false));
+    let log_level = Level::parse(&level_text)
+        .ok_or_else(|| anyhow!("invalid logLevel `{level_text}`: expected one of trace, debug, info, warn, error"))?;
+    let enable_ui = ui_flag.unwrap_or_else(|| doc.get("enableUi").and_then(Value::as_bool) != Some(false));
     doc.insert("id".into(), json!(id));
     doc.insert("host".into(), json!(host));
     doc.insert("port".into(), json!(port));
     doc.insert("logLevel".into(), json!(level_text));
-    Ok(Config {
-        doc,
-        id,
-        host,
-        port,
-        log_level,
-        enable_ui,
-    })
+    Ok(Config { doc, id, host, port, log_level, enable_ui })
 }
 
 fn optional_string(doc: &Map<String, Value>, key: &str) -> Result<Option<String>> {
@@ -444,10 +382,7 @@ fn optional_string(doc: &Map<String, Value>, key: &str) -> Result<Option<String>
 fn string_setting(key: &str, value: &Value) -> Result<String> {
     match value {
         Value::String(s) => Ok(resolve_env_ref(key, s)?.unwrap_or_else(|| s.clone())),
-        other => bail!(
-            "invalid type for `{key}`: {}, expected a string",
-            type_name(other)
-        ),
+        other => bail!("invalid type for `{key}`: {}, expected a string", type_name(other)),
     }
 }
 
@@ -455,19 +390,15 @@ fn string_setting(key: &str, value: &Value) -> Result<String> {
 /// value parses as one. A literal string such as `"8080"` is rejected, as serde would.
 fn port_setting(value: &Value) -> Result<u16> {
     let port = match value {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| anyhow!("invalid port `{n}`: expected an integer 1-65535"))?,
+        Value::Number(n) => n.as_u64().ok_or_else(|| anyhow!("invalid port `{n}`: expected an integer 1-65535"))?,
         Value::String(s) => match resolve_env_ref("port", s)? {
-            Some(resolved) => resolved.trim().parse::<u64>().map_err(|_| {
-                anyhow!("invalid port `{resolved}` (from `{s}`): expected an integer 1-65535")
-            })?,
+            Some(resolved) => resolved
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| anyhow!("invalid port `{resolved}` (from `{s}`): expected an integer 1-65535"))?,
             None => bail!("invalid type for `port`: string \"{s}\", expected an integer 1-65535"),
         },
-        other => bail!(
-            "invalid type for `port`: {}, expected an integer 1-65535",
-            type_name(other)
-        ),
+        other => bail!("invalid type for `port`: {}, expected an integer 1-65535", type_name(other)),
     };
     match u16::try_from(port) {
         Ok(p) if p > 0 => Ok(p),
@@ -508,9 +439,7 @@ fn type_name(value: &Value) -> &'static str {
 /// randomly keyed hasher plus the clock and pid: unique enough for a test server.
 fn random_id() -> String {
     use std::hash::{BuildHasher, Hasher, RandomState};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let mut words = [0u64; 2];
     for (i, word) in words.iter_mut().enumerate() {
         let mut hasher = RandomState::new().build_hasher();
@@ -559,27 +488,18 @@ fn component_list<'a>(doc: &'a Obj, key: &str, required: &[&str]) -> Result<Vec<
     let items = match doc.get(key) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
-        Some(other) => bail!(
-            "invalid type for `{key}`: {}, expected a sequence",
-            type_name(other)
-        ),
+        Some(other) => bail!("invalid type for `{key}`: {}, expected a sequence", type_name(other)),
     };
     let mut list = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let Value::Object(obj) = item else {
-            bail!(
-                "{key}[{i}]: invalid type: {}, expected a map",
-                type_name(item)
-            );
+            bail!("{key}[{i}]: invalid type: {}, expected a map", type_name(item));
         };
         for field in required {
             match obj.get(*field) {
                 Some(Value::String(_)) => {}
                 None => bail!("{key}[{i}]: missing field `{field}`"),
-                Some(v) => bail!(
-                    "{key}[{i}]: invalid type for `{field}`: {}, expected a string",
-                    type_name(v)
-                ),
+                Some(v) => bail!("{key}[{i}]: invalid type for `{field}`: {}, expected a string", type_name(v)),
             }
         }
         list.push(obj);
@@ -592,16 +512,13 @@ fn str_field<'a>(obj: &'a Obj, key: &str) -> &'a str {
 }
 
 fn check_plugins(sources: &[&Obj], reactions: &[&Obj], plugins: &[String]) -> Result<()> {
-    let needed = sources
-        .iter()
-        .map(|s| format!("source/{}", str_field(s, "kind")))
-        .chain(
-            reactions
-                .iter()
-                .map(|r| str_field(r, "kind"))
-                .filter(|kind| !BUILTIN_REACTION_KINDS.contains(kind))
-                .map(|kind| format!("reaction/{kind}")),
-        );
+    let needed = sources.iter().map(|s| format!("source/{}", str_field(s, "kind"))).chain(
+        reactions
+            .iter()
+            .map(|r| str_field(r, "kind"))
+            .filter(|kind| !BUILTIN_REACTION_KINDS.contains(kind))
+            .map(|kind| format!("reaction/{kind}")),
+    );
     let mut missing: Vec<String> = Vec::new();
     for plugin in needed {
         if !plugins.contains(&plugin) && !missing.contains(&plugin) {
@@ -611,10 +528,7 @@ fn check_plugins(sources: &[&Obj], reactions: &[&Obj], plugins: &[String]) -> Re
     if missing.is_empty() {
         return Ok(());
     }
-    bail!(
-        "Missing plugins required by configuration: {}",
-        missing.join(", ")
-    )
+    bail!("Missing plugins required by configuration: {}", missing.join(", "))
 }
 
 fn unique_ids<'a>(list: &[&'a Obj], what: &str) -> Result<HashSet<&'a str>> {
@@ -630,10 +544,7 @@ fn unique_ids<'a>(list: &[&'a Obj], what: &str) -> Result<HashSet<&'a str>> {
 
 fn check_query_sources(query: &Obj, source_ids: &HashSet<&str>) -> Result<()> {
     let id = str_field(query, "id");
-    for (i, sub) in array_field(query, "sources", id, "query")?
-        .iter()
-        .enumerate()
-    {
+    for (i, sub) in array_field(query, "sources", id, "query")?.iter().enumerate() {
         let source = sub
             .get("sourceId")
             .and_then(Value::as_str)
@@ -647,13 +558,9 @@ fn check_query_sources(query: &Obj, source_ids: &HashSet<&str>) -> Result<()> {
 
 fn check_reaction_queries(reaction: &Obj, query_ids: &HashSet<&str>) -> Result<()> {
     let id = str_field(reaction, "id");
-    for (i, item) in array_field(reaction, "queries", id, "reaction")?
-        .iter()
-        .enumerate()
-    {
-        let query = item
-            .as_str()
-            .ok_or_else(|| anyhow!("reaction `{id}`: queries[{i}]: expected a query id string"))?;
+    for (i, item) in array_field(reaction, "queries", id, "reaction")?.iter().enumerate() {
+        let query =
+            item.as_str().ok_or_else(|| anyhow!("reaction `{id}`: queries[{i}]: expected a query id string"))?;
         if !query_ids.contains(query) {
             bail!("reaction `{id}` references unknown query `{query}`");
         }
@@ -666,20 +573,13 @@ fn array_field<'a>(obj: &'a Obj, key: &str, id: &str, what: &str) -> Result<&'a 
     match obj.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
-        Some(other) => bail!(
-            "{what} `{id}`: invalid type for `{key}`: {}, expected a sequence",
-            type_name(other)
-        ),
+        Some(other) => bail!("{what} `{id}`: invalid type for `{key}`: {}, expected a sequence", type_name(other)),
     }
 }
 
 fn available_plugins() -> Vec<String> {
     let list = std::env::var("DRASI_STANDIN_PLUGINS").unwrap_or_else(|_| DEFAULT_PLUGINS.into());
-    list.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(String::from)
-        .collect()
+    list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,44 +594,23 @@ struct AppState {
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route(
-            "/api/v1/sources",
-            get(|s: State<Arc<AppState>>| async move { list(&s, "sources") }),
-        )
-        .route(
-            "/api/v1/queries",
-            get(|s: State<Arc<AppState>>| async move { list(&s, "queries") }),
-        )
-        .route(
-            "/api/v1/reactions",
-            get(|s: State<Arc<AppState>>| async move { list(&s, "reactions") }),
-        )
-        .route(
-            "/api/v1/config",
-            get(|s: State<Arc<AppState>>| async move { Json(s.doc.clone()) }),
-        )
+        .route("/api/v1/sources", get(|s: State<Arc<AppState>>| async move { list(&s, "sources") }))
+        .route("/api/v1/queries", get(|s: State<Arc<AppState>>| async move { list(&s, "queries") }))
+        .route("/api/v1/reactions", get(|s: State<Arc<AppState>>| async move { list(&s, "reactions") }))
+        .route("/api/v1/config", get(|s: State<Arc<AppState>>| async move { Json(s.doc.clone()) }))
         .with_state(state)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     if state.never_healthy {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting"})),
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
     }
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Json(json!({"status": "ok", "timestamp": timestamp})).into_response()
 }
 
 fn list(state: &AppState, key: &str) -> Json<Value> {
-    let data = state
-        .doc
-        .get(key)
-        .filter(|v| v.is_array())
-        .cloned()
-        .unwrap_or_else(|| json!([]));
+    let data = state.doc.get(key).filter(|v| v.is_array()).cloned().unwrap_or_else(|| json!([]));
     Json(json!({"success": true, "data": data}))
 }
 
@@ -742,9 +621,7 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener> {
     } else {
         format!("{host}:{port}")
     };
-    TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("Failed to bind to {addr}"))
+    TcpListener::bind(&addr).await.with_context(|| format!("Failed to bind to {addr}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,12 +630,7 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener> {
 
 /// Mimics a Rust panic in `main` (message on stderr, exit status 101).
 fn simulated_crash() -> ! {
-    eprintln!(
-        "\nthread 'main' panicked at {}:{}:{}: simulated crash",
-        file!(),
-        line!(),
-        column!()
-    );
+    eprintln!("\nthread 'main' panicked at {}:{}:{}: simulated crash", file!(), line!(), column!());
     eprintln!("note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace");
     std::process::exit(101);
 }
@@ -769,11 +641,7 @@ async fn wait_for_sigint(sigint: &mut Signal, ignore: bool) {
         if !ignore {
             return;
         }
-        log(
-            Level::Warn,
-            "drasi_server",
-            "Received SIGINT; ignoring it (DRASI_STANDIN_IGNORE_SIGINT)",
-        );
+        log(Level::Warn, "drasi_server", "Received SIGINT; ignoring it (DRASI_STANDIN_IGNORE_SIGINT)");
     }
     // The signal stream never ends in practice; if it did, keep running rather than exit.
     std::future::pending::<()>().await;
@@ -798,10 +666,7 @@ fn spawn_test_timers(switches: &Switches) {
 }
 
 fn log_startup(config: &Config) {
-    info(&format!(
-        "Starting server id={} on {}:{}",
-        config.id, config.host, config.port
-    ));
+    info(&format!("Starting server id={} on {}:{}", config.id, config.host, config.port));
     info(&format!(
         "Configuration: {} sources, {} queries, {} reactions",
         config.count("sources"),
@@ -810,11 +675,7 @@ fn log_startup(config: &Config) {
     ));
     if config.enable_ui {
         // The real server warns when the UI is on but no UI assets were built in.
-        log(
-            Level::Warn,
-            "drasi_server",
-            "UI is enabled but no UI assets were found; UI disabled",
-        );
+        log(Level::Warn, "drasi_server", "UI is enabled but no UI assets were found; UI disabled");
     }
 }
 
@@ -842,20 +703,9 @@ async fn run(cli: &Cli, switches: &Switches) -> Result<()> {
     serve(listener, config, switches, sigint).await
 }
 
-async fn serve(
-    listener: TcpListener,
-    config: Config,
-    switches: &Switches,
-    mut sigint: Signal,
-) -> Result<()> {
-    info(&format!(
-        "Server listening on http://{}:{}",
-        config.host, config.port
-    ));
-    let state = Arc::new(AppState {
-        doc: Value::Object(config.doc),
-        never_healthy: switches.never_healthy,
-    });
+async fn serve(listener: TcpListener, config: Config, switches: &Switches, mut sigint: Signal) -> Result<()> {
+    info(&format!("Server listening on http://{}:{}", config.host, config.port));
+    let state = Arc::new(AppState { doc: Value::Object(config.doc), never_healthy: switches.never_healthy });
     let app = router(state);
     // Dropping the server on SIGINT (rather than draining connections) matches the real
     // server's ~20 ms shutdown.

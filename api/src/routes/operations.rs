@@ -1,0 +1,192 @@
+//! Lifecycle routes (`start`, `stop`, `restart`, `DELETE`) answering `202` with an operation,
+//! and `/api/v1/operations`: read, list, cancel.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use draas_jobs::ids::OperationId;
+use draas_jobs::ops::{Operation, OperationError, OperationKind, OperationStatus};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::instances::{load, parse_id};
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{IfMatch, PathParams, QueryParams};
+use crate::lifecycle;
+
+/// An operation as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationDto {
+    pub id: String,
+    pub kind: OperationKind,
+    pub instance_id: Option<String>,
+    pub status: OperationStatus,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub error: Option<OperationError>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Runtime facts: pid, container id or pod, node, endpoint URL.
+    #[schema(value_type = Object)]
+    pub result: serde_json::Map<String, serde_json::Value>,
+    /// Why: `user`, or the reconciler's reason.
+    pub reason: String,
+    pub target_generation: u64,
+    pub correlation_id: String,
+}
+
+impl From<&Operation> for OperationDto {
+    fn from(o: &Operation) -> Self {
+        Self {
+            id: o.id.to_string(),
+            kind: o.kind,
+            instance_id: o.instance_id.as_ref().map(ToString::to_string),
+            status: o.status,
+            attempt: o.attempt,
+            max_attempts: o.max_attempts,
+            error: o.error.clone(),
+            created_at: o.created_at,
+            started_at: o.started_at,
+            finished_at: o.finished_at,
+            result: o.result.clone(),
+            reason: o.reason.clone(),
+            target_generation: o.target_generation,
+            correlation_id: o.correlation_id.clone(),
+        }
+    }
+}
+
+/// `?wait=N`: hold the request up to N seconds (at most 60) for the operation to end.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    pub wait: Option<u64>,
+}
+
+/// Longest `?wait=`.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+fn correlation_id(headers: &HeaderMap) -> String {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// 202 + Location + Retry-After while the operation runs, 200 once it has ended.
+fn operation_response(op: &Operation) -> Response {
+    let status = if op.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let location = format!("/api/v1/operations/{}", op.id);
+    (status, [(header::LOCATION, location), (header::RETRY_AFTER, "1".to_owned())], Json(OperationDto::from(op))).into_response()
+}
+
+async fn lifecycle(
+    state: AppState,
+    id: &str,
+    kind: OperationKind,
+    if_match: &IfMatch,
+    wait: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    let wait = wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request("invalid_wait", format!("wait must be at most {MAX_WAIT_SECS} seconds")));
+    }
+    if_match.check(load(&state, &id).await?.instance.version)?;
+    let op = lifecycle::submit(&state, &id, kind, "user", &correlation_id(headers)).await?;
+    let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
+    let mut res = operation_response(&op);
+    if !op.status.is_final() {
+        *res.status_mut() = StatusCode::ACCEPTED;
+    }
+    Ok(res)
+}
+
+macro_rules! lifecycle_route {
+    ($name:ident, $method:ident, $path:literal, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path($method, path = $path, tag = "lifecycle", params(("id" = String, Path), WaitQuery),
+            responses((status = 202, body = OperationDto, description = "Accepted; poll the Location"),
+                (status = 200, body = OperationDto, description = "Ended within ?wait="),
+                (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+                (status = 412, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            PathParams(id): PathParams<String>,
+            QueryParams(q): QueryParams<WaitQuery>,
+            if_match: IfMatch,
+            headers: HeaderMap,
+        ) -> Result<Response, ApiError> {
+            lifecycle(state, &id, $kind, &if_match, q.wait, &headers).await
+        }
+    };
+}
+
+lifecycle_route!(start, post, "/api/v1/instances/{id}/start", OperationKind::Start, "Start an instance.");
+lifecycle_route!(stop, post, "/api/v1/instances/{id}/stop", OperationKind::Stop, "Stop an instance.");
+lifecycle_route!(restart, post, "/api/v1/instances/{id}/restart", OperationKind::Restart, "Restart an instance with its stored configuration.");
+lifecycle_route!(delete, delete, "/api/v1/instances/{id}", OperationKind::Delete, "Delete an instance: stop it, remove its files, port and records.");
+
+fn parse_op_id(raw: &str) -> Result<OperationId, ApiError> {
+    Ok(raw.parse::<OperationId>()?)
+}
+
+/// Read an operation (`?wait=N` holds until it ends).
+#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = String, Path), WaitQuery),
+    responses((status = 200, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<String>, QueryParams(q): QueryParams<WaitQuery>) -> Result<Response, ApiError> {
+    let id = parse_op_id(&id)?;
+    let op = state.ops.get(&id).await?.ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
+    let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS);
+    let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
+    Ok(Json(OperationDto::from(&op)).into_response())
+}
+
+/// Filters and paging of `GET /api/v1/operations`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListOperations {
+    /// Only this instance's operations.
+    pub instance: Option<String>,
+    /// Page size, 1-500 (default 100).
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// A page of operations, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationPage {
+    pub items: Vec<OperationDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// List operations, newest first.
+#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListOperations),
+    responses((status = 200, body = OperationPage), (status = 400, body = Problem)))]
+pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListOperations>) -> Result<Json<OperationPage>, ApiError> {
+    let max = state.settings.api.max_page_size;
+    let limit = q.limit.unwrap_or(100.min(max));
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")));
+    }
+    let instance = q.instance.as_deref().map(parse_id).transpose()?;
+    let cursor = q.cursor.as_deref().map(parse_op_id).transpose().map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?;
+    let (ops, next) = state.ops.list(instance.as_ref(), cursor.as_ref(), limit).await?;
+    Ok(Json(OperationPage { items: ops.iter().map(OperationDto::from).collect(), next_cursor: next.map(|c| c.to_string()) }))
+}
+
+/// Cancel a queued operation.
+#[utoipa::path(post, path = "/api/v1/operations/{id}/cancel", tag = "operations", params(("id" = String, Path)),
+    responses((status = 200, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(State(state): State<AppState>, PathParams(id): PathParams<String>) -> Result<Json<OperationDto>, ApiError> {
+    let op = lifecycle::cancel(&state, &parse_op_id(&id)?).await?;
+    Ok(Json(OperationDto::from(&op)))
+}

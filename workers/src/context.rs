@@ -1,0 +1,57 @@
+//! What every job handler of a worker process shares. Nothing here is state of its own:
+//! all of it is handles to the shared Redis and this node's platform.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use draas_jobs::jobs::Enqueuer;
+use draas_jobs::lease::Leases;
+use draas_jobs::nodes::Nodes;
+use draas_jobs::ops::Operations;
+use draas_jobs::ports::Ports;
+use draas_jobs::settings::Settings;
+use draas_jobs::store::Store;
+
+use crate::platform::process::ProcessPlatform;
+
+/// Shared handles of one worker process.
+pub struct Ctx {
+    pub store: Store,
+    pub ops: Operations,
+    pub leases: Leases,
+    pub ports: Ports,
+    pub nodes: Nodes,
+    pub enqueuer: Enqueuer,
+    pub settings: Arc<Settings>,
+    /// This host's node id.
+    pub node: String,
+    /// Unique name of this worker process (node + random suffix).
+    pub worker: String,
+    pub process: ProcessPlatform,
+}
+
+impl Ctx {
+    /// Handles over `store`'s connection.
+    pub fn new(store: Store, settings: Settings, node: String, worker: String) -> Arc<Self> {
+        let conn = store.connection();
+        let keys = store.keys().clone();
+        let ttl = Duration::from_secs(settings.operations.ttl_secs);
+        Arc::new(Self {
+            ops: Operations::new(conn.clone(), keys.clone(), ttl),
+            leases: Leases::new(conn.clone(), keys.clone()),
+            ports: Ports::new(conn.clone(), keys.clone()),
+            nodes: Nodes::new(conn.clone(), keys.clone()),
+            enqueuer: Enqueuer::new(conn, keys),
+            process: ProcessPlatform::new(settings.process.clone(), &settings.data_dir, node.clone()),
+            store,
+            settings: Arc::new(settings),
+            node,
+            worker,
+        })
+    }
+
+    /// Lease expiry.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.settings.worker.lease_ttl_secs.max(1))
+    }
+}

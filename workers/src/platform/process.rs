@@ -1,0 +1,346 @@
+//! The process platform: drasi-server as a local OS process on this node.
+//!
+//! Each instance gets `<data dir>/instances/<id>/` (mode 0700) holding `server.yaml` (0600),
+//! `server.log` (stdout and stderr, size-capped by rotation) and drasi-server's own `./data`.
+//! The server runs in its own process group, without a shell, so it outlives a worker restart;
+//! it carries `DRAAS_INSTANCE_ID` and `DRAAS_SPEC_HASH` in its environment, so any worker on
+//! this node can find, adopt or kill it from `/proc` alone.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use draas_jobs::ids::InstanceId;
+use draas_jobs::settings::ProcessSettings;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use super::{PlatformError, Runtime, StartSpec};
+
+/// How much of the log goes into an error.
+const LOG_TAIL_BYTES: u64 = 4096;
+
+/// Local processes on this node.
+#[derive(Clone)]
+pub struct ProcessPlatform {
+    settings: ProcessSettings,
+    instances_dir: PathBuf,
+    node: String,
+    http: reqwest::Client,
+}
+
+/// A drasi-server process found in `/proc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub pid: i32,
+    pub start_time: u64,
+    pub spec_hash: Option<String>,
+}
+
+impl ProcessPlatform {
+    /// Processes of this node, with files under `data_dir`.
+    pub fn new(settings: ProcessSettings, data_dir: &Path, node: String) -> Self {
+        Self {
+            settings,
+            instances_dir: data_dir.join("instances"),
+            node,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default(),
+        }
+    }
+
+    /// Directory of an instance.
+    pub fn dir(&self, id: &InstanceId) -> PathBuf {
+        self.instances_dir.join(id.as_str())
+    }
+
+    fn log_path(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("server.log")
+    }
+
+    /// Start (or adopt) the server of `spec`.
+    pub async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
+        let id = &spec.instance_id;
+        let running = find_processes(id);
+        if let Some(p) = running.iter().find(|p| p.spec_hash.as_deref() == Some(spec.spec_hash.as_str()))
+            && self.healthy(&spec.host, spec.port).await
+        {
+            for other in running.iter().filter(|o| o.pid != p.pid) {
+                kill_group(other.pid, Signal::SIGKILL);
+            }
+            tracing::info!(instance = %id, pid = p.pid, "adopted running drasi-server");
+            return Ok(self.runtime(spec, p));
+        }
+        for p in &running {
+            self.terminate(p).await;
+        }
+        let config = self.write_config(spec)?;
+        self.validate(&config).await?;
+        let found = self.spawn(spec, &config)?;
+        self.wait_healthy(spec, &found).await?;
+        Ok(self.runtime(spec, &found))
+    }
+
+    fn runtime(&self, spec: &StartSpec, p: &Found) -> Runtime {
+        let host = probe_host(&spec.host);
+        let facts = json!({
+            "pid": p.pid,
+            "pidStartTime": p.start_time,
+            "node": self.node,
+            "port": spec.port,
+            "endpoint": format!("http://{host}:{}", spec.port),
+            "configFile": self.dir(&spec.instance_id).join("server.yaml"),
+            "logFile": self.log_path(&spec.instance_id),
+        });
+        Runtime { facts: facts.as_object().cloned().unwrap_or_default() }
+    }
+
+    /// Write the YAML (0600) atomically into the instance directory (0700).
+    fn write_config(&self, spec: &StartSpec) -> Result<PathBuf, PlatformError> {
+        let io = |e: std::io::Error| PlatformError::new("io_error", format!("cannot write the config file: {e}"));
+        let dir = self.dir(&spec.instance_id);
+        fs::create_dir_all(&dir).map_err(io)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let path = dir.join("server.yaml");
+        let tmp = dir.join(".server.yaml.tmp");
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+        f.write_all(spec.yaml.as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
+        fs::rename(&tmp, &path).map_err(io)?;
+        Ok(path)
+    }
+
+    /// Run the server's own `validate --config <file>`; a rejection fails the operation.
+    async fn validate(&self, config: &Path) -> Result<(), PlatformError> {
+        let mut cmd = tokio::process::Command::new(&self.settings.executable);
+        cmd.arg("validate").arg("--config").arg(config).stdin(Stdio::null()).kill_on_drop(true);
+        sanitize_env(cmd.as_std_mut());
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .map_err(|_| PlatformError::new("validate_timeout", "drasi-server validate did not finish within 30 s"))?
+            .map_err(|e| spawn_error(&self.settings.executable, &e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("configuration rejected").to_owned();
+        Err(PlatformError::new("config_rejected", format!("drasi-server rejected the configuration: {first}"))
+            .with_detail(tail_str(&text)))
+    }
+
+    fn spawn(&self, spec: &StartSpec, config: &Path) -> Result<Found, PlatformError> {
+        let dir = self.dir(&spec.instance_id);
+        let log_path = self.log_path(&spec.instance_id);
+        let io = |e: std::io::Error| PlatformError::new("io_error", format!("cannot open the log file: {e}"));
+        let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(io)?;
+        let err = log.try_clone().map_err(io)?;
+        let mut cmd = std::process::Command::new(&self.settings.executable);
+        cmd.arg("--config")
+            .arg(config)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0);
+        sanitize_env(&mut cmd);
+        cmd.env("DRAAS_INSTANCE_ID", spec.instance_id.as_str()).env("DRAAS_SPEC_HASH", &spec.spec_hash);
+        let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.executable, &e))?;
+        let pid = i32::try_from(child.id()).unwrap_or_default();
+        // Reap the child when it exits; if this worker dies first, init inherits it.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        let start_time = process_start_time(pid).unwrap_or_default();
+        tracing::info!(instance = %spec.instance_id, pid, port = spec.port, "drasi-server spawned");
+        Ok(Found { pid, start_time, spec_hash: Some(spec.spec_hash.clone()) })
+    }
+
+    async fn wait_healthy(&self, spec: &StartSpec, p: &Found) -> Result<(), PlatformError> {
+        let deadline = Instant::now() + Duration::from_secs(self.settings.health_timeout_secs);
+        loop {
+            if self.healthy(&spec.host, spec.port).await {
+                return Ok(());
+            }
+            if !is_alive(p) {
+                let tail = self.log_tail(&spec.instance_id);
+                return Err(PlatformError::new("crashed_on_start", "drasi-server exited before it became healthy")
+                    .with_detail(tail));
+            }
+            if Instant::now() > deadline {
+                self.terminate(p).await;
+                return Err(PlatformError::new(
+                    "health_timeout",
+                    format!("drasi-server did not answer /health within {} s", self.settings.health_timeout_secs),
+                )
+                .with_detail(self.log_tail(&spec.instance_id)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Does drasi-server's health endpoint answer 200?
+    pub async fn healthy(&self, host: &str, port: u16) -> bool {
+        let url = format!("http://{}:{port}/health", probe_host(host));
+        matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// Stop every server of the instance: SIGINT (drasi-server's clean shutdown; it does not
+    /// handle SIGTERM), then SIGKILL to the group after the grace period.
+    pub async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
+        for p in find_processes(id) {
+            self.terminate(&p).await;
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, p: &Found) {
+        kill_group(p.pid, Signal::SIGINT);
+        let grace = Instant::now() + Duration::from_secs(self.settings.stop_grace_secs);
+        while is_alive(p) && Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if is_alive(p) {
+            tracing::warn!(pid = p.pid, "drasi-server ignored SIGINT; killing its process group");
+            kill_group(p.pid, Signal::SIGKILL);
+            let end = Instant::now() + Duration::from_secs(5);
+            while is_alive(p) && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Stop the instance and remove its directory (config, log, data).
+    pub async fn delete(&self, id: &InstanceId) -> Result<(), PlatformError> {
+        self.stop(id).await?;
+        match fs::remove_dir_all(self.dir(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(PlatformError::new("io_error", format!("cannot remove the instance directory: {e}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The last few KiB of an instance's log.
+    pub fn log_tail(&self, id: &InstanceId) -> String {
+        let Ok(mut f) = fs::File::open(self.log_path(id)) else { return String::new() };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Keep every instance log on this node under the cap: the newest half moves to
+    /// `server.log.1` and the log is truncated (the server appends, so it writes on at 0).
+    pub fn rotate_logs(&self) {
+        let Ok(entries) = fs::read_dir(&self.instances_dir) else { return };
+        for entry in entries.flatten() {
+            let log = entry.path().join("server.log");
+            if fs::metadata(&log).is_ok_and(|m| m.len() > self.settings.log_max_bytes) {
+                if let Err(e) = rotate(&log, self.settings.log_max_bytes / 2) {
+                    tracing::warn!(log = %log.display(), error = %e, "log rotation failed");
+                }
+            }
+        }
+    }
+
+    /// Is the instance's recorded process alive (pid and start time match)?
+    pub fn is_running(&self, pid: i32, start_time: u64) -> bool {
+        is_alive(&Found { pid, start_time, spec_hash: None })
+    }
+}
+
+fn rotate(log: &Path, keep: u64) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().read(true).write(true).open(log)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(keep)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let mut old = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log.with_extension("log.1"))?;
+    old.write_all(&tail)?;
+    f.set_len(0)
+}
+
+/// drasi-server binds `0.0.0.0` for "everywhere"; probe it on loopback then.
+fn probe_host(host: &str) -> &str {
+    match host {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        h => h,
+    }
+}
+
+fn spawn_error(exe: &str, e: &std::io::Error) -> PlatformError {
+    if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::PermissionDenied {
+        PlatformError::new("executable_not_found", format!("cannot run drasi-server executable '{exe}': {e}"))
+    } else {
+        PlatformError::new("spawn_failed", format!("cannot start '{exe}': {e}"))
+    }
+}
+
+/// drasi-server gets the worker's environment minus draas' own settings (tokens, Redis URL),
+/// so `${VAR}` references in its config resolve against the host's environment.
+fn sanitize_env(cmd: &mut std::process::Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DRAAS_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+fn kill_group(pid: i32, signal: Signal) {
+    if pid > 1 {
+        let _ = killpg(Pid::from_raw(pid), signal);
+    }
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // fields[0] is the state (field 3); start time is field 22.
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+fn is_alive(p: &Found) -> bool {
+    process_start_time(p.pid).is_some_and(|t| p.start_time == 0 || t == p.start_time)
+}
+
+/// Every live process on this host whose environment names instance `id`.
+pub fn find_processes(id: &InstanceId) -> Vec<Found> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    let marker = format!("DRAAS_INSTANCE_ID={id}");
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            vars.iter().any(|v| *v == marker.as_bytes()).then_some(())?;
+            let spec_hash = vars
+                .iter()
+                .find_map(|v| v.strip_prefix(b"DRAAS_SPEC_HASH="))
+                .map(|h| String::from_utf8_lossy(h).into_owned());
+            Some(Found { pid, start_time: process_start_time(pid)?, spec_hash })
+        })
+        .collect()
+}
+
+/// Parse runtime facts back into a process reference.
+pub fn recorded(facts: &serde_json::Map<String, Value>) -> Option<(i32, u64)> {
+    let pid = i32::try_from(facts.get("pid")?.as_i64()?).ok()?;
+    let start = facts.get("pidStartTime")?.as_u64()?;
+    Some((pid, start))
+}
+
+fn tail_str(s: &str) -> String {
+    let start = s.len().saturating_sub(LOG_TAIL_BYTES as usize);
+    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    s[start..].to_owned()
+}
