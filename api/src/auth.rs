@@ -27,14 +27,8 @@ fn digest(token: &[u8]) -> [u8; 32] {
 impl Auth {
     /// Accept `tokens`; `dev` disables authentication altogether.
     pub fn new(tokens: &[SecretString], dev: bool) -> Self {
-        let digests = tokens
-            .iter()
-            .map(|t| digest(t.expose_secret().as_bytes()))
-            .collect();
-        Self {
-            digests: Arc::new(digests),
-            disabled: dev,
-        }
+        let digests = tokens.iter().map(|t| digest(t.expose_secret().as_bytes())).collect();
+        Self { digests: Arc::new(digests), disabled: dev }
     }
 
     /// Is this `Authorization` header value one of ours?
@@ -42,31 +36,22 @@ impl Auth {
         if self.disabled {
             return true;
         }
-        let Some(token) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let Some(token) = authorization
+            .and_then(|h| h.split_at_checked(7))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, token)| token)
+        else {
             return false;
         };
         let d = digest(token);
         // Compare with every token, without an early exit.
-        self.digests
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, known| acc | known.ct_eq(&d))
-            .into()
+        self.digests.iter().fold(subtle::Choice::from(0), |acc, known| acc | known.ct_eq(&d)).into()
     }
 }
 
 /// Middleware: 401 unless the request carries an accepted bearer token.
-pub async fn require_token(
-    State(auth): State<Auth>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if auth.accepts(header) {
-        Ok(next.run(req).await)
-    } else {
-        Err(ApiError::unauthorized())
-    }
+pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if auth.accepts(header) { Ok(next.run(req).await) } else { Err(ApiError::unauthorized()) }
 }

@@ -41,6 +41,7 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     retry_after: Option<u64>,
     www_authenticate: bool,
+    close: bool,
 }
 
 impl ApiError {
@@ -54,7 +55,14 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             www_authenticate: false,
+            close: false,
         }
+    }
+
+    /// Tell the client the connection closes (the unread rest of an oversized body is dropped).
+    pub fn close_connection(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     /// Point at the faulty field of the request body.
@@ -111,20 +119,13 @@ impl ApiError {
 
     /// 404 for an instance id.
     pub fn instance_not_found(id: &str) -> Self {
-        Self::not_found(
-            "instance_not_found",
-            format!("instance '{id}' does not exist"),
-        )
+        Self::not_found("instance_not_found", format!("instance '{id}' does not exist"))
     }
 
     /// 500 without internals; the cause is logged once here.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the server log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
 
     /// Status of this error.
@@ -151,15 +152,15 @@ impl IntoResponse for ApiError {
         };
         let mut res = (self.status, axum::Json(body)).into_response();
         let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.www_authenticate {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }
@@ -177,17 +178,11 @@ impl From<StoreError> for ApiError {
                 )
                 .retry_after(1)
             }
-            StoreError::NameTaken => {
-                Self::conflict("name_taken", "another instance already has this name")
+            StoreError::NameTaken => Self::conflict("name_taken", "another instance already has this name"),
+            StoreError::Contended => {
+                Self::conflict("contended", "the instance is being changed concurrently; retry").retry_after(1)
             }
-            StoreError::Contended => Self::conflict(
-                "contended",
-                "the instance is being changed concurrently; retry",
-            )
-            .retry_after(1),
-            StoreError::NotFound => {
-                Self::not_found("instance_not_found", "instance does not exist")
-            }
+            StoreError::NotFound => Self::not_found("instance_not_found", "instance does not exist"),
             e @ (StoreError::Corrupt { .. } | StoreError::Redis(_)) => Self::internal(&e),
         }
     }
@@ -195,10 +190,8 @@ impl From<StoreError> for ApiError {
 
 impl From<ConfigError> for ApiError {
     fn from(ConfigError(errors): ConfigError) -> Self {
-        let first = errors
-            .first()
-            .cloned()
-            .unwrap_or_else(|| FieldError::new("invalid_config", "invalid configuration", ""));
+        let first =
+            errors.first().cloned().unwrap_or_else(|| FieldError::new("invalid_config", "invalid configuration", ""));
         let mut e = Self::field(first);
         e.errors = errors;
         e

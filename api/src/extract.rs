@@ -25,9 +25,7 @@ impl MediaType {
         let essence = ct.split(';').next()?.trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Some(Self::Json),
-            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
-                Some(Self::Yaml)
-            }
+            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Some(Self::Yaml),
             "application/json-patch+json" => Some(Self::JsonPatch),
             "application/merge-patch+json" => Some(Self::MergePatch),
             _ => None,
@@ -82,12 +80,8 @@ impl RawBody {
     /// Decode a JSON or YAML body into a JSON value.
     pub fn document(&self, media: MediaType) -> Result<Value, ApiError> {
         match media {
-            MediaType::Yaml => serde_norway::from_slice(&self.bytes).map_err(|e| {
-                ApiError::bad_request(
-                    "malformed_yaml",
-                    format!("request body is not valid YAML: {e}"),
-                )
-            }),
+            MediaType::Yaml => serde_norway::from_slice(&self.bytes)
+                .map_err(|e| ApiError::bad_request("malformed_yaml", format!("request body is not valid YAML: {e}"))),
             _ => decode_json(&self.bytes),
         }
     }
@@ -106,26 +100,16 @@ fn names(allowed: &[MediaType]) -> String {
         .join(", ")
 }
 
-/// Decode JSON with a JSON pointer on data errors (422) and a plain 400 on syntax errors.
+/// Decode JSON: a plain 400 when it is not JSON at all, a 422 with the JSON pointer of the
+/// faulty field when it is JSON of the wrong shape.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let pointer = pointer_of(e.path());
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let code = if inner.to_string().starts_with("unknown field") {
-                    "unknown_field"
-                } else {
-                    "invalid_field"
-                };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, inner.to_string()).at(pointer)
-            }
-            _ => ApiError::bad_request(
-                "malformed_json",
-                format!("request body is not valid JSON: {inner}"),
-            ),
-        }
+        let message = e.into_inner().to_string();
+        let code = if message.starts_with("unknown field") { "unknown_field" } else { "invalid_field" };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).at(pointer)
     })
 }
 
@@ -180,18 +164,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         let Some(v) = parts.headers.get(header::IF_MATCH) else {
             return Ok(Self(None));
         };
-        let v = v
-            .to_str()
-            .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be ASCII"))?;
-        let tags = v
-            .split(',')
-            .map(|t| {
-                t.trim()
-                    .trim_start_matches("W/")
-                    .trim_matches('"')
-                    .to_owned()
-            })
-            .collect();
+        let v = v.to_str().map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be ASCII"))?;
+        let tags = v.split(',').map(|t| t.trim().trim_start_matches("W/").trim_matches('"').to_owned()).collect();
         Ok(Self(Some(tags)))
     }
 }

@@ -63,10 +63,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
     let body_limit = state.settings.api.body_limit_bytes;
     let v1 = Router::new()
-        .route(
-            "/api/v1/instances",
-            get(instances::list).post(instances::create),
-        )
+        .route("/api/v1/instances", get(instances::list).post(instances::create))
         .route("/api/v1/instances/{id}", get(instances::get).patch(instances::update).delete(operations::delete))
         .route("/api/v1/instances/{id}/start", post(operations::start))
         .route("/api/v1/instances/{id}/stop", post(operations::stop))
@@ -74,24 +71,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
-        .route(
-            "/api/v1/instances/{id}/config",
-            get(config::get).put(config::put).patch(config::patch),
-        )
-        .route(
-            "/api/v1/instances/{id}/config/{kind}",
-            get(components::list).post(components::create),
-        )
+        .route("/api/v1/instances/{id}/config", get(config::get).put(config::put).patch(config::patch))
+        .route("/api/v1/instances/{id}/config/{kind}", get(components::list).post(components::create))
         .route(
             "/api/v1/instances/{id}/config/{kind}/{component}",
-            get(components::get)
-                .put(components::put)
-                .delete(components::delete),
+            get(components::get).put(components::put).delete(components::delete),
         )
-        .route(
-            "/openapi.json",
-            get(|| async { ([("content-type", "application/json")], openapi::json()) }),
-        )
+        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::json()) }))
         .merge(Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_token));
     Router::new()
@@ -114,16 +100,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Result<Response, ApiError> {
-    tokio::time::timeout(limit, next.run(req))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "the request took too long; retry",
-            )
-            .retry_after(1)
-        })
+    tokio::time::timeout(limit, next.run(req)).await.map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; retry").retry_after(1)
+    })
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.
@@ -133,11 +112,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if state.settings.dev {
-        tracing::warn!(
-            "DEV MODE: authentication is disabled (DRAAS_DEV=true); never expose this API"
-        );
+        tracing::warn!("DEV MODE: authentication is disabled (DRAAS_DEV=true); never expose this API");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

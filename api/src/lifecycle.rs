@@ -55,8 +55,12 @@ pub async fn submit(
     let queue = queue_for(&before);
     let depth = state.enqueuer.depth(&queue).await.map_err(draas_jobs::store::StoreError::from)?;
     if depth >= state.settings.operations.max_queue_depth {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", format!("queue '{queue}' holds {depth} jobs; retry later"))
-            .retry_after(5));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!("queue '{queue}' holds {depth} jobs; retry later"),
+        )
+        .retry_after(5));
     }
     let (after, previous) = state
         .store
@@ -103,7 +107,12 @@ pub async fn submit(
         failed.finished_at = Some(Utc::now());
         failed.error = Some(OperationError { code: "enqueue_failed".into(), message: e.to_string(), detail: None });
         let _ = state.ops.transition(&failed, &[OperationStatus::Queued]).await;
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "enqueue_failed", "the job could not be queued; retry").retry_after(1));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "enqueue_failed",
+            "the job could not be queued; retry",
+        )
+        .retry_after(1));
     }
     tracing::info!(instance = %id, operation = %op.id, kind = ?kind, %queue, correlation_id, "operation submitted");
     Ok(op)
@@ -125,13 +134,20 @@ pub async fn wait_for(state: &AppState, op: Operation, wait: Duration) -> Result
 /// Cancel a queued operation; its instance's desired state goes back to what it was when
 /// nothing has changed it since.
 pub async fn cancel(state: &AppState, id: &OperationId) -> Result<Operation, ApiError> {
-    let op = state.ops.get(id).await?.ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
+    let op = state
+        .ops
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
     let mut cancelled = op.clone();
     cancelled.status = OperationStatus::Cancelled;
     cancelled.finished_at = Some(Utc::now());
     if !state.ops.transition(&cancelled, &[OperationStatus::Queued]).await? {
         let now = state.ops.get(id).await?.map_or("gone", |o| o.status.as_str());
-        return Err(ApiError::conflict("not_cancellable", format!("only a queued operation can be cancelled; this one is {now}")));
+        return Err(ApiError::conflict(
+            "not_cancellable",
+            format!("only a queued operation can be cancelled; this one is {now}"),
+        ));
     }
     if let (Some(instance), Some(previous)) = (&op.instance_id, op.previous_desired) {
         let reverted = state

@@ -40,10 +40,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Api => {
             let settings = Settings::load()?;
             draas_jobs::telemetry::init(settings.log_format);
-            let url = settings
-                .redis_url
-                .clone()
-                .context("DRAAS_REDIS_URL is not set")?;
+            let url = settings.redis_url.clone().context("DRAAS_REDIS_URL is not set")?;
             run_api(settings, &url).await
         }
         Command::Worker => {

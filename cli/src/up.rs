@@ -44,8 +44,7 @@ fn load_settings_with_token() -> anyhow::Result<Settings> {
     match settings.require_auth() {
         Ok(()) => Ok(settings),
         Err(_) => {
-            let data_dir = std::env::var_os("DRAAS_DATA_DIR")
-                .map_or_else(|| PathBuf::from(".draas"), PathBuf::from);
+            let data_dir = std::env::var_os("DRAAS_DATA_DIR").map_or_else(|| PathBuf::from(".draas"), PathBuf::from);
             let token = ensure_token(&data_dir)?;
             let env = std::env::vars()
                 .filter(|(k, _)| k != "DRAAS_API_TOKENS")
@@ -69,12 +68,7 @@ fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
     std::io::Write::write_all(&mut f, token.as_bytes())?;
     Ok(token)
 }
@@ -89,10 +83,7 @@ fn print_banner(settings: &Settings, redis_url: &SecretString) {
         println!("  auth:   disabled (DRAAS_DEV=true)");
     } else if let Some(token) = settings.api_tokens.first() {
         println!("  token:  {}", token.expose_secret());
-        println!(
-            "  try:    curl -H 'Authorization: Bearer {}' {base}/api/v1/instances",
-            token.expose_secret()
-        );
+        println!("  try:    curl -H 'Authorization: Bearer {}' {base}/api/v1/instances", token.expose_secret());
     }
 }
 
@@ -105,16 +96,7 @@ async fn start_private_redis(data_dir: &Path) -> anyhow::Result<(Child, SecretSt
     let socket = dir.join("redis.sock");
     let _ = std::fs::remove_file(&socket);
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--unixsocketperm",
-            "700",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-        ])
+        .args(["--port", "0", "--unixsocketperm", "700", "--appendonly", "yes", "--appendfsync", "everysec"])
         .arg("--unixsocket")
         .arg(&socket)
         .arg("--dir")
@@ -146,20 +128,11 @@ async fn ensure_redis_installed() -> anyhow::Result<()> {
         return Ok(());
     }
     if !nix::unistd::Uid::effective().is_root() {
-        bail!(
-            "redis-server is not installed: run `sudo apt-get install -y redis-server`, or set DRAAS_REDIS_URL"
-        );
+        bail!("redis-server is not installed: run `sudo apt-get install -y redis-server`, or set DRAAS_REDIS_URL");
     }
     eprintln!("redis-server is missing: installing Debian's redis-server with apt-get ...");
-    for args in [
-        &["update", "-qq"][..],
-        &["install", "-y", "-qq", "redis-server"][..],
-    ] {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .await?;
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "redis-server"][..]] {
+        let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().await?;
         if !status.success() {
             bail!("apt-get {} failed", args.join(" "));
         }
@@ -168,17 +141,13 @@ async fn ensure_redis_installed() -> anyhow::Result<()> {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
 }
 
 async fn stop_redis(child: &mut Child) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // SIGTERM lets redis-server flush its AOF.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 }

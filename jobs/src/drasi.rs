@@ -180,8 +180,8 @@ impl Serialize for Port {
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("port must be an integer between 1 and 65535"))?;
+        let n =
+            i64::deserialize(d).map_err(|_| serde::de::Error::custom("port must be an integer between 1 and 65535"))?;
         Port::try_from(n).map_err(serde::de::Error::custom)
     }
 }
@@ -205,8 +205,7 @@ impl<'de> Deserialize<'de> for Kind {
         let ok = !b.is_empty()
             && b.len() <= 63
             && b[0].is_ascii_alphanumeric()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'));
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'));
         if ok {
             Ok(Kind(s))
         } else {

@@ -25,9 +25,7 @@ fn is_dns_label(s: &str, max: usize) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= max
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -169,9 +167,7 @@ impl FromStr for ComponentId {
         let ok = !bytes.is_empty()
             && bytes.len() <= MAX_COMPONENT_ID_LEN
             && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {

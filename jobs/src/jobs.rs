@@ -93,8 +93,12 @@ impl Enqueuer {
     /// Push `job` into `queue` with the operation id as task id (a second push of the same
     /// operation is ignored by apalis-redis).
     pub async fn push(&self, queue: &str, job: InstanceJob) -> Result<(), EnqueueError> {
-        let mut storage: RedisStorage<InstanceJob> =
-            RedisStorage::new(self.conn.clone()).with_config(queue_config(&self.keys, queue, Duration::from_secs(30), 2));
+        let mut storage: RedisStorage<InstanceJob> = RedisStorage::new(self.conn.clone()).with_config(queue_config(
+            &self.keys,
+            queue,
+            Duration::from_secs(30),
+            2,
+        ));
         let task = TaskBuilder::new(job.clone()).task_id(task_id(&job.operation_id)).build();
         storage.push_task(task).await.map_err(|e| EnqueueError(e.to_string()))
     }

@@ -94,7 +94,12 @@ impl Leases {
     }
 
     /// Write observed state only while `lease` is still held. Returns whether it wrote.
-    pub async fn write_observed_fenced(&self, lease: &Lease, id: &InstanceId, observed: &ObservedRecord) -> Result<bool, StoreError> {
+    pub async fn write_observed_fenced(
+        &self,
+        lease: &Lease,
+        id: &InstanceId,
+        observed: &ObservedRecord,
+    ) -> Result<bool, StoreError> {
         let ok: i32 = crate::store::scripts::cached(&FENCED_WRITE_SCRIPT, FENCED_WRITE)
             .key(&lease.key)
             .key(self.keys.observed(id))

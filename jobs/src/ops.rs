@@ -160,8 +160,7 @@ impl Operations {
     pub async fn get(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
         let key = self.keys.operation(id);
         let data: Option<String> = self.conn.clone().hget(&key, "data").await?;
-        data.map(|d| serde_json::from_str(&d).map_err(|source| StoreError::Corrupt { key, source }))
-            .transpose()
+        data.map(|d| serde_json::from_str(&d).map_err(|source| StoreError::Corrupt { key, source })).transpose()
     }
 
     /// Replace the record with `op` if its status is one of `from`. Returns whether it did.

@@ -27,9 +27,7 @@ pub fn effective(config: &DrasiConfig, ctx: &RenderContext<'_>) -> DrasiConfig {
     c.id.get_or_insert_with(|| ctx.instance_id.to_owned());
     c.host.get_or_insert_with(|| ctx.default_host.to_owned());
     if c.port.is_none() {
-        c.port = ctx
-            .allocated_port
-            .and_then(|p| Port::try_from(i64::from(p)).ok());
+        c.port = ctx.allocated_port.and_then(|p| Port::try_from(i64::from(p)).ok());
     }
     c.log_level.get_or_insert(LogLevel::Info);
     c.persist_config.get_or_insert(false);
@@ -69,11 +67,7 @@ pub struct Rendered {
 }
 
 /// Render what `state`'s platform hands to drasi-server, with `port` allocated by draas.
-pub fn render(
-    state: &InstanceState,
-    process_host: &str,
-    port: Option<u16>,
-) -> Result<Rendered, serde_norway::Error> {
+pub fn render(state: &InstanceState, process_host: &str, port: Option<u16>) -> Result<Rendered, serde_norway::Error> {
     let instance = &state.instance.value;
     let ctx = RenderContext {
         instance_id: instance.id.as_str(),
@@ -105,15 +99,9 @@ mod tests {
 
     #[test]
     fn effective_config_fills_in_draas_defaults_only_where_absent() {
-        let config = parse_config(
-            json!({"port": 9000, "queries": [{"id": "q", "query": "MATCH (n) RETURN n"}]}),
-        )
-        .expect("valid");
-        let ctx = RenderContext {
-            instance_id: "abc",
-            default_host: "127.0.0.1",
-            allocated_port: Some(8100),
-        };
+        let config = parse_config(json!({"port": 9000, "queries": [{"id": "q", "query": "MATCH (n) RETURN n"}]}))
+            .expect("valid");
+        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", allocated_port: Some(8100) };
         let e = effective(&config, &ctx);
         assert_eq!(e.id.as_deref(), Some("abc"));
         assert_eq!(e.port.map(Port::get), Some(9000));

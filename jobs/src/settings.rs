@@ -142,11 +142,7 @@ impl Default for Settings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self {
-            body_limit_bytes: 1024 * 1024,
-            request_timeout_secs: 90,
-            max_page_size: 500,
-        }
+        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 90, max_page_size: 500 }
     }
 }
 
@@ -182,10 +178,7 @@ impl Default for ProcessSettings {
 
 impl Default for OperationSettings {
     fn default() -> Self {
-        Self {
-            ttl_secs: 7 * 24 * 3600,
-            max_queue_depth: 2000,
-        }
+        Self { ttl_secs: 7 * 24 * 3600, max_queue_depth: 2000 }
     }
 }
 
@@ -216,26 +209,16 @@ impl Settings {
         dir: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let env: std::collections::HashMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("DRAAS_"))
-            .collect();
+        let env: std::collections::HashMap<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with("DRAAS_")).collect();
         let profile = env.get("DRAAS_ENV").map(String::as_str).unwrap_or("local");
-        if profile.is_empty()
-            || !profile
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(SettingsError::Invalid(format!(
-                "DRAAS_ENV '{profile}' is not a profile name"
-            )));
+        if profile.is_empty() || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(SettingsError::Invalid(format!("DRAAS_ENV '{profile}' is not a profile name")));
         }
         let mut builder = config::Config::builder();
         if let Some(dir) = dir {
             builder = builder.add_source(config::File::from(dir.join("base.yaml")).required(false));
-            builder = builder.add_source(
-                config::File::from(dir.join(format!("{profile}.yaml"))).required(false),
-            );
+            builder = builder.add_source(config::File::from(dir.join(format!("{profile}.yaml"))).required(false));
         }
         builder = builder.add_source(
             config::Environment::with_prefix("DRAAS")
@@ -263,9 +246,7 @@ impl Settings {
 
     fn check(&self) -> Result<(), SettingsError> {
         crate::store::keys::check_prefix(&self.key_prefix).map_err(SettingsError::Invalid)?;
-        if self.process.port_range_start == 0
-            || self.process.port_range_start > self.process.port_range_end
-        {
+        if self.process.port_range_start == 0 || self.process.port_range_start > self.process.port_range_end {
             return Err(SettingsError::Invalid("process port range is empty".into()));
         }
         Ok(())
@@ -299,10 +280,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     fn committed_dir() -> PathBuf {
@@ -326,19 +304,12 @@ mod tests {
         )
         .expect("settings");
         assert_eq!(
-            s.redis_url
-                .as_ref()
-                .map(|u| u.expose_secret().to_owned())
-                .as_deref(),
+            s.redis_url.as_ref().map(|u| u.expose_secret().to_owned()).as_deref(),
             Some("redis://127.0.0.1:6390/0")
         );
         assert_eq!(s.key_prefix, "fleet-a");
         assert_eq!(s.listen.to_string(), "0.0.0.0:9090");
-        let tokens: Vec<_> = s
-            .api_tokens
-            .iter()
-            .map(|t| t.expose_secret().to_owned())
-            .collect();
+        let tokens: Vec<_> = s.api_tokens.iter().map(|t| t.expose_secret().to_owned()).collect();
         assert_eq!(tokens, ["one", "two", "three"]);
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/draas"));
         assert_eq!(s.node_id(), "node-7");
@@ -349,8 +320,7 @@ mod tests {
 
     #[test]
     fn committed_files_load_and_match_the_built_in_defaults() {
-        let s = Settings::load_from(Some(&committed_dir()), env(&[("DRAAS_DEV", "true")]))
-            .expect("settings");
+        let s = Settings::load_from(Some(&committed_dir()), env(&[("DRAAS_DEV", "true")])).expect("settings");
         let d = Settings::default();
         assert!(s.dev);
         assert_eq!(s.listen, d.listen);
@@ -363,16 +333,7 @@ mod tests {
     #[test]
     fn missing_tokens_without_dev_mode_and_bad_prefixes_are_refused() {
         assert!(Settings::load_from(None, env(&[])).expect("settings").require_auth().is_err());
-        assert!(
-            Settings::load_from(
-                None,
-                env(&[("DRAAS_DEV", "true"), ("DRAAS_KEY_PREFIX", "a}b")])
-            )
-            .is_err()
-        );
-        assert!(
-            Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_ENV", "../x")]))
-                .is_err()
-        );
+        assert!(Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_KEY_PREFIX", "a}b")])).is_err());
+        assert!(Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_ENV", "../x")])).is_err());
     }
 }

@@ -25,11 +25,7 @@ pub struct FieldError {
 impl FieldError {
     /// A new field error.
     pub fn new(code: &str, message: impl Into<String>, pointer: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            message: message.into(),
-            pointer: pointer.into(),
-        }
+        Self { code: code.to_owned(), message: message.into(), pointer: pointer.into() }
     }
 }
 
@@ -77,10 +73,7 @@ fn serde_error(pointer: &str, message: &str) -> FieldError {
     } else if pointer == "/port" {
         ("invalid_port", message.to_owned())
     } else if pointer == "/logLevel" {
-        (
-            "invalid_log_level",
-            "logLevel must be one of trace, debug, info, warn, error".to_owned(),
-        )
+        ("invalid_log_level", "logLevel must be one of trace, debug, info, warn, error".to_owned())
     } else {
         ("invalid_field", message.to_owned())
     };
@@ -92,9 +85,7 @@ fn serde_error(pointer: &str, message: &str) -> FieldError {
 pub fn validate_config(config: &DrasiConfig) -> Result<(), ConfigError> {
     let mut errors = Vec::new();
     if let Some(host) = &config.host
-        && (host.is_empty()
-            || host.len() > 253
-            || host.chars().any(|c| c.is_whitespace() || c.is_control()))
+        && (host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
         errors.push(FieldError::new(
             "invalid_host",
@@ -106,45 +97,22 @@ pub fn validate_config(config: &DrasiConfig) -> Result<(), ConfigError> {
         && id.parse::<crate::ids::ComponentId>().is_err()
         && !is_env_reference(id)
     {
-        errors.push(FieldError::new(
-            "invalid_server_id",
-            "id must be 1-63 characters of [A-Za-z0-9_.-]",
-            "/id",
-        ));
+        errors.push(FieldError::new("invalid_server_id", "id must be 1-63 characters of [A-Za-z0-9_.-]", "/id"));
     }
-    unique_ids(
-        ComponentKind::Sources,
-        config.sources.iter().map(|s| s.id.as_str()),
-        &mut errors,
-    );
-    unique_ids(
-        ComponentKind::Queries,
-        config.queries.iter().map(|q| q.id.as_str()),
-        &mut errors,
-    );
-    unique_ids(
-        ComponentKind::Reactions,
-        config.reactions.iter().map(|r| r.id.as_str()),
-        &mut errors,
-    );
+    unique_ids(ComponentKind::Sources, config.sources.iter().map(|s| s.id.as_str()), &mut errors);
+    unique_ids(ComponentKind::Queries, config.queries.iter().map(|q| q.id.as_str()), &mut errors);
+    unique_ids(ComponentKind::Reactions, config.reactions.iter().map(|r| r.id.as_str()), &mut errors);
 
     let sources: HashSet<&str> = config.sources.iter().map(|s| s.id.as_str()).collect();
     for (qi, q) in config.queries.iter().enumerate() {
         if q.query.trim().is_empty() {
-            errors.push(FieldError::new(
-                "empty_query",
-                "query text must not be empty",
-                format!("/queries/{qi}/query"),
-            ));
+            errors.push(FieldError::new("empty_query", "query text must not be empty", format!("/queries/{qi}/query")));
         }
         for (si, s) in q.sources.iter().enumerate() {
             if !sources.contains(s.source_id.as_str()) && !is_builtin_source(s.source_id.as_str()) {
                 errors.push(FieldError::new(
                     "unknown_source",
-                    format!(
-                        "query '{}' names source '{}', which does not exist",
-                        q.id, s.source_id
-                    ),
+                    format!("query '{}' names source '{}', which does not exist", q.id, s.source_id),
                     format!("/queries/{qi}/sources/{si}/sourceId"),
                 ));
             }
@@ -156,20 +124,13 @@ pub fn validate_config(config: &DrasiConfig) -> Result<(), ConfigError> {
             if !queries.contains(q.as_str()) {
                 errors.push(FieldError::new(
                     "unknown_query",
-                    format!(
-                        "reaction '{}' names query '{q}', which does not exist",
-                        r.id
-                    ),
+                    format!("reaction '{}' names query '{q}', which does not exist", r.id),
                     format!("/reactions/{ri}/queries/{qi}"),
                 ));
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigError(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
 }
 
 /// Sources drasi-server provides without configuration.
@@ -182,11 +143,7 @@ pub fn is_env_reference(s: &str) -> bool {
     s.starts_with("${") && s.ends_with('}') && s.len() > 3
 }
 
-fn unique_ids<'a>(
-    kind: ComponentKind,
-    ids: impl Iterator<Item = &'a str>,
-    errors: &mut Vec<FieldError>,
-) {
+fn unique_ids<'a>(kind: ComponentKind, ids: impl Iterator<Item = &'a str>, errors: &mut Vec<FieldError>) {
     let mut seen = HashSet::new();
     for (i, id) in ids.enumerate() {
         if !seen.insert(id) {
@@ -234,38 +191,28 @@ mod tests {
     #[test]
     fn ports_out_of_range_are_rejected_at_the_port_pointer() {
         for p in [json!(0), json!(70000), json!(-1), json!("80")] {
-            assert_eq!(
-                codes(json!({"port": p})),
-                vec![("invalid_port".into(), "/port".into())]
-            );
+            assert_eq!(codes(json!({"port": p})), vec![("invalid_port".into(), "/port".into())]);
         }
         assert!(codes(json!({"port": 65535})).is_empty());
     }
 
     #[test]
     fn unknown_top_level_fields_are_rejected() {
-        assert_eq!(
-            codes(json!({"bogus": 1})),
-            vec![("unknown_field".into(), "/bogus".into())]
-        );
+        assert_eq!(codes(json!({"bogus": 1})), vec![("unknown_field".into(), "/bogus".into())]);
     }
 
     #[test]
     fn queries_must_name_existing_sources() {
         let c = json!({"queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "nope"}]}]});
-        assert_eq!(
-            codes(c),
-            vec![(
-                "unknown_source".into(),
-                "/queries/0/sources/0/sourceId".into()
-            )]
-        );
+        assert_eq!(codes(c), vec![("unknown_source".into(), "/queries/0/sources/0/sourceId".into())]);
     }
 
     #[test]
     fn kind_specific_properties_survive_parsing() {
-        let c = parse_config(json!({"sources": [{"kind": "postgres", "id": "db", "password": "${DB_PASSWORD}", "tables": ["a"]}]}))
-            .expect("valid");
+        let c = parse_config(
+            json!({"sources": [{"kind": "postgres", "id": "db", "password": "${DB_PASSWORD}", "tables": ["a"]}]}),
+        )
+        .expect("valid");
         assert_eq!(c.sources[0].properties["password"], json!("${DB_PASSWORD}"));
         assert_eq!(c.sources[0].properties["tables"], json!(["a"]));
     }

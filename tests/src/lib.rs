@@ -20,10 +20,7 @@ pub use redis_server::TestRedis;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary>
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf()
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
 }
 
 /// Path of a workspace binary; the test command builds them first.
@@ -53,10 +50,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -81,15 +75,11 @@ impl DraasProcess {
     /// Start `draas <args>` and wait for a log line containing `marker`.
     pub fn start_until(args: &[&str], env: &[(String, String)], marker: &str) -> Self {
         let mut cmd = Command::new(bin("draas"));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DRAAS_")) {
             cmd.env_remove(k);
         }
-        cmd.env("DRAAS_CONFIG_DIR", "/nonexistent")
-            .env("RUST_LOG", "info");
+        cmd.env("DRAAS_CONFIG_DIR", "/nonexistent").env("RUST_LOG", "info");
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn draas");
         let stderr = child.stderr.take().expect("stderr");
@@ -110,17 +100,11 @@ impl DraasProcess {
                 sink.lock().expect("log").push(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("draas {args:?} did not start; log:\n{}", log.lock().expect("log").join("\n"))
-            });
-        Self {
-            child,
-            base_url: format!("http://{addr}"),
-            log,
-        }
+        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("draas {args:?} did not start; log:\n{}", log.lock().expect("log").join("\n"))
+        });
+        Self { child, base_url: format!("http://{addr}"), log }
     }
 
     /// The process id.
@@ -150,11 +134,7 @@ impl DraasProcess {
 
     /// Does the log contain a line with all of `needles`?
     pub fn logged(&self, needles: &[&str]) -> bool {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .any(|l| needles.iter().all(|n| l.contains(n)))
+        self.log.lock().expect("log").iter().any(|l| needles.iter().all(|n| l.contains(n)))
     }
 }
 
@@ -242,11 +222,7 @@ impl TestApp {
     /// Start another `draas api` on this test's Redis, with `extra` environment on top.
     pub fn start_api(&self, extra: &[(&str, &str)]) -> DraasProcess {
         let mut env = self.env();
-        env.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         DraasProcess::start(&["api"], &env)
     }
 
@@ -278,7 +254,8 @@ impl TestApp {
 
     /// Submit a lifecycle request (`start`, `stop`, `restart`) and return the operation.
     pub async fn submit(&self, id: &str, action: &str) -> Value {
-        let (status, op) = self.send_json(Method::POST, &format!("/api/v1/instances/{id}/{action}"), &Value::Null).await;
+        let (status, op) =
+            self.send_json(Method::POST, &format!("/api/v1/instances/{id}/{action}"), &Value::Null).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{action} {id}: {op}");
         op
     }
@@ -295,7 +272,13 @@ impl TestApp {
     }
 
     /// Poll an instance until `check` holds for it.
-    pub async fn wait_instance(&self, id: &str, what: &str, deadline: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_instance(
+        &self,
+        id: &str,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let path = format!("/api/v1/instances/{id}");
         eventually(what, deadline, || async {
             let (_, i) = self.get_json(&path).await;
@@ -316,19 +299,12 @@ impl TestApp {
 
     /// A request to a given API process with the test's token.
     pub fn req_to(&self, api: &DraasProcess, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", api.base_url))
-            .bearer_auth(&self.token)
+        self.client.request(method, format!("{}{path}", api.base_url)).bearer_auth(&self.token)
     }
 
     /// POST a JSON body and return status and JSON answer.
     pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> (StatusCode, Value) {
-        let res = self
-            .req(method, path)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let res = self.req(method, path).json(body).send().await.expect("request");
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -343,11 +319,7 @@ impl TestApp {
     /// Create an instance and return its JSON.
     pub async fn create_instance(&self, name: &str, config: Value) -> Value {
         let (status, body) = self
-            .send_json(
-                Method::POST,
-                "/api/v1/instances",
-                &serde_json::json!({"name": name, "config": config}),
-            )
+            .send_json(Method::POST, "/api/v1/instances", &serde_json::json!({"name": name, "config": config}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
         body
@@ -362,19 +334,12 @@ impl TestApp {
     /// a rejected request wrote nothing.
     pub async fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
         let mut c = self.redis().await;
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{{{}}}*", self.prefix))
-            .query_async(&mut c)
-            .await
-            .expect("keys");
+        let mut keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{{{}}}*", self.prefix)).query_async(&mut c).await.expect("keys");
         keys.sort();
         let mut out = Vec::new();
         for k in keys {
-            let v: Vec<u8> = redis::cmd("DUMP")
-                .arg(&k)
-                .query_async(&mut c)
-                .await
-                .expect("dump");
+            let v: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut c).await.expect("dump");
             out.push((k, v));
         }
         out

@@ -19,11 +19,7 @@ impl TestRedis {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("redis+unix://{}", dir.path().join("redis.sock").display());
-        let mut r = Self {
-            child: None,
-            dir,
-            url,
-        };
+        let mut r = Self { child: None, dir, url };
         r.launch(false);
         r
     }
@@ -41,18 +37,11 @@ impl TestRedis {
             .arg(self.socket())
             .arg("--dir")
             .arg(self.dir.path())
-            .args([
-                "--appendonly",
-                if aof { "yes" } else { "no" },
-                "--appendfsync",
-                "everysec",
-            ])
+            .args(["--appendonly", if aof { "yes" } else { "no" }, "--appendfsync", "everysec"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
+        let child = cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
         let end = Instant::now() + Duration::from_secs(10);
         while !self.socket().exists() {

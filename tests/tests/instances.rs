@@ -18,12 +18,7 @@ async fn create_then_get_round_trips_every_field() {
     let created: Value = res.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
     assert_eq!(location, format!("/api/v1/instances/{id}"));
-    assert!(
-        id.len() <= 40
-            && id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    );
+    assert!(id.len() <= 40 && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     assert_eq!(created["name"], "orders");
     assert_eq!(created["platform"], "process");
     assert_eq!(created["desiredState"], "stopped");
@@ -43,21 +38,11 @@ async fn duplicate_names_are_refused_on_create_and_on_rename() {
     let app = spawn_app().await;
     app.create_instance("alpha", json!({})).await;
     let beta = app.create_instance("beta", json!({})).await;
-    let (status, body) = app
-        .send_json(Method::POST, "/api/v1/instances", &json!({"name": "alpha"}))
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("name_taken"))
-    );
+    let (status, body) = app.send_json(Method::POST, "/api/v1/instances", &json!({"name": "alpha"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("name_taken")));
     let path = format!("/api/v1/instances/{}", beta["id"].as_str().unwrap());
-    let (status, body) = app
-        .send_json(Method::PATCH, &path, &json!({"name": "alpha"}))
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("name_taken"))
-    );
+    let (status, body) = app.send_json(Method::PATCH, &path, &json!({"name": "alpha"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("name_taken")));
 }
 
 #[tokio::test]
@@ -65,22 +50,10 @@ async fn rename_frees_the_old_name_and_keeps_the_generation() {
     let app = spawn_app().await;
     let a = app.create_instance("first", json!({})).await;
     let path = format!("/api/v1/instances/{}", a["id"].as_str().unwrap());
-    let (status, renamed) = app
-        .send_json(
-            Method::PATCH,
-            &path,
-            &json!({"name": "second", "description": "d"}),
-        )
-        .await;
+    let (status, renamed) = app.send_json(Method::PATCH, &path, &json!({"name": "second", "description": "d"})).await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
-    assert_eq!(
-        (renamed["name"].as_str(), renamed["description"].as_str()),
-        (Some("second"), Some("d"))
-    );
-    assert_eq!(
-        renamed["generation"], 1,
-        "a rename is not a change of desired state or config"
-    );
+    assert_eq!((renamed["name"].as_str(), renamed["description"].as_str()), (Some("second"), Some("d")));
+    assert_eq!(renamed["generation"], 1, "a rename is not a change of desired state or config");
     app.create_instance("first", json!({})).await;
 }
 
@@ -120,21 +93,14 @@ async fn list_pages_with_a_cursor_and_filters_by_platform() {
     for i in 0..5 {
         app.create_instance(&format!("p{i}"), json!({})).await;
     }
-    let (status, body) = app
-        .send_json(
-            Method::POST,
-            "/api/v1/instances",
-            &json!({"name": "dock", "platform": "docker"}),
-        )
-        .await;
+    let (status, body) =
+        app.send_json(Method::POST, "/api/v1/instances", &json!({"name": "dock", "platform": "docker"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let q = cursor
-            .as_ref()
-            .map_or(String::new(), |c| format!("&cursor={c}"));
+        let q = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
         let (status, page) = app.get_json(&format!("/api/v1/instances?limit=2{q}")).await;
         assert_eq!(status, StatusCode::OK);
         let items = page["items"].as_array().unwrap();
@@ -148,31 +114,16 @@ async fn list_pages_with_a_cursor_and_filters_by_platform() {
     assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "dock"]);
 
     let (_, docker) = app.get_json("/api/v1/instances?platform=docker").await;
-    let docker: Vec<&str> = docker["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["name"].as_str().unwrap())
-        .collect();
+    let docker: Vec<&str> = docker["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(docker, ["dock"]);
-    let (_, created) = app
-        .get_json("/api/v1/instances?status=created&limit=500")
-        .await;
+    let (_, created) = app.get_json("/api/v1/instances?status=created&limit=500").await;
     assert_eq!(created["items"].as_array().unwrap().len(), 6);
 }
 
 #[tokio::test]
 async fn list_refuses_bad_limits_cursors_and_filters() {
     let app = spawn_app().await;
-    for q in [
-        "limit=0",
-        "limit=501",
-        "limit=x",
-        "cursor=../../etc",
-        "platform=vm",
-        "status=bogus",
-        "unknown=1",
-    ] {
+    for q in ["limit=0", "limit=501", "limit=x", "cursor=../../etc", "platform=vm", "status=bogus", "unknown=1"] {
         let (status, body) = app.get_json(&format!("/api/v1/instances?{q}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {body}");
         assert!(body["code"].is_string(), "{q}: {body}");
@@ -182,13 +133,8 @@ async fn list_refuses_bad_limits_cursors_and_filters() {
 #[tokio::test]
 async fn unknown_and_malformed_ids_get_404_and_400() {
     let app = spawn_app().await;
-    let (status, body) = app
-        .get_json("/api/v1/instances/01aaaaaaaaaaaaaaaaaaaaaaaa")
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("instance_not_found"))
-    );
+    let (status, body) = app.get_json("/api/v1/instances/01aaaaaaaaaaaaaaaaaaaaaaaa").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("instance_not_found")));
     for bad in ["UPPER", "a%20b", "..%2F..%2Fetc", "x;rm", &"a".repeat(41)] {
         let (status, body) = app.get_json(&format!("/api/v1/instances/{bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -202,9 +148,7 @@ async fn an_api_restarted_mid_test_still_serves_the_data() {
     let a = app.create_instance("survivor", sample_config()).await;
     app.api.kill();
     app.api = app.start_api(&[]);
-    let (status, got) = app
-        .get_json(&format!("/api/v1/instances/{}", a["id"].as_str().unwrap()))
-        .await;
+    let (status, got) = app.get_json(&format!("/api/v1/instances/{}", a["id"].as_str().unwrap())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got, a);
 }
@@ -215,22 +159,11 @@ async fn two_api_processes_on_one_redis_agree_at_once() {
     let other: DraasProcess = app.start_api(&[]);
     let a = app.create_instance("shared", json!({})).await;
     let path = format!("/api/v1/instances/{}", a["id"].as_str().unwrap());
-    let res = app
-        .req_to(&other, Method::PATCH, &path)
-        .json(&json!({"description": "from the other"}))
-        .send()
-        .await
-        .unwrap();
+    let res =
+        app.req_to(&other, Method::PATCH, &path).json(&json!({"description": "from the other"})).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let (_, seen) = app.get_json(&path).await;
     assert_eq!(seen["description"], "from the other");
-    let page: Value = app
-        .req_to(&other, Method::GET, "/api/v1/instances")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.req_to(&other, Method::GET, "/api/v1/instances").send().await.unwrap().json().await.unwrap();
     assert_eq!(page["items"][0]["id"], a["id"]);
 }

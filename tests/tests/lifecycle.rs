@@ -48,7 +48,12 @@ async fn start_stop_delete_runs_a_real_server_and_cleans_up_everything() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config_file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     let yaml = std::fs::read_to_string(&config_file).unwrap();
-    let served = app.req(Method::GET, &format!("/api/v1/instances/{id}/config")).header(header::ACCEPT, "application/yaml").send().await.unwrap();
+    let served = app
+        .req(Method::GET, &format!("/api/v1/instances/{id}/config"))
+        .header(header::ACCEPT, "application/yaml")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(served.text().await.unwrap(), yaml, "the file is exactly the YAML the API shows");
 
     let stop = app.wait_op(&app.submit(id, "stop").await, LONG).await;
@@ -65,10 +70,12 @@ async fn start_stop_delete_runs_a_real_server_and_cleans_up_everything() {
     let (status, _) = app.get_json(&format!("/api/v1/instances/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let mut redis = app.redis().await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{{{}}}:*{id}*", app.prefix)).query_async(&mut redis).await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{{{}}}:*{id}*", app.prefix)).query_async(&mut redis).await.unwrap();
     let leftovers: Vec<&String> = keys.iter().filter(|k| !k.contains(":ops:")).collect();
     assert!(leftovers.is_empty(), "instance keys left: {leftovers:?}");
-    let ports: std::collections::HashMap<String, String> = redis::cmd("HGETALL").arg(format!("{{{}}}:ports", app.prefix)).query_async(&mut redis).await.unwrap();
+    let ports: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(format!("{{{}}}:ports", app.prefix)).query_async(&mut redis).await.unwrap();
     assert!(ports.is_empty(), "port released: {ports:?}");
 }
 
@@ -169,7 +176,11 @@ async fn a_job_that_times_out_or_panics_ends_failed_not_stuck_running() {
     );
     let id = app.create_instance("slow", minimal()).await["id"].as_str().unwrap().to_owned();
     let done = app.wait_op(&app.submit(&id, "start").await, LONG).await;
-    assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("failed"), Some("attempt_timeout")), "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["error"]["code"].as_str()),
+        (Some("failed"), Some("attempt_timeout")),
+        "{done}"
+    );
     assert_eq!(done["attempt"], done["maxAttempts"]);
     drop(slow);
 

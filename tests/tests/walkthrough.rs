@@ -7,15 +7,9 @@ use std::process::Command;
 use draas_tests::spawn_app;
 
 fn readme_walkthrough() -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
-    let start = readme
-        .find("<!-- walkthrough:start -->")
-        .expect("walkthrough start marker");
-    let end = readme
-        .find("<!-- walkthrough:end -->")
-        .expect("walkthrough end marker");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("<!-- walkthrough:start -->").expect("walkthrough start marker");
+    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
     let block = &readme[start..end];
     let body = block.split("```bash").nth(1).expect("bash block");
     body.split("```").next().expect("end of block").to_owned()
@@ -38,12 +32,6 @@ async fn the_readme_walkthrough_runs_against_a_live_draas() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("logLevel: debug"),
-        "YAML shows the patched level:\n{stdout}"
-    );
-    assert!(
-        stdout.contains("password: ${DB_PASSWORD}"),
-        "env references pass through:\n{stdout}"
-    );
+    assert!(stdout.contains("logLevel: debug"), "YAML shows the patched level:\n{stdout}");
+    assert!(stdout.contains("password: ${DB_PASSWORD}"), "env references pass through:\n{stdout}");
 }

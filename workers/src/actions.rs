@@ -21,7 +21,12 @@ fn platform_unavailable(p: Platform) -> PlatformError {
 }
 
 /// Record observed state while our lease holds.
-pub async fn observe(ctx: &Ctx, lease: &Lease, s: &InstanceState, observed: ObservedRecord) -> Result<(), PlatformError> {
+pub async fn observe(
+    ctx: &Ctx,
+    lease: &Lease,
+    s: &InstanceState,
+    observed: ObservedRecord,
+) -> Result<(), PlatformError> {
     ctx.leases
         .write_observed_fenced(lease, &s.instance.value.id, &observed)
         .await
@@ -55,7 +60,13 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     observed.message = None;
     observed.observed_at = Some(Utc::now());
     observe(ctx, lease, s, observed.clone()).await?;
-    let spec = StartSpec { instance_id: instance.id.clone(), yaml: rendered.yaml, spec_hash: rendered.spec_hash.clone(), host, port };
+    let spec = StartSpec {
+        instance_id: instance.id.clone(),
+        yaml: rendered.yaml,
+        spec_hash: rendered.spec_hash.clone(),
+        host,
+        port,
+    };
     let runtime = ctx.process.start(&spec).await?;
     observed.status = Status::Running;
     observed.spec_hash = Some(rendered.spec_hash);
@@ -68,8 +79,12 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
 
 fn port_error(e: PortError) -> PlatformError {
     match e {
-        PortError::Taken(p) => PlatformError::new("port_taken", format!("port {p} is already allocated to another instance on this node")),
-        PortError::Exhausted(a, b) => PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} on this node")),
+        PortError::Taken(p) => {
+            PlatformError::new("port_taken", format!("port {p} is already allocated to another instance on this node"))
+        }
+        PortError::Exhausted(a, b) => {
+            PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} on this node"))
+        }
         PortError::Store(e) => PlatformError::new("store_unavailable", e.to_string()),
     }
 }

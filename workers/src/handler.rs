@@ -30,13 +30,10 @@ pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
     let ctx: Arc<Ctx> = (*ctx).clone();
     let span = tracing::info_span!("job", instance = %job.instance_id, operation = %job.operation_id,
         kind = ?job.kind, correlation_id = %job.correlation_id, worker = %ctx.worker);
-    run(&ctx, &job)
-        .instrument(span)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, operation = %job.operation_id, "state store failed; the job will be redelivered");
-            Box::new(e) as BoxDynError
-        })
+    run(&ctx, &job).instrument(span).await.map_err(|e| {
+        tracing::warn!(error = %e, operation = %job.operation_id, "state store failed; the job will be redelivered");
+        Box::new(e) as BoxDynError
+    })
 }
 
 async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
@@ -47,11 +44,16 @@ async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
         return Ok(()); // a duplicate delivery
     }
     if job.schema_version > SCHEMA_VERSION {
-        let e = PlatformError::new("unsupported_job", format!("job schema {} is newer than this worker", job.schema_version));
+        let e = PlatformError::new(
+            "unsupported_job",
+            format!("job schema {} is newer than this worker", job.schema_version),
+        );
         return finish(ctx, &mut op, Err(e)).await;
     }
     let Some(state) = ctx.store.load(&job.instance_id).await? else {
-        let outcome = if job.kind == JobKind::DeleteInstance { Ok(Facts::new()) } else {
+        let outcome = if job.kind == JobKind::DeleteInstance {
+            Ok(Facts::new())
+        } else {
             Err(PlatformError::new("instance_not_found", "the instance no longer exists"))
         };
         return finish(ctx, &mut op, outcome).await;
@@ -123,7 +125,9 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, op: &mut Operation, lease: &Leas
             _ => return Ok(()),
         }
         let Some(state) = ctx.store.load(&job.instance_id).await? else {
-            let outcome = if job.kind == JobKind::DeleteInstance { Ok(Facts::new()) } else {
+            let outcome = if job.kind == JobKind::DeleteInstance {
+                Ok(Facts::new())
+            } else {
                 Err(PlatformError::new("instance_not_found", "the instance no longer exists"))
             };
             return finish(ctx, op, outcome).await;
@@ -172,10 +176,15 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, lease: &Lease, s: &InstanceState)
     match tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => {
-            let what = panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned());
             Err(PlatformError::new("panicked", format!("the job panicked: {}", what.unwrap_or_default())))
         }
-        Err(_) => Err(PlatformError::new("attempt_timeout", format!("the attempt took longer than {} s", limit.as_secs()))),
+        Err(_) => {
+            Err(PlatformError::new("attempt_timeout", format!("the attempt took longer than {} s", limit.as_secs())))
+        }
     }
 }
 

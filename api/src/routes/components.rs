@@ -35,24 +35,15 @@ fn component_id(raw: &str) -> Result<ComponentId, ApiError> {
 /// The collection `kind` of a configuration, as JSON values.
 fn collection(config: &DrasiConfig, kind: ComponentKind) -> Result<Vec<Value>, ApiError> {
     let doc = serde_json::to_value(config).map_err(|e| ApiError::internal(&e))?;
-    Ok(doc
-        .get(kind.key())
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default())
+    Ok(doc.get(kind.key()).and_then(Value::as_array).cloned().unwrap_or_default())
 }
 
 fn position(items: &[Value], id: &str) -> Option<usize> {
-    items
-        .iter()
-        .position(|c| c.get("id").and_then(Value::as_str) == Some(id))
+    items.iter().position(|c| c.get("id").and_then(Value::as_str) == Some(id))
 }
 
 fn not_found(kind: ComponentKind, id: &str) -> ApiError {
-    ApiError::not_found(
-        "component_not_found",
-        format!("{} '{id}' does not exist", kind.key()),
-    )
+    ApiError::not_found("component_not_found", format!("{} '{id}' does not exist", kind.key()))
 }
 
 /// Replace collection `kind` with `items` and validate the whole configuration. Errors in
@@ -65,8 +56,7 @@ fn with_collection(
 ) -> Result<DrasiConfig, ApiError> {
     let mut doc = serde_json::to_value(config).map_err(|e| ApiError::internal(&e))?;
     doc[kind.key()] = Value::Array(items);
-    parse_config(doc)
-        .map_err(|e| ApiError::from(e).relative_to(&format!("/{}/{index}", kind.key())))
+    parse_config(doc).map_err(|e| ApiError::from(e).relative_to(&format!("/{}/{index}", kind.key())))
 }
 
 /// Body of a component: a JSON object whose `id`, if present, matches `id`.
@@ -74,12 +64,7 @@ fn component_body(body: &RawBody, id: Option<&str>) -> Result<Value, ApiError> {
     body.expect(&[MediaType::Json])?;
     let mut v: Value = body.json()?;
     let obj = v.as_object_mut().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "a component must be a JSON object",
-        )
-        .at("")
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "a component must be a JSON object").at("")
     })?;
     if let Some(id) = id {
         match obj.get("id") {
@@ -110,11 +95,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let kind = kind(&k)?;
     let s = load(&state, &parse_id(&id)?).await?;
-    Ok((
-        [etag(s.config.version)],
-        Json(collection(&s.config.value, kind)?),
-    )
-        .into_response())
+    Ok(([etag(s.config.version)], Json(collection(&s.config.value, kind)?)).into_response())
 }
 
 /// Add a component.
@@ -131,19 +112,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let kind = kind(&k)?;
     let component = component_body(&body, None)?;
-    let cid = component
-        .get("id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let cid = component.get("id").and_then(Value::as_str).map(str::to_owned);
     let after = edit_config(&state, &id, &if_match, |config| {
         let mut items = collection(config, kind)?;
         if let Some(cid) = &cid
             && position(&items, cid).is_some()
         {
-            return Err(ApiError::conflict(
-                "component_exists",
-                format!("{} '{cid}' already exists", kind.key()),
-            ));
+            return Err(ApiError::conflict("component_exists", format!("{} '{cid}' already exists", kind.key())));
         }
         items.push(component.clone());
         let index = items.len() - 1;
@@ -152,11 +127,7 @@ pub async fn create(
     .await?;
     let cid = cid.unwrap_or_default();
     let location = format!("/api/v1/instances/{id}/config/{}/{cid}", kind.key());
-    Ok((
-        StatusCode::CREATED,
-        [etag(after.config.version), (header::LOCATION, location)],
-        Json(component),
-    )
+    Ok((StatusCode::CREATED, [etag(after.config.version), (header::LOCATION, location)], Json(component))
         .into_response())
 }
 
@@ -209,11 +180,7 @@ pub async fn put(
         with_collection(config, kind, items, index)
     })
     .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, [etag(after.config.version)], Json(component)).into_response())
 }
 

@@ -31,11 +31,7 @@ fn wants_yaml(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.contains("application/yaml")
-                || a.contains("text/yaml")
-                || a.contains("application/x-yaml")
-        })
+        .is_some_and(|a| a.contains("application/yaml") || a.contains("text/yaml") || a.contains("application/x-yaml"))
 }
 
 /// The stored configuration with its ETag.
@@ -59,13 +55,7 @@ pub async fn edit_config(
             Ok::<_, ApiError>(())
         })
         .await
-        .map_err(|e| {
-            if e.code() == "instance_not_found" {
-                ApiError::instance_not_found(id.as_str())
-            } else {
-                e
-            }
-        })?;
+        .map_err(|e| if e.code() == "instance_not_found" { ApiError::instance_not_found(id.as_str()) } else { e })?;
     Ok(after)
 }
 
@@ -84,24 +74,19 @@ pub async fn get(
     let s = load(&state, &parse_id(&id)?).await?;
     let port = s.observed.as_ref().and_then(|o| o.value.port);
     if wants_yaml(&headers) || q.effective == Some(true) {
-        let rendered = render::render(&s, &state.settings.process.host, port)
-            .map_err(|e| ApiError::internal(&e))?;
+        let rendered = render::render(&s, &state.settings.process.host, port).map_err(|e| ApiError::internal(&e))?;
         if wants_yaml(&headers) {
             return Ok((
                 [
                     (header::CONTENT_TYPE, "application/yaml".to_owned()),
                     etag(s.config.version),
-                    (
-                        header::HeaderName::from_static("x-draas-spec-hash"),
-                        rendered.spec_hash,
-                    ),
+                    (header::HeaderName::from_static("x-draas-spec-hash"), rendered.spec_hash),
                 ],
                 rendered.yaml,
             )
                 .into_response());
         }
-        let effective: Value =
-            serde_norway::from_str(&rendered.yaml).map_err(|e| ApiError::internal(&e))?;
+        let effective: Value = serde_norway::from_str(&rendered.yaml).map_err(|e| ApiError::internal(&e))?;
         return Ok(([etag(s.config.version)], Json(effective)).into_response());
     }
     Ok(config_response(StatusCode::OK, &s))
@@ -137,25 +122,37 @@ pub async fn patch(
     if_match: IfMatch,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let media = body.expect(&[MediaType::JsonPatch, MediaType::MergePatch])?;
-    let edit: Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync> =
-        if media == MediaType::JsonPatch {
-            let ops: json_patch::Patch = body.json()?;
-            Box::new(move |doc| json_patch::patch(doc, &ops).map_err(patch_error))
-        } else {
-            let merge: Value = body.json()?;
-            Box::new(move |doc| {
-                json_patch::merge(doc, &merge);
-                Ok(())
-            })
-        };
+    let edit = match body.expect(&[MediaType::JsonPatch, MediaType::MergePatch])? {
+        MediaType::JsonPatch => Patch::Json(body.json()?),
+        _ => Patch::Merge(body.json()?),
+    };
     let after = edit_config(&state, &id, &if_match, |current| {
         let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
-        edit(&mut doc)?;
+        edit.apply(&mut doc)?;
         Ok(parse_config(doc)?)
     })
     .await?;
     Ok(config_response(StatusCode::OK, &after))
+}
+
+/// A patch document of either kind.
+enum Patch {
+    /// RFC 6902 operations.
+    Json(json_patch::Patch),
+    /// RFC 7396 merge document.
+    Merge(Value),
+}
+
+impl Patch {
+    fn apply(&self, doc: &mut Value) -> Result<(), ApiError> {
+        match self {
+            Patch::Json(ops) => json_patch::patch(doc, ops).map_err(patch_error),
+            Patch::Merge(merge) => {
+                json_patch::merge(doc, merge);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn patch_error(e: json_patch::PatchError) -> ApiError {
@@ -165,10 +162,7 @@ fn patch_error(e: json_patch::PatchError) -> ApiError {
     };
     ApiError::field(FieldError::new(
         code,
-        format!(
-            "patch operation {} at '{}' failed: {}",
-            e.operation, e.path, e.kind
-        ),
+        format!("patch operation {} at '{}' failed: {}", e.operation, e.path, e.kind),
         format!("/{}", e.operation),
     ))
 }

@@ -20,12 +20,7 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the state store does not answer",
-        )
-        .retry_after(1)
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the state store does not answer").retry_after(1)
     })?;
     Ok(Json(Health { status: "ready" }))
 }

@@ -12,9 +12,7 @@ use draas_jobs::store::InstanceState;
 use draas_jobs::validate::parse_config;
 
 use crate::AppState;
-use crate::dto::{
-    CreateInstance, Instance, InstancePage, ListInstances, MAX_DESCRIPTION, UpdateInstance,
-};
+use crate::dto::{CreateInstance, Instance, InstancePage, ListInstances, MAX_DESCRIPTION, UpdateInstance};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
 
@@ -25,11 +23,7 @@ pub fn parse_id(raw: &str) -> Result<InstanceId, ApiError> {
 
 /// Load an instance or answer 404.
 pub async fn load(state: &AppState, id: &InstanceId) -> Result<InstanceState, ApiError> {
-    state
-        .store
-        .load(id)
-        .await?
-        .ok_or_else(|| ApiError::instance_not_found(id.as_str()))
+    state.store.load(id).await?.ok_or_else(|| ApiError::instance_not_found(id.as_str()))
 }
 
 fn description(d: Option<String>) -> Result<Option<String>, ApiError> {
@@ -105,14 +99,14 @@ pub async fn list(
     let max = state.settings.api.max_page_size;
     let limit = q.limit.unwrap_or(100.min(max));
     if limit == 0 || limit > max {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {max}"),
-        ));
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")));
     }
-    let mut cursor = q.cursor.as_deref().map(parse_id).transpose().map_err(|_| {
-        ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
-    })?;
+    let mut cursor = q
+        .cursor
+        .as_deref()
+        .map(parse_id)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?;
     let batch = limit.max(100);
     let (mut items, mut scanned) = (Vec::new(), 0);
     loop {
@@ -123,29 +117,18 @@ pub async fn list(
             let Some(dto) = s.as_ref().map(Instance::from) else {
                 continue;
             };
-            if q.platform.is_none_or(|p| p == dto.platform)
-                && q.status.is_none_or(|st| st == dto.status)
-            {
+            if q.platform.is_none_or(|p| p == dto.platform) && q.status.is_none_or(|st| st == dto.status) {
                 items.push(dto);
                 if items.len() == limit {
-                    return Ok(Json(InstancePage {
-                        items,
-                        next_cursor: cursor.map(|c| c.to_string()),
-                    }));
+                    return Ok(Json(InstancePage { items, next_cursor: cursor.map(|c| c.to_string()) }));
                 }
             }
         }
         if ids.len() < batch {
-            return Ok(Json(InstancePage {
-                items,
-                next_cursor: None,
-            }));
+            return Ok(Json(InstancePage { items, next_cursor: None }));
         }
         if scanned >= MAX_SCAN {
-            return Ok(Json(InstancePage {
-                items,
-                next_cursor: cursor.map(|c| c.to_string()),
-            }));
+            return Ok(Json(InstancePage { items, next_cursor: cursor.map(|c| c.to_string()) }));
         }
     }
 }
@@ -153,10 +136,7 @@ pub async fn list(
 /// Read one instance.
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = String, Path)),
     responses((status = 200, body = Instance, headers(("ETag" = String))), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn get(
-    State(state): State<AppState>,
-    PathParams(id): PathParams<String>,
-) -> Result<Response, ApiError> {
+pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     Ok(instance_response(StatusCode::OK, &load(&state, &id).await?))
 }
@@ -190,12 +170,6 @@ pub async fn update(
             Ok::<_, ApiError>(())
         })
         .await
-        .map_err(|e| {
-            if e.status() == StatusCode::NOT_FOUND {
-                ApiError::instance_not_found(id.as_str())
-            } else {
-                e
-            }
-        })?;
+        .map_err(|e| if e.status() == StatusCode::NOT_FOUND { ApiError::instance_not_found(id.as_str()) } else { e })?;
     Ok(instance_response(StatusCode::OK, &after))
 }

@@ -82,7 +82,8 @@ fn correlation_id(headers: &HeaderMap) -> String {
 fn operation_response(op: &Operation) -> Response {
     let status = if op.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let location = format!("/api/v1/operations/{}", op.id);
-    (status, [(header::LOCATION, location), (header::RETRY_AFTER, "1".to_owned())], Json(OperationDto::from(op))).into_response()
+    (status, [(header::LOCATION, location), (header::RETRY_AFTER, "1".to_owned())], Json(OperationDto::from(op)))
+        .into_response()
 }
 
 async fn lifecycle(
@@ -130,8 +131,20 @@ macro_rules! lifecycle_route {
 
 lifecycle_route!(start, post, "/api/v1/instances/{id}/start", OperationKind::Start, "Start an instance.");
 lifecycle_route!(stop, post, "/api/v1/instances/{id}/stop", OperationKind::Stop, "Stop an instance.");
-lifecycle_route!(restart, post, "/api/v1/instances/{id}/restart", OperationKind::Restart, "Restart an instance with its stored configuration.");
-lifecycle_route!(delete, delete, "/api/v1/instances/{id}", OperationKind::Delete, "Delete an instance: stop it, remove its files, port and records.");
+lifecycle_route!(
+    restart,
+    post,
+    "/api/v1/instances/{id}/restart",
+    OperationKind::Restart,
+    "Restart an instance with its stored configuration."
+);
+lifecycle_route!(
+    delete,
+    delete,
+    "/api/v1/instances/{id}",
+    OperationKind::Delete,
+    "Delete an instance: stop it, remove its files, port and records."
+);
 
 fn parse_op_id(raw: &str) -> Result<OperationId, ApiError> {
     Ok(raw.parse::<OperationId>()?)
@@ -140,9 +153,17 @@ fn parse_op_id(raw: &str) -> Result<OperationId, ApiError> {
 /// Read an operation (`?wait=N` holds until it ends).
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = String, Path), WaitQuery),
     responses((status = 200, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<String>, QueryParams(q): QueryParams<WaitQuery>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<WaitQuery>,
+) -> Result<Response, ApiError> {
     let id = parse_op_id(&id)?;
-    let op = state.ops.get(&id).await?.ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
+    let op = state
+        .ops
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
     let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS);
     let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
     Ok(Json(OperationDto::from(&op)).into_response())
@@ -171,22 +192,36 @@ pub struct OperationPage {
 /// List operations, newest first.
 #[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListOperations),
     responses((status = 200, body = OperationPage), (status = 400, body = Problem)))]
-pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListOperations>) -> Result<Json<OperationPage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListOperations>,
+) -> Result<Json<OperationPage>, ApiError> {
     let max = state.settings.api.max_page_size;
     let limit = q.limit.unwrap_or(100.min(max));
     if limit == 0 || limit > max {
         return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")));
     }
     let instance = q.instance.as_deref().map(parse_id).transpose()?;
-    let cursor = q.cursor.as_deref().map(parse_op_id).transpose().map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(parse_op_id)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?;
     let (ops, next) = state.ops.list(instance.as_ref(), cursor.as_ref(), limit).await?;
-    Ok(Json(OperationPage { items: ops.iter().map(OperationDto::from).collect(), next_cursor: next.map(|c| c.to_string()) }))
+    Ok(Json(OperationPage {
+        items: ops.iter().map(OperationDto::from).collect(),
+        next_cursor: next.map(|c| c.to_string()),
+    }))
 }
 
 /// Cancel a queued operation.
 #[utoipa::path(post, path = "/api/v1/operations/{id}/cancel", tag = "operations", params(("id" = String, Path)),
     responses((status = 200, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn cancel(State(state): State<AppState>, PathParams(id): PathParams<String>) -> Result<Json<OperationDto>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<OperationDto>, ApiError> {
     let op = lifecycle::cancel(&state, &parse_op_id(&id)?).await?;
     Ok(Json(OperationDto::from(&op)))
 }

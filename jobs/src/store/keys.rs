@@ -16,24 +16,14 @@ pub struct Keys {
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
     let ok = !prefix.is_empty()
         && prefix.len() <= 64
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]"
-        ))
-    }
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok { Ok(()) } else { Err(format!("key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]")) }
 }
 
 impl Keys {
     /// Keys under `prefix` (checked by `Settings`).
     pub fn new(prefix: &str) -> Self {
-        Self {
-            tag: format!("{{{prefix}}}"),
-        }
+        Self { tag: format!("{{{prefix}}}") }
     }
 
     /// The hash-tagged prefix, e.g. `{draas}`.

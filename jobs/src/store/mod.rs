@@ -51,11 +51,7 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_timeout()
-        {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
             StoreError::Unavailable(e)
         } else {
             StoreError::Redis(e)
@@ -99,10 +95,7 @@ impl Store {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
-            conn,
-            keys: Keys::new(prefix),
-        })
+        Ok(Self { conn, keys: Keys::new(prefix) })
     }
 
     /// The key schema.
@@ -123,11 +116,7 @@ impl Store {
     }
 
     /// Store a new instance and its configuration; fails with `NameTaken` when the name is used.
-    pub async fn create_instance(
-        &self,
-        instance: &InstanceRecord,
-        config: &DrasiConfig,
-    ) -> Result<(), StoreError> {
+    pub async fn create_instance(&self, instance: &InstanceRecord, config: &DrasiConfig) -> Result<(), StoreError> {
         let id = &instance.id;
         let outcome: String = scripts::create()
             .key(self.keys.names())
@@ -153,10 +142,7 @@ impl Store {
     }
 
     /// Read many instances in one pipelined round trip; `None` for ids that do not exist.
-    pub async fn load_many(
-        &self,
-        ids: &[InstanceId],
-    ) -> Result<Vec<Option<InstanceState>>, StoreError> {
+    pub async fn load_many(&self, ids: &[InstanceId]) -> Result<Vec<Option<InstanceState>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -175,11 +161,7 @@ impl Store {
                 let config = decode(&self.keys.config(id), &r[1])?;
                 let observed = decode(&self.keys.observed(id), &r[2])?;
                 Ok(match (instance, config) {
-                    (Some(instance), Some(config)) => Some(InstanceState {
-                        instance,
-                        config,
-                        observed,
-                    }),
+                    (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed }),
                     _ => None,
                 })
             })
@@ -188,37 +170,22 @@ impl Store {
 
     /// The id owning `name`, if any.
     pub async fn id_by_name(&self, name: &InstanceName) -> Result<Option<InstanceId>, StoreError> {
-        let id: Option<String> = self
-            .conn
-            .clone()
-            .hget(self.keys.names(), name.as_str())
-            .await?;
+        let id: Option<String> = self.conn.clone().hget(self.keys.names(), name.as_str()).await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
     /// Instance ids after `cursor` in creation order, at most `count`.
-    pub async fn ids_after(
-        &self,
-        cursor: Option<&InstanceId>,
-        count: usize,
-    ) -> Result<Vec<InstanceId>, StoreError> {
+    pub async fn ids_after(&self, cursor: Option<&InstanceId>, count: usize) -> Result<Vec<InstanceId>, StoreError> {
         let min = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-        let ids: Vec<String> = self
-            .conn
-            .clone()
-            .zrangebylex_limit(self.keys.instances(), min, "+", 0, count as isize)
-            .await?;
+        let ids: Vec<String> =
+            self.conn.clone().zrangebylex_limit(self.keys.instances(), min, "+", 0, count as isize).await?;
         Ok(ids.into_iter().filter_map(|s| s.parse().ok()).collect())
     }
 
     /// Change an instance: `change` edits a copy of what was read (and may refuse); the
     /// result is written only if nobody wrote in between, otherwise it is read and tried again.
     /// The generation goes up when the desired state or the configuration changed.
-    pub async fn update<T, E, F>(
-        &self,
-        id: &InstanceId,
-        mut change: F,
-    ) -> Result<(InstanceState, T), E>
+    pub async fn update<T, E, F>(&self, id: &InstanceId, mut change: F) -> Result<(InstanceState, T), E>
     where
         E: From<StoreError>,
         F: FnMut(&mut InstanceState) -> Result<T, E>,
@@ -228,8 +195,7 @@ impl Store {
             let mut after = before.clone();
             let out = change(&mut after)?;
             let config_changed = after.config.value != before.config.value;
-            let desired_changed =
-                after.instance.value.desired_state != before.instance.value.desired_state;
+            let desired_changed = after.instance.value.desired_state != before.instance.value.desired_state;
             if config_changed || desired_changed {
                 after.instance.value.generation = before.instance.value.generation + 1;
             }
@@ -240,10 +206,7 @@ impl Store {
             if !instance_changed && !config_changed {
                 return Ok((after, out));
             }
-            match self
-                .cas(&before, &after, instance_changed, config_changed)
-                .await?
-            {
+            match self.cas(&before, &after, instance_changed, config_changed).await? {
                 Some((iv, cv)) => {
                     after.instance.version = iv;
                     after.config.version = cv;
@@ -269,33 +232,17 @@ impl Store {
         inv.key(self.keys.instance(id)).key(self.keys.config(id));
         inv.arg(2)
             .arg(before.instance.version)
-            .arg(if instance_changed {
-                to_json(&after.instance.value)
-            } else {
-                String::new()
-            })
+            .arg(if instance_changed { to_json(&after.instance.value) } else { String::new() })
             .arg(before.config.version)
-            .arg(if config_changed {
-                to_json(&after.config.value)
-            } else {
-                String::new()
-            });
+            .arg(if config_changed { to_json(&after.config.value) } else { String::new() });
         let (old, new) = (&before.instance.value.name, &after.instance.value.name);
         if old != new {
-            inv.key(self.keys.names())
-                .arg(old.as_str())
-                .arg(new.as_str())
-                .arg(id.as_str());
+            inv.key(self.keys.names()).arg(old.as_str()).arg(new.as_str()).arg(id.as_str());
         }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
-                let v = |i: usize| {
-                    reply
-                        .get(i)
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or_default()
-                };
+                let v = |i: usize| reply.get(i).and_then(|s| s.parse().ok()).unwrap_or_default();
                 Ok(Some((v(1), v(2))))
             }
             Some("name_taken") => Err(StoreError::NameTaken),
@@ -319,11 +266,7 @@ impl Store {
     }
 
     /// Record what a worker observed (last writer wins; workers serialise through leases).
-    pub async fn write_observed(
-        &self,
-        id: &InstanceId,
-        observed: &ObservedRecord,
-    ) -> Result<(), StoreError> {
+    pub async fn write_observed(&self, id: &InstanceId, observed: &ObservedRecord) -> Result<(), StoreError> {
         let key = self.keys.observed(id);
         let _: () = redis::pipe()
             .atomic()
@@ -347,16 +290,8 @@ fn decode<T: DeserializeOwned>(
 ) -> Result<Option<Versioned<T>>, StoreError> {
     match raw {
         (Some(data), version) => serde_json::from_str(data)
-            .map(|value| {
-                Some(Versioned {
-                    value,
-                    version: version.unwrap_or_default(),
-                })
-            })
-            .map_err(|source| StoreError::Corrupt {
-                key: key.to_owned(),
-                source,
-            }),
+            .map(|value| Some(Versioned { value, version: version.unwrap_or_default() }))
+            .map_err(|source| StoreError::Corrupt { key: key.to_owned(), source }),
         (None, _) => Ok(None),
     }
 }

@@ -53,7 +53,12 @@ impl PlatformError {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self.code,
-            "executable_not_found" | "config_rejected" | "port_taken" | "ports_exhausted" | "platform_unavailable" | "render_failed"
+            "executable_not_found"
+                | "config_rejected"
+                | "port_taken"
+                | "ports_exhausted"
+                | "platform_unavailable"
+                | "render_failed"
         )
     }
 }

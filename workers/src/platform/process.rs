@@ -138,13 +138,7 @@ impl ProcessPlatform {
         let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(io)?;
         let err = log.try_clone().map_err(io)?;
         let mut cmd = std::process::Command::new(&self.settings.executable);
-        cmd.arg("--config")
-            .arg(config)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .process_group(0);
+        cmd.arg("--config").arg(config).current_dir(&dir).stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
         sanitize_env(&mut cmd);
         cmd.env("DRAAS_INSTANCE_ID", spec.instance_id.as_str()).env("DRAAS_SPEC_HASH", &spec.spec_hash);
         let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.executable, &e))?;
@@ -239,10 +233,10 @@ impl ProcessPlatform {
         let Ok(entries) = fs::read_dir(&self.instances_dir) else { return };
         for entry in entries.flatten() {
             let log = entry.path().join("server.log");
-            if fs::metadata(&log).is_ok_and(|m| m.len() > self.settings.log_max_bytes) {
-                if let Err(e) = rotate(&log, self.settings.log_max_bytes / 2) {
-                    tracing::warn!(log = %log.display(), error = %e, "log rotation failed");
-                }
+            if fs::metadata(&log).is_ok_and(|m| m.len() > self.settings.log_max_bytes)
+                && let Err(e) = rotate(&log, self.settings.log_max_bytes / 2)
+            {
+                tracing::warn!(log = %log.display(), error = %e, "log rotation failed");
             }
         }
     }
@@ -259,7 +253,8 @@ fn rotate(log: &Path, keep: u64) -> std::io::Result<()> {
     f.seek(SeekFrom::Start(len.saturating_sub(keep)))?;
     let mut tail = Vec::new();
     f.read_to_end(&mut tail)?;
-    let mut old = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log.with_extension("log.1"))?;
+    let mut old =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log.with_extension("log.1"))?;
     old.write_all(&tail)?;
     f.set_len(0)
 }
@@ -322,7 +317,7 @@ pub fn find_processes(id: &InstanceId) -> Vec<Found> {
         .filter_map(|pid| {
             let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
             let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            vars.iter().any(|v| *v == marker.as_bytes()).then_some(())?;
+            vars.contains(&marker.as_bytes()).then_some(())?;
             let spec_hash = vars
                 .iter()
                 .find_map(|v| v.strip_prefix(b"DRAAS_SPEC_HASH="))
