@@ -18,10 +18,10 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use draas_jobs::jobs::Enqueuer;
 use draas_jobs::ops::Operations;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
+use draas_jobs::submit::Submitter;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -29,29 +29,22 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, health, instances, operations};
+use crate::routes::{components, config, health, instances, operations, status};
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub ops: Operations,
-    pub enqueuer: Enqueuer,
+    pub submitter: Submitter,
     pub settings: Arc<Settings>,
 }
 
 impl AppState {
     /// State over one store connection.
     pub fn new(store: Store, settings: Settings) -> Self {
-        let conn = store.connection();
-        let keys = store.keys().clone();
-        let ttl = Duration::from_secs(settings.operations.ttl_secs);
-        Self {
-            ops: Operations::new(conn.clone(), keys.clone(), ttl),
-            enqueuer: Enqueuer::new(conn, keys),
-            store,
-            settings: Arc::new(settings),
-        }
+        let submitter = Submitter::new(store.clone(), &settings);
+        Self { ops: submitter.ops.clone(), submitter, store, settings: Arc::new(settings) }
     }
 }
 
@@ -68,6 +61,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/instances/{id}/start", post(operations::start))
         .route("/api/v1/instances/{id}/stop", post(operations::stop))
         .route("/api/v1/instances/{id}/restart", post(operations::restart))
+        .route("/api/v1/instances/{id}/history", get(status::history))
+        .route("/api/v1/instances/{id}/reconcile", post(status::reconcile_one))
+        .route("/api/v1/status/recent-changes", get(status::recent_changes))
+        .route("/api/v1/status/updates", post(status::push))
+        .route("/api/v1/events", get(status::events))
+        .route("/api/v1/reconcile", post(status::reconcile_all))
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))

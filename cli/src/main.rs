@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
 /// Serve the API until SIGINT or SIGTERM.
 pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
     settings.require_auth()?;
-    let store = Store::open(redis_url, &settings.key_prefix)?;
+    let store = Store::from_settings(redis_url, &settings)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -68,7 +68,7 @@ pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Re
 
 /// Run a worker until SIGINT or SIGTERM.
 pub async fn run_worker(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
-    let store = Store::open(redis_url, &settings.key_prefix)?;
+    let store = Store::from_settings(redis_url, &settings)?;
     draas_workers::run(store, settings, shutdown_signal()).await?;
     Ok(())
 }

@@ -26,6 +26,42 @@ pub const NODE_QUEUE_PREFIX: &str = "node-";
 /// Queue of reconciliation passes.
 pub const RECONCILE_QUEUE: &str = "reconcile";
 
+/// Prefix of the per-node reconcile queues (a node's own process instances).
+pub const RECONCILE_NODE_QUEUE_PREFIX: &str = "reconcile-node-";
+
+/// One reconciliation pass: global (shared platforms, lost nodes, unplaced instances) or a
+/// node's own process instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileJob {
+    pub schema_version: u32,
+    /// The cron tick (unix seconds) this pass is for.
+    pub tick: u64,
+    /// `None` for the global pass, else the node whose instances to reconcile.
+    pub node: Option<String>,
+    /// Operation to settle when the pass ends (on-demand passes).
+    pub operation_id: Option<OperationId>,
+}
+
+impl ReconcileJob {
+    /// The queue of this pass.
+    pub fn queue(&self) -> String {
+        match &self.node {
+            None => RECONCILE_QUEUE.to_owned(),
+            Some(n) => format!("{RECONCILE_NODE_QUEUE_PREFIX}{n}"),
+        }
+    }
+
+    /// Deterministic task id: every replica pushes the same id for a tick, so it runs once.
+    pub fn task_id(&self) -> String {
+        let op = self.operation_id.as_ref().map(|o| format!("-{o}")).unwrap_or_default();
+        match &self.node {
+            None => format!("reconcile-{}{op}", self.tick),
+            Some(n) => format!("reconcile-{}-{n}{op}", self.tick),
+        }
+    }
+}
+
 /// What a job asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,6 +136,18 @@ impl Enqueuer {
             2,
         ));
         let task = TaskBuilder::new(job.clone()).task_id(task_id(&job.operation_id)).build();
+        storage.push_task(task).await.map_err(|e| EnqueueError(e.to_string()))
+    }
+
+    /// Push a reconcile pass under its deterministic task id (a duplicate is ignored).
+    pub async fn push_reconcile(&self, job: ReconcileJob) -> Result<(), EnqueueError> {
+        let mut storage: RedisStorage<ReconcileJob> = RedisStorage::new(self.conn.clone()).with_config(queue_config(
+            &self.keys,
+            &job.queue(),
+            Duration::from_secs(30),
+            2,
+        ));
+        let task = TaskBuilder::new(job.clone()).task_id(TaskId::from_string(job.task_id())).build();
         storage.push_task(task).await.map_err(|e| EnqueueError(e.to_string()))
     }
 

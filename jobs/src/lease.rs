@@ -2,14 +2,13 @@
 //!
 //! A lease is `SET key "<fence>:<holder>" NX PX ttl`; the fence comes from a counter that only
 //! grows, so a worker that lost its lease (paused past the expiry) can tell, and its late
-//! writes are refused by `write_observed_fenced`.
+//! writes are refused (`Store::observe` with the lease).
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
 use crate::ids::InstanceId;
-use crate::model::ObservedRecord;
 use crate::store::{Keys, StoreError};
 
 /// A held lease.
@@ -38,14 +37,17 @@ if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEY
 return 1
 ";
 
-/// KEYS: lease, observed. ARGV: value, data.
-static FENCED_WRITE_SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-const FENCED_WRITE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], 'data', ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'version', 1)
-return 1
-";
+impl Lease {
+    /// The lease's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value that proves the lease is ours (`<fence>:<holder>`).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
 
 /// Leases on instances.
 #[derive(Clone)]
@@ -88,23 +90,6 @@ impl Leases {
             .key(&lease.key)
             .arg(&lease.value)
             .arg(ttl_ms)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(ok == 1)
-    }
-
-    /// Write observed state only while `lease` is still held. Returns whether it wrote.
-    pub async fn write_observed_fenced(
-        &self,
-        lease: &Lease,
-        id: &InstanceId,
-        observed: &ObservedRecord,
-    ) -> Result<bool, StoreError> {
-        let ok: i32 = crate::store::scripts::cached(&FENCED_WRITE_SCRIPT, FENCED_WRITE)
-            .key(&lease.key)
-            .key(self.keys.observed(id))
-            .arg(&lease.value)
-            .arg(serde_json::to_string(observed).unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(ok == 1)

@@ -1,6 +1,7 @@
 //! draas shared kernel: validated domain types, drasi-server configuration, the Redis state
 //! store and its key schema, settings and telemetry. No HTTP framework, no platform SDKs.
 
+pub mod crashloop;
 pub mod drasi;
 pub mod ids;
 pub mod jobs;
@@ -12,5 +13,6 @@ pub mod ports;
 pub mod render;
 pub mod settings;
 pub mod store;
+pub mod submit;
 pub mod telemetry;
 pub mod validate;

@@ -131,4 +131,11 @@ pub struct ObservedRecord {
     /// Runtime facts: pid, container id, pod, endpoint URL.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub runtime: serde_json::Map<String, serde_json::Value>,
+    /// Consecutive failed health probes of a live server.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probe_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -43,6 +43,54 @@ pub struct Settings {
     pub process: ProcessSettings,
     /// Operation records.
     pub operations: OperationSettings,
+    /// Reconciliation: health checks, drift repair, history.
+    pub reconcile: ReconcileSettings,
+}
+
+/// Reconciliation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReconcileSettings {
+    /// Seconds between passes (a divisor of 60, or a whole number of minutes dividing 60).
+    pub interval_secs: u64,
+    /// Health probes in flight at once.
+    pub probe_concurrency: usize,
+    /// Time allowed for one health probe.
+    pub probe_timeout_ms: u64,
+    /// First wait before repairing a crashed instance again.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between repairs.
+    pub backoff_max_ms: u64,
+    /// Consecutive failed repairs after which the instance stays in `error` until a user acts.
+    pub max_failures: u32,
+    /// Repair instances whose status is `error` (desired running).
+    pub repair_error: bool,
+    /// Restart instances that stopped cleanly by themselves (desired running).
+    pub repair_stopped: bool,
+    /// Start a lost node's process instances on a live node.
+    pub failover: bool,
+    /// Transitions kept per instance.
+    pub history_per_instance: usize,
+    /// Transitions kept in the global buffer.
+    pub history_global: usize,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 5,
+            probe_concurrency: 64,
+            probe_timeout_ms: 2000,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 300_000,
+            max_failures: 5,
+            repair_error: true,
+            repair_stopped: false,
+            failover: false,
+            history_per_instance: 100,
+            history_global: 1000,
+        }
+    }
 }
 
 /// Log output format.
@@ -136,6 +184,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             process: ProcessSettings::default(),
             operations: OperationSettings::default(),
+            reconcile: ReconcileSettings::default(),
         }
     }
 }
@@ -246,6 +295,12 @@ impl Settings {
 
     fn check(&self) -> Result<(), SettingsError> {
         crate::store::keys::check_prefix(&self.key_prefix).map_err(SettingsError::Invalid)?;
+        let i = self.reconcile.interval_secs;
+        if !(i > 0 && (i < 60 && 60_u64.is_multiple_of(i) || i.is_multiple_of(60) && 60_u64.is_multiple_of(i / 60))) {
+            return Err(SettingsError::Invalid(format!(
+                "reconcile.interval_secs {i} must divide 60, or be a whole number of minutes dividing 60"
+            )));
+        }
         if self.process.port_range_start == 0 || self.process.port_range_start > self.process.port_range_end {
             return Err(SettingsError::Invalid("process port range is empty".into()));
         }

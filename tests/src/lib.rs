@@ -19,8 +19,9 @@ pub use redis_server::TestRedis;
 /// Directory holding the workspace's built binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test binary>
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    // target/<profile>/deps/<test binary>, or target/<profile>/<bin>
+    let dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") { dir.parent().expect("target dir").to_path_buf() } else { dir.to_path_buf() }
 }
 
 /// Path of a workspace binary; the test command builds them first.

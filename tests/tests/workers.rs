@@ -73,9 +73,14 @@ async fn concurrent_starts_across_workers_never_share_a_port_and_named_ports_are
         assert!(ports.insert(done["result"]["port"].as_u64().unwrap()), "port used twice: {done}");
     }
     let named = *ports.iter().next().unwrap();
-    let clash = app.create_instance("clash", json!({"port": named, "sources": [], "queries": [], "reactions": []})).await;
+    let clash =
+        app.create_instance("clash", json!({"port": named, "sources": [], "queries": [], "reactions": []})).await;
     let done = app.wait_op(&app.submit(clash["id"].as_str().unwrap(), "start").await, LONG).await;
-    assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("failed"), Some("port_taken")), "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["error"]["code"].as_str()),
+        (Some("failed"), Some("port_taken")),
+        "{done}"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +125,8 @@ async fn ten_thousand_submits_in_a_burst_get_429_above_the_depth_and_every_accep
     let next = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..32 {
-        let (app, accepted, refused, next, ids) = (app.clone(), accepted.clone(), refused.clone(), next.clone(), ids.clone());
+        let (app, accepted, refused, next, ids) =
+            (app.clone(), accepted.clone(), refused.clone(), next.clone(), ids.clone());
         clients.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +157,9 @@ async fn ten_thousand_submits_in_a_burst_get_429_above_the_depth_and_every_accep
         let done = app.wait_op(op, Duration::from_secs(300)).await;
         assert!(matches!(done["status"].as_str(), Some("succeeded" | "superseded")), "{done}");
     }
-    assert!(worker.terminate(Duration::from_secs(30)).is_some_and(|s| s.success()), "the worker stayed alive throughout");
+    assert!(
+        worker.terminate(Duration::from_secs(30)).is_some_and(|s| s.success()),
+        "the worker stayed alive throughout"
+    );
     eprintln!("burst: {} accepted, {refused} refused with 429", accepted.len());
 }

@@ -8,6 +8,7 @@ use draas_jobs::model::{ObservedRecord, Platform, Status};
 use draas_jobs::ports::PortError;
 use draas_jobs::render;
 use draas_jobs::store::InstanceState;
+use draas_jobs::store::history::Cause;
 use serde_json::{Map, Value};
 
 use crate::context::Ctx;
@@ -20,15 +21,18 @@ fn platform_unavailable(p: Platform) -> PlatformError {
     PlatformError::new("platform_unavailable", format!("the {} platform is not available on this worker", p.as_str()))
 }
 
-/// Record observed state while our lease holds.
+/// Record observed state while our lease holds; `reason` explains a status change.
 pub async fn observe(
     ctx: &Ctx,
     lease: &Lease,
     s: &InstanceState,
     observed: ObservedRecord,
+    reason: &str,
 ) -> Result<(), PlatformError> {
-    ctx.leases
-        .write_observed_fenced(lease, &s.instance.value.id, &observed)
+    let source = format!("worker:{}", ctx.worker);
+    let cause = Cause { source: &source, reason };
+    ctx.store
+        .observe(&s.instance.value.id, &observed, &cause, Some(lease))
         .await
         .map_err(|e| PlatformError::new("store_unavailable", e.to_string()))?
         .then_some(())
@@ -59,7 +63,7 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     observed.status = Status::Starting;
     observed.message = None;
     observed.observed_at = Some(Utc::now());
-    observe(ctx, lease, s, observed.clone()).await?;
+    observe(ctx, lease, s, observed.clone(), "start").await?;
     let spec = StartSpec {
         instance_id: instance.id.clone(),
         yaml: rendered.yaml,
@@ -73,7 +77,7 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     observed.observed_generation = Some(instance.generation);
     observed.runtime = runtime.facts.clone();
     observed.observed_at = Some(Utc::now());
-    observe(ctx, lease, s, observed).await?;
+    observe(ctx, lease, s, observed, "start").await?;
     Ok(runtime.facts)
 }
 
@@ -100,14 +104,14 @@ pub async fn stop(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts, 
     if was_running {
         observed.status = Status::Stopping;
         observed.observed_at = Some(Utc::now());
-        observe(ctx, lease, s, observed.clone()).await?;
+        observe(ctx, lease, s, observed.clone(), "stop").await?;
     }
     ctx.process.stop(&instance.id).await?;
     observed.status = if was_running { Status::Stopped } else { Status::Created };
     observed.message = None;
     observed.runtime = Map::new();
     observed.observed_at = Some(Utc::now());
-    observe(ctx, lease, s, observed).await?;
+    observe(ctx, lease, s, observed, "stop").await?;
     let mut facts = Map::new();
     facts.insert("node".into(), Value::String(ctx.node.clone()));
     Ok(facts)
@@ -143,7 +147,7 @@ pub async fn record_error(ctx: &Ctx, lease: &Lease, s: &InstanceState, e: &Platf
     observed.status = Status::Error;
     observed.message = Some(format!("{}: {}", e.code, e.message));
     observed.observed_at = Some(Utc::now());
-    if let Err(err) = observe(ctx, lease, s, observed).await {
+    if let Err(err) = observe(ctx, lease, s, observed, e.code).await {
         tracing::warn!(error = %err, "could not record the error status");
     }
 }

@@ -11,6 +11,7 @@ use draas_jobs::ops::Operations;
 use draas_jobs::ports::Ports;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
+use draas_jobs::submit::Submitter;
 
 use crate::platform::process::ProcessPlatform;
 
@@ -22,6 +23,10 @@ pub struct Ctx {
     pub ports: Ports,
     pub nodes: Nodes,
     pub enqueuer: Enqueuer,
+    /// Submits repairs like the API submits requests.
+    pub submitter: Submitter,
+    /// Client of the health probes.
+    pub http: reqwest::Client,
     pub settings: Arc<Settings>,
     /// This host's node id.
     pub node: String,
@@ -36,13 +41,25 @@ impl Ctx {
         let conn = store.connection();
         let keys = store.keys().clone();
         let ttl = Duration::from_secs(settings.operations.ttl_secs);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.reconcile.probe_timeout_ms.max(1)))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_default();
         Arc::new(Self {
+            submitter: Submitter::new(store.clone(), &settings),
+            http,
             ops: Operations::new(conn.clone(), keys.clone(), ttl),
             leases: Leases::new(conn.clone(), keys.clone()),
             ports: Ports::new(conn.clone(), keys.clone()),
             nodes: Nodes::new(conn.clone(), keys.clone()),
             enqueuer: Enqueuer::new(conn, keys),
-            process: ProcessPlatform::new(settings.process.clone(), &settings.data_dir, node.clone()),
+            process: ProcessPlatform::new(
+                settings.process.clone(),
+                &settings.data_dir,
+                node.clone(),
+                settings.key_prefix.clone(),
+            ),
             store,
             settings: Arc::new(settings),
             node,

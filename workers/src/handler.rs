@@ -170,7 +170,10 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, lease: &Lease, s: &InstanceState)
             JobKind::StopInstance => actions::stop(ctx, lease, s).await,
             JobKind::RestartInstance => actions::restart(ctx, lease, s).await,
             JobKind::DeleteInstance => actions::delete(ctx, s).await,
-            JobKind::Reconcile => Ok(Facts::new()),
+            JobKind::Reconcile => crate::reconcile::one(ctx, s, lease)
+                .await
+                .map(|()| Facts::new())
+                .map_err(|e| PlatformError::new("store_unavailable", e.to_string())),
         }
     };
     match tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()).await {

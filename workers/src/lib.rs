@@ -5,13 +5,17 @@ pub mod actions;
 pub mod context;
 pub mod handler;
 pub mod platform;
+pub mod reconcile;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use draas_jobs::jobs::{InstanceJob, NODE_QUEUE_PREFIX, SHARED_QUEUE, queue_config};
+use draas_jobs::jobs::{
+    InstanceJob, NODE_QUEUE_PREFIX, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, ReconcileJob, SHARED_QUEUE,
+    queue_config,
+};
 use draas_jobs::nodes::check_node_id;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
@@ -44,6 +48,7 @@ pub async fn run(
     let ctx = Ctx::new(store, settings, node.clone(), worker.clone());
     std::fs::create_dir_all(&ctx.settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
     let beat = tokio::spawn(heartbeat(ctx.clone()));
+    let ticks = tokio::spawn(reconcile::produce_ticks(ctx.clone()));
     tracing::info!(%node, %worker, "worker started");
     let mut monitor = Monitor::new();
     for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
@@ -55,6 +60,16 @@ pub async fn run(
                 .concurrency(w.concurrency.max(1))
                 .data(ctx.clone())
                 .build(handler::handle)
+        });
+    }
+    for queue in [RECONCILE_QUEUE.to_owned(), format!("{RECONCILE_NODE_QUEUE_PREFIX}{node}")] {
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("{}-{queue}-{restarts}", ctx.worker))
+                .backend(reconcile_backend(&ctx, &queue))
+                .concurrency(1)
+                .data(ctx.clone())
+                .build(reconcile::handle)
         });
     }
     let grace = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs + 5);
@@ -70,6 +85,7 @@ pub async fn run(
         })
         .await;
     beat.abort();
+    ticks.abort();
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
 }
@@ -82,6 +98,15 @@ fn backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<InstanceJob>, Interv
     let config = queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(w.concurrency.max(1));
     RedisStorage::<InstanceJob>::new(ctx.store.connection())
         .with_config(config)
+        .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
+}
+
+/// The apalis backend of a reconcile queue.
+fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJob>, IntervalStrategy> {
+    let w = &ctx.settings.worker;
+    let hb = Duration::from_secs(w.heartbeat_secs.max(1));
+    RedisStorage::<ReconcileJob>::new(ctx.store.connection())
+        .with_config(queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(1))
         .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
 }
 

@@ -5,3 +5,4 @@ pub mod config;
 pub mod health;
 pub mod instances;
 pub mod operations;
+pub mod status;

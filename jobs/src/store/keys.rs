@@ -46,6 +46,36 @@ impl Keys {
         format!("{}:observed:{id}", self.tag)
     }
 
+    /// LIST (JSON, newest first, capped): an instance's status transitions.
+    pub fn history(&self, id: &InstanceId) -> String {
+        format!("{}:history:{id}", self.tag)
+    }
+
+    /// STREAM (capped): every status transition, for recent-changes and SSE.
+    pub fn changes(&self) -> String {
+        format!("{}:changes", self.tag)
+    }
+
+    /// HASH failures, next_at_ms, gave_up: an instance's crash-loop record.
+    pub fn crash_loop(&self, id: &InstanceId) -> String {
+        format!("{}:crashloop:{id}", self.tag)
+    }
+
+    /// HASH at, ok, latencyMs, message: the last health probe of an instance.
+    pub fn probe(&self, id: &InstanceId) -> String {
+        format!("{}:probe:{id}", self.tag)
+    }
+
+    /// STRING counter (expiring): how many times a reconcile pass ran for a tick and scope.
+    pub fn reconcile_pass(&self, task_id: &str) -> String {
+        format!("{}:reconcile:pass:{task_id}", self.tag)
+    }
+
+    /// STRING with an expiry: a reconcile pass in progress for a scope (global or a node).
+    pub fn reconcile_lock(&self, scope: &str) -> String {
+        format!("{}:reconcile:lock:{scope}", self.tag)
+    }
+
     /// HASH name → id: the unique-name index.
     pub fn names(&self) -> String {
         format!("{}:names", self.tag)

@@ -5,6 +5,7 @@
 //! writes nothing. A lost race is retried; a client's `If-Match` is checked against the
 //! versions it read. Nothing is cached, so every API replica sees every change at once.
 
+pub mod history;
 pub mod keys;
 pub(crate) mod scripts;
 
@@ -80,6 +81,7 @@ pub struct InstanceState {
 pub struct Store {
     conn: ConnectionManager,
     keys: Keys,
+    caps: history::HistoryCaps,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -95,7 +97,23 @@ impl Store {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { conn, keys: Keys::new(prefix) })
+        let caps = history::HistoryCaps { per_instance: 100, global: 1000 };
+        Ok(Self { conn, keys: Keys::new(prefix), caps })
+    }
+
+    /// A store configured by `settings` (prefix, history caps).
+    pub fn from_settings(url: &SecretString, settings: &crate::settings::Settings) -> Result<Self, StoreError> {
+        let caps = history::HistoryCaps {
+            per_instance: settings.reconcile.history_per_instance.max(1),
+            global: settings.reconcile.history_global.max(1),
+        };
+        Ok(Self::open(url, &settings.key_prefix)?.with_history_caps(caps))
+    }
+
+    /// Keep at most `caps` transitions per instance and globally.
+    pub fn with_history_caps(mut self, caps: history::HistoryCaps) -> Self {
+        self.caps = caps;
+        self
     }
 
     /// The key schema.
@@ -172,6 +190,18 @@ impl Store {
     pub async fn id_by_name(&self, name: &InstanceName) -> Result<Option<InstanceId>, StoreError> {
         let id: Option<String> = self.conn.clone().hget(self.keys.names(), name.as_str()).await?;
         Ok(id.and_then(|s| s.parse().ok()))
+    }
+
+    /// Ids of the nodes whose heartbeat is current.
+    pub async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
+        let nodes: Vec<String> = self.conn.clone().smembers(self.keys.nodes()).await?;
+        let mut live = Vec::new();
+        for n in nodes {
+            if self.conn.clone().exists(self.keys.node(&n)).await? {
+                live.push(n);
+            }
+        }
+        Ok(live)
     }
 
     /// Instance ids after `cursor` in creation order, at most `count`.
@@ -259,21 +289,11 @@ impl Store {
             .key(self.keys.config(id))
             .key(self.keys.observed(id))
             .key(self.keys.fence(id))
+            .key(self.keys.history(id))
+            .key(self.keys.crash_loop(id))
+            .key(self.keys.probe(id))
             .arg(id.as_str())
             .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// Record what a worker observed (last writer wins; workers serialise through leases).
-    pub async fn write_observed(&self, id: &InstanceId, observed: &ObservedRecord) -> Result<(), StoreError> {
-        let key = self.keys.observed(id);
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&key, "data", to_json(observed))
-            .hincr(&key, "version", 1)
-            .ignore()
-            .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }

@@ -46,7 +46,7 @@ return out
 ";
 
 /// Remove an instance's records.
-/// KEYS: names, instances, instance, config, observed, fence. ARGV: id.
+/// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe. ARGV: id.
 const DELETE: &str = r"
 local data = redis.call('HGET', KEYS[3], 'data')
 if data then
@@ -54,13 +54,43 @@ if data then
   if name and redis.call('HGET', KEYS[1], name) == ARGV[1] then redis.call('HDEL', KEYS[1], name) end
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 return 1
 ";
 
 pub(crate) fn delete() -> &'static Script {
     static S: OnceLock<Script> = OnceLock::new();
     cached(&S, DELETE)
+}
+
+/// Write observed state; record a status transition in the instance history and the global
+/// stream. KEYS: observed, history, changes, lease. ARGV: data, status, id, at, source,
+/// reason, history cap, global cap, lease value ('' = only while nobody holds the lease).
+/// Replies 0 when the guard fails.
+const OBSERVE: &str = r"
+local holder = redis.call('GET', KEYS[4])
+if ARGV[9] == '' then
+  if holder then return 0 end
+elseif holder ~= ARGV[9] then
+  return 0
+end
+local old = redis.call('HGET', KEYS[1], 'data')
+local from = 'created'
+if old then from = cjson.decode(old).status or 'created' end
+redis.call('HSET', KEYS[1], 'data', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if from ~= ARGV[2] then
+  local rec = cjson.encode({at = ARGV[4], instanceId = ARGV[3], from = from, to = ARGV[2], source = ARGV[5], reason = ARGV[6]})
+  redis.call('LPUSH', KEYS[2], rec)
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'data', rec)
+end
+return 1
+";
+
+pub(crate) fn observe() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    cached(&S, OBSERVE)
 }
 
 /// A script compiled (hashed) once per process.

@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 
 use super::{PlatformError, Runtime, StartSpec};
 
+/// File in the instance directory where the reaper notes how the server ended.
+const EXIT_FILE: &str = "exit-status";
+
 /// How much of the log goes into an error.
 const LOG_TAIL_BYTES: u64 = 4096;
 
@@ -31,6 +34,8 @@ pub struct ProcessPlatform {
     settings: ProcessSettings,
     instances_dir: PathBuf,
     node: String,
+    /// Key prefix of this deployment, marked on its processes (`DRAAS_DEPLOYMENT`).
+    deployment: String,
     http: reqwest::Client,
 }
 
@@ -44,11 +49,12 @@ pub struct Found {
 
 impl ProcessPlatform {
     /// Processes of this node, with files under `data_dir`.
-    pub fn new(settings: ProcessSettings, data_dir: &Path, node: String) -> Self {
+    pub fn new(settings: ProcessSettings, data_dir: &Path, node: String, deployment: String) -> Self {
         Self {
             settings,
             instances_dir: data_dir.join("instances"),
             node,
+            deployment,
             http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default(),
         }
     }
@@ -140,12 +146,18 @@ impl ProcessPlatform {
         let mut cmd = std::process::Command::new(&self.settings.executable);
         cmd.arg("--config").arg(config).current_dir(&dir).stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
         sanitize_env(&mut cmd);
-        cmd.env("DRAAS_INSTANCE_ID", spec.instance_id.as_str()).env("DRAAS_SPEC_HASH", &spec.spec_hash);
+        cmd.env("DRAAS_INSTANCE_ID", spec.instance_id.as_str())
+            .env("DRAAS_SPEC_HASH", &spec.spec_hash)
+            .env("DRAAS_DEPLOYMENT", &self.deployment);
+        let _ = fs::remove_file(dir.join(EXIT_FILE));
         let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.executable, &e))?;
         let pid = i32::try_from(child.id()).unwrap_or_default();
-        // Reap the child when it exits; if this worker dies first, init inherits it.
+        // Reap the child and note how it ended; if this worker dies first, init inherits it.
+        let exit_file = dir.join(EXIT_FILE);
         std::thread::spawn(move || {
-            let _ = child.wait();
+            if let Ok(status) = child.wait() {
+                let _ = fs::write(exit_file, describe_exit(status));
+            }
         });
         let start_time = process_start_time(pid).unwrap_or_default();
         tracing::info!(instance = %spec.instance_id, pid, port = spec.port, "drasi-server spawned");
@@ -241,6 +253,28 @@ impl ProcessPlatform {
         }
     }
 
+    /// How the instance's last server ended, when this node's worker saw it end:
+    /// `exited with code N` or `killed by signal N`.
+    pub fn last_exit(&self, id: &InstanceId) -> Option<String> {
+        fs::read_to_string(self.dir(id).join(EXIT_FILE)).ok().map(|s| s.trim().to_owned())
+    }
+
+    /// Live drasi-servers of this deployment on this host, with their instance ids.
+    pub fn deployment_processes(&self) -> Vec<(String, Found)> {
+        scan_processes(|vars| {
+            let deployment = format!("DRAAS_DEPLOYMENT={}", self.deployment);
+            vars.contains(&deployment.as_bytes())
+                .then(|| vars.iter().find_map(|v| v.strip_prefix(b"DRAAS_INSTANCE_ID=")))
+                .flatten()
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        })
+    }
+
+    /// Kill a process group at once (an orphan).
+    pub fn kill(&self, p: &Found) {
+        kill_group(p.pid, Signal::SIGKILL);
+    }
+
     /// Is the instance's recorded process alive (pid and start time match)?
     pub fn is_running(&self, pid: i32, start_time: u64) -> bool {
         is_alive(&Found { pid, start_time, spec_hash: None })
@@ -309,22 +343,36 @@ fn is_alive(p: &Found) -> bool {
 
 /// Every live process on this host whose environment names instance `id`.
 pub fn find_processes(id: &InstanceId) -> Vec<Found> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
     let marker = format!("DRAAS_INSTANCE_ID={id}");
+    scan_processes(|vars| vars.contains(&marker.as_bytes()).then_some(())).into_iter().map(|(_, f)| f).collect()
+}
+
+/// Live processes whose environment `select` picks (returning a tag for each).
+fn scan_processes<T>(select: impl Fn(&[&[u8]]) -> Option<T>) -> Vec<(T, Found)> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
             let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
             let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            vars.contains(&marker.as_bytes()).then_some(())?;
+            let tag = select(&vars)?;
             let spec_hash = vars
                 .iter()
                 .find_map(|v| v.strip_prefix(b"DRAAS_SPEC_HASH="))
                 .map(|h| String::from_utf8_lossy(h).into_owned());
-            Some(Found { pid, start_time: process_start_time(pid)?, spec_hash })
+            Some((tag, Found { pid, start_time: process_start_time(pid)?, spec_hash }))
         })
         .collect()
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "ended".to_owned(),
+    }
 }
 
 /// Parse runtime facts back into a process reference.

@@ -1,0 +1,256 @@
+//! Status: per-instance history, the global recent-changes buffer, the live event stream
+//! (SSE, resumable with `Last-Event-ID`), status pushes from external daemons, and on-demand
+//! reconciliation.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use draas_jobs::ids::OperationId;
+use draas_jobs::jobs::{ReconcileJob, SCHEMA_VERSION};
+use draas_jobs::model::Status;
+use draas_jobs::ops::{Operation, OperationKind, OperationStatus};
+use draas_jobs::store::history::{Cause, StatusChange};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::instances::{load, parse_id};
+use super::operations::OperationDto;
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{MediaType, PathParams, QueryParams, RawBody};
+use crate::lifecycle;
+
+/// Transitions of one instance, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct History {
+    pub items: Vec<StatusChange>,
+}
+
+/// An instance's status transitions, newest first (capped, default 100).
+#[utoipa::path(get, path = "/api/v1/instances/{id}/history", tag = "status", params(("id" = String, Path)),
+    responses((status = 200, body = History), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn history(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<History>, ApiError> {
+    let id = parse_id(&id)?;
+    load(&state, &id).await?;
+    Ok(Json(History { items: state.store.history(&id).await? }))
+}
+
+/// Filters of `recent-changes`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecentQuery {
+    /// RFC 3339 time; default five minutes ago.
+    pub since: Option<String>,
+    /// Only transitions to this status.
+    pub status: Option<Status>,
+}
+
+/// Recent transitions of every instance, oldest first (rolling buffer, default 1000).
+#[utoipa::path(get, path = "/api/v1/status/recent-changes", tag = "status", params(RecentQuery),
+    responses((status = 200, body = Vec<StatusChange>), (status = 400, body = Problem)))]
+pub async fn recent_changes(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<RecentQuery>,
+) -> Result<Json<Vec<StatusChange>>, ApiError> {
+    let since = match q.since.as_deref() {
+        Some(s) => DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            ApiError::bad_request("invalid_since", "since must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z")
+        })?,
+        None => Utc::now() - chrono::Duration::minutes(5),
+    };
+    let start = format!("{}-0", since.timestamp_millis().max(1) - 1);
+    let cap = state.settings.reconcile.history_global.max(1);
+    let changes = state.store.changes_after(Some(&start), cap).await?;
+    Ok(Json(changes.into_iter().filter(|c| c.at >= since && q.status.is_none_or(|s| c.to == s)).collect()))
+}
+
+/// Filter of the event stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only this instance's transitions.
+    pub instance: Option<String>,
+}
+
+/// Live status transitions as Server-Sent Events (`event: status`, `id` = buffer id). Send
+/// `Last-Event-ID` to resume after a disconnect.
+#[utoipa::path(get, path = "/api/v1/events", tag = "status", params(EventsQuery),
+    responses((status = 200, description = "text/event-stream of StatusChange"), (status = 400, body = Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let filter = q.instance.as_deref().map(parse_id).transpose()?;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(r) = &resume
+        && !r.split_once('-').is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok())
+    {
+        return Err(ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an id this stream sent"));
+    }
+    let start = match resume {
+        Some(r) => Some(r),
+        None => state.store.latest_change_id().await?,
+    };
+    let stream =
+        futures::stream::unfold((state, start, Vec::<StatusChange>::new()), move |(state, mut last, mut buf)| {
+            let filter = filter.clone();
+            async move {
+                loop {
+                    if let Some(change) = buf.pop() {
+                        let data = serde_json::to_string(&change).unwrap_or_default();
+                        let event =
+                            Event::default().event("status").id(change.id.clone().unwrap_or_default()).data(data);
+                        return Some((Ok(event), (state, last, buf)));
+                    }
+                    match state.store.changes_after(last.as_deref(), 100).await {
+                        Ok(changes) if !changes.is_empty() => {
+                            last = changes.last().and_then(|c| c.id.clone());
+                            buf = changes
+                                .into_iter()
+                                .filter(|c| filter.as_ref().is_none_or(|f| c.instance_id == f.as_str()))
+                                .rev()
+                                .collect();
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            }
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Body of `POST /api/v1/status/updates`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusUpdate {
+    pub instance_id: String,
+    pub status: Status,
+    /// Who reports (1-100 characters).
+    pub source: String,
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// Answer to a status push.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusPushed {
+    /// Whether the status was recorded (not while a worker is acting on the instance).
+    pub recorded: bool,
+    /// The reconciliation the push triggered.
+    pub operation: OperationDto,
+}
+
+/// An external daemon reports an instance's status: recorded in its history, then the instance
+/// is reconciled at once.
+#[utoipa::path(post, path = "/api/v1/status/updates", tag = "status", request_body = StatusUpdate,
+    responses((status = 202, body = StatusPushed), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBody) -> Result<Response, ApiError> {
+    body.expect(&[MediaType::Json])?;
+    let req: StatusUpdate = body.json()?;
+    let source = req.source.trim();
+    if source.is_empty() || source.len() > 100 || source.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_source",
+            "source must be 1-100 printable characters",
+        )
+        .at("/source"));
+    }
+    if req.metadata.len() > 50 || req.metadata.iter().any(|(k, v)| k.len() > 100 || v.len() > 1000) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_metadata",
+            "metadata: at most 50 entries, keys 100 and values 1000 bytes",
+        )
+        .at("/metadata"));
+    }
+    let id = req.instance_id.parse().map_err(|e: draas_jobs::ids::IdError| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message).at("/instanceId")
+    })?;
+    let s = load(&state, &id).await?;
+    let mut observed = s.observed.map(|o| o.value).unwrap_or_default();
+    observed.status = req.status;
+    observed.message = req.metadata.get("message").cloned().or_else(|| Some(format!("reported by {source}")));
+    observed.observed_at = Some(Utc::now());
+    let push_source = format!("push:{source}");
+    let recorded =
+        state.store.observe(&id, &observed, &Cause { source: &push_source, reason: "status-push" }, None).await?;
+    let correlation = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let op = lifecycle::submit(&state, &id, OperationKind::Reconcile, "status-push", correlation).await?;
+    let body = StatusPushed { recorded, operation: OperationDto::from(&op) };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Reconcile one instance now.
+#[utoipa::path(post, path = "/api/v1/instances/{id}/reconcile", tag = "status", params(("id" = String, Path)),
+    responses((status = 202, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn reconcile_one(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let correlation = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let op = lifecycle::submit(&state, &id, OperationKind::Reconcile, "user", correlation).await?;
+    Ok(accepted(&op))
+}
+
+fn accepted(op: &Operation) -> Response {
+    let location = format!("/api/v1/operations/{}", op.id);
+    (StatusCode::ACCEPTED, [("location", location), ("retry-after", "1".to_owned())], Json(OperationDto::from(op)))
+        .into_response()
+}
+
+/// Run a reconciliation pass over every instance now.
+#[utoipa::path(post, path = "/api/v1/reconcile", tag = "status",
+    responses((status = 202, body = OperationDto), (status = 503, body = Problem)))]
+pub async fn reconcile_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let correlation = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let op = Operation {
+        id: OperationId::generate(),
+        kind: OperationKind::Reconcile,
+        instance_id: None,
+        status: OperationStatus::Queued,
+        attempt: 0,
+        max_attempts: 1,
+        error: None,
+        created_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+        result: serde_json::Map::new(),
+        target_generation: 0,
+        correlation_id: correlation.to_owned(),
+        reason: "user".into(),
+        queue: draas_jobs::jobs::RECONCILE_QUEUE.into(),
+        previous_desired: None,
+        worker: None,
+    };
+    state.ops.create(&op).await?;
+    let tick = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
+    let mut jobs =
+        vec![ReconcileJob { schema_version: SCHEMA_VERSION, tick, node: None, operation_id: Some(op.id.clone()) }];
+    for node in state.store.live_nodes().await? {
+        jobs.push(ReconcileJob { schema_version: SCHEMA_VERSION, tick, node: Some(node), operation_id: None });
+    }
+    for job in jobs {
+        state.submitter.enqueuer.push_reconcile(job).await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "enqueue_failed", "the pass could not be queued; retry")
+                .retry_after(1)
+        })?;
+    }
+    Ok(accepted(&op))
+}

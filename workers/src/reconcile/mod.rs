@@ -1,0 +1,288 @@
+//! Reconciliation: every replica turns apalis-cron ticks into reconcile jobs with deterministic
+//! task ids (`reconcile-<tick>` and `reconcile-<tick>-<node>`), so each tick is reconciled once
+//! however many workers run (shared/APALIS.md §4). A node pass probes and repairs the node's own
+//! process instances; the global pass looks after instances no live node owns.
+
+pub mod probe;
+pub mod settle;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{BoxDynError, Data};
+use apalis_cron::CronScheduler;
+use chrono::Utc;
+use draas_jobs::ids::InstanceId;
+use draas_jobs::jobs::{ReconcileJob, SCHEMA_VERSION};
+use draas_jobs::lease::Lease;
+use draas_jobs::model::{DesiredState, Platform, Status};
+use draas_jobs::ops::OperationStatus;
+use draas_jobs::store::history::Cause;
+use draas_jobs::store::{InstanceState, StoreError};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::context::Ctx;
+
+/// Instances read per batch (one pipelined round trip each).
+const BATCH: usize = 500;
+
+/// Figures of one pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassStats {
+    pub instances: usize,
+    pub probed: usize,
+    pub elapsed: Duration,
+}
+
+/// The cron expression for an interval (checked by `Settings`).
+pub fn cron_expr(interval_secs: u64) -> String {
+    if interval_secs < 60 {
+        format!("*/{interval_secs} * * * * *")
+    } else {
+        format!("0 */{} * * * *", interval_secs / 60)
+    }
+}
+
+/// Push this replica's reconcile jobs for every tick; the first push of a tick wins.
+pub async fn produce_ticks(ctx: Arc<Ctx>) {
+    let expr = cron_expr(ctx.settings.reconcile.interval_secs);
+    let schedule = match cron::Schedule::from_str(&expr) {
+        Ok(s) => s,
+        Err(e) => return tracing::error!(%expr, error = %e, "invalid reconcile schedule"),
+    };
+    let mut ticks = Box::pin(CronScheduler::new(schedule).into_stream());
+    while let Some(tick) = ticks.next().await {
+        let Ok(tick) = tick else { continue };
+        for node in [None, Some(ctx.node.clone())] {
+            let job =
+                ReconcileJob { schema_version: SCHEMA_VERSION, tick: tick.get_timestamp(), node, operation_id: None };
+            if let Err(e) = ctx.submitter.enqueuer.push_reconcile(job).await {
+                tracing::warn!(error = %e, "could not queue a reconcile tick");
+            }
+        }
+    }
+}
+
+/// apalis entry point of the reconcile queues. A pass whose scope is still busy with an earlier
+/// tick is skipped, so slow passes never pile up.
+pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    let ctx: Arc<Ctx> = (*ctx).clone();
+    let scope = job.node.clone().unwrap_or_else(|| "global".into());
+    let lock = ctx.store.keys().reconcile_lock(&scope);
+    let mut conn = ctx.store.connection();
+    let hold = Duration::from_secs(ctx.settings.reconcile.interval_secs.max(1) * 20);
+    let token = job.task_id();
+    let taken: bool = redis::cmd("SET")
+        .arg(&lock)
+        .arg(&token)
+        .arg("NX")
+        .arg("PX")
+        .arg(hold.as_millis() as u64)
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .map(|r| r.is_some())
+        .unwrap_or(false);
+    if !taken {
+        tracing::info!(%scope, tick = job.tick, "previous pass still running; tick skipped");
+        return Ok(());
+    }
+    let counter = ctx.store.keys().reconcile_pass(&token);
+    let _: Result<(), _> =
+        redis::pipe().incr(&counter, 1).ignore().expire(&counter, 3600).ignore().query_async(&mut conn).await;
+    let result = match &job.node {
+        Some(node) if *node == ctx.node => node_pass(&ctx).await,
+        Some(_) => Ok(PassStats::default()),
+        None => global_pass(&ctx).await,
+    };
+    let _: Result<i32, _> = redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+    )
+    .key(&lock)
+    .arg(&token)
+    .invoke_async(&mut conn)
+    .await;
+    match &result {
+        Ok(stats) => tracing::info!(%scope, tick = job.tick, instances = stats.instances, probed = stats.probed,
+            elapsed_ms = stats.elapsed.as_millis() as u64, "reconcile pass"),
+        Err(e) => tracing::warn!(%scope, error = %e, "reconcile pass failed"),
+    }
+    if let Some(op_id) = &job.operation_id
+        && let Ok(Some(mut op)) = ctx.submitter.ops.get(op_id).await
+    {
+        op.status = if result.is_ok() { OperationStatus::Succeeded } else { OperationStatus::Failed };
+        op.finished_at = Some(Utc::now());
+        let _ = ctx.submitter.ops.transition(&op, &[OperationStatus::Queued, OperationStatus::Running]).await;
+    }
+    Ok(())
+}
+
+/// Every instance, in pipelined batches.
+struct Batches<'a> {
+    ctx: &'a Ctx,
+    cursor: Option<InstanceId>,
+    done: bool,
+}
+
+impl<'a> Batches<'a> {
+    fn new(ctx: &'a Ctx) -> Self {
+        Self { ctx, cursor: None, done: false }
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<InstanceState>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let ids = self.ctx.store.ids_after(self.cursor.as_ref(), BATCH).await?;
+        self.done = ids.len() < BATCH;
+        let Some(last) = ids.last().cloned() else { return Ok(None) };
+        self.cursor = Some(last);
+        Ok(Some(self.ctx.store.load_many(&ids).await?.into_iter().flatten().collect()))
+    }
+}
+
+/// This node's process instances: probe them (bounded concurrency), record what was seen,
+/// repair drift; then kill servers of this deployment that no instance here owns.
+pub async fn node_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
+    let started = Instant::now();
+    let (mut instances, mut probed) = (0, 0);
+    let mut batches = Batches::new(ctx);
+    while let Some(batch) = batches.next().await? {
+        instances += batch.len();
+        let mine: Vec<InstanceState> = batch.into_iter().filter(|s| probe::placed_on(s, &ctx.node)).collect();
+        probed += mine.len();
+        probe_and_settle(ctx, mine).await?;
+    }
+    kill_orphans(ctx).await?;
+    Ok(PassStats { instances, probed, elapsed: started.elapsed() })
+}
+
+async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), StoreError> {
+    let leased = leased(ctx, &batch).await?;
+    let free: Vec<InstanceState> = batch.into_iter().zip(leased).filter(|(_, l)| !l).map(|(s, _)| s).collect();
+    let probes: Vec<(InstanceState, probe::Probe)> = futures::stream::iter(free)
+        .map(|s| async move {
+            let p = probe::probe(ctx, &s, &ctx.http).await;
+            (s, p)
+        })
+        .buffer_unordered(ctx.settings.reconcile.probe_concurrency.max(1))
+        .collect()
+        .await;
+    let facts: Vec<_> = probes.iter().map(|(s, p)| (s.instance.value.id.clone(), p.clone())).collect();
+    probe::record(ctx, &facts).await?;
+    futures::stream::iter(probes.into_iter().map(Ok::<_, StoreError>))
+        .try_for_each_concurrent(16, |(s, p)| async move { settle_probed(ctx, &s, &p, None).await })
+        .await
+}
+
+/// Record one probe and repair what it shows.
+pub async fn settle_probed(
+    ctx: &Ctx,
+    s: &InstanceState,
+    p: &probe::Probe,
+    lease: Option<&Lease>,
+) -> Result<(), StoreError> {
+    let before = settle::current(s);
+    let (after, reason) = settle::judge(&before, p);
+    settle::record(ctx, s, &before, &after, reason, lease).await?;
+    if after.status == Status::Running && after.probe_failures == 0 {
+        settle::forget_old_crashes(ctx, s).await?;
+    }
+    settle::repair(ctx, s, &after).await
+}
+
+/// Which instances of `batch` have a worker acting on them (one pipelined round trip).
+async fn leased(ctx: &Ctx, batch: &[InstanceState]) -> Result<Vec<bool>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for s in batch {
+        pipe.exists(ctx.store.keys().lease(&s.instance.value.id));
+    }
+    Ok(pipe.query_async(&mut ctx.store.connection()).await?)
+}
+
+/// Servers of this deployment on this host whose instance is gone or lives on another node.
+async fn kill_orphans(ctx: &Ctx) -> Result<(), StoreError> {
+    for (id, p) in ctx.process.deployment_processes() {
+        let Ok(id) = id.parse::<InstanceId>() else { continue };
+        let owned = match ctx.store.load(&id).await? {
+            None => false,
+            Some(s) => probe::placed_on(&s, &ctx.node) || ctx.leases.is_held(&id).await?,
+        };
+        if !owned {
+            tracing::warn!(instance = %id, pid = p.pid, "killing a drasi-server no instance on this node owns");
+            ctx.process.kill(&p);
+        }
+    }
+    Ok(())
+}
+
+/// Instances no live node looks after: unplaced process instances, and those of lost nodes.
+pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
+    let started = Instant::now();
+    let mut alive = std::collections::HashMap::new();
+    let (mut instances, mut touched) = (0, 0);
+    let mut batches = Batches::new(ctx);
+    while let Some(batch) = batches.next().await? {
+        instances += batch.len();
+        for s in batch.into_iter().filter(|s| s.instance.value.platform == Platform::Process) {
+            let node = s.observed.as_ref().and_then(|o| o.value.node.clone());
+            let live = match &node {
+                Some(n) => match alive.get(n) {
+                    Some(v) => *v,
+                    None => {
+                        let v = ctx.nodes.is_alive(n).await?;
+                        alive.insert(n.clone(), v);
+                        v
+                    }
+                },
+                None => false,
+            };
+            if !live && !ctx.leases.is_held(&s.instance.value.id).await? {
+                touched += 1;
+                unowned(ctx, &s, node.as_deref()).await?;
+            }
+        }
+    }
+    Ok(PassStats { instances, probed: touched, elapsed: started.elapsed() })
+}
+
+/// An instance whose node is lost (or that has none): mark it unknown, fail it over when the
+/// settings allow, start it when it should run.
+async fn unowned(ctx: &Ctx, s: &InstanceState, lost: Option<&str>) -> Result<(), StoreError> {
+    let before = settle::current(s);
+    let mut after = before.clone();
+    if let Some(node) = lost {
+        after.status = Status::Unknown;
+        after.message = Some(format!("node '{node}' stopped heartbeating"));
+        let failover = ctx.settings.reconcile.failover && s.instance.value.desired_state == DesiredState::Running;
+        if failover {
+            after.node = None;
+            after.runtime.clear();
+        }
+        let reason = if failover { "failover" } else { "node-lost" };
+        if after != before {
+            ctx.store.observe(&s.instance.value.id, &after, &Cause { source: "reconciler", reason }, None).await?;
+        }
+        if !failover {
+            return Ok(());
+        }
+    }
+    let mut moved = s.clone();
+    if let Some(o) = moved.observed.as_mut() {
+        o.value = after.clone();
+    }
+    settle::repair(ctx, &moved, &after).await
+}
+
+/// Reconcile one instance now (status push, `POST …/reconcile`), under the caller's lease.
+pub async fn one(ctx: &Ctx, s: &InstanceState, lease: &Lease) -> Result<(), StoreError> {
+    if probe::placed_on(s, &ctx.node) {
+        let p = probe::probe(ctx, s, &ctx.http).await;
+        probe::record(ctx, &[(s.instance.value.id.clone(), p.clone())]).await?;
+        settle_probed(ctx, s, &p, Some(lease)).await?;
+    }
+    Ok(())
+}

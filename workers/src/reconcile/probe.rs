@@ -1,0 +1,95 @@
+//! Health probes: the platform's own view (process alive by pid and start time) plus
+//! drasi-server's HTTP health endpoint, with latency.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use draas_jobs::model::{ObservedRecord, Platform};
+use draas_jobs::store::InstanceState;
+
+use crate::context::Ctx;
+use crate::platform::process::{find_processes, recorded};
+
+/// What one probe saw.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub at: DateTime<Utc>,
+    /// The platform says the server is there.
+    pub alive: bool,
+    /// `/health` answered 200.
+    pub healthy: bool,
+    pub latency: Duration,
+    /// Why not healthy, or how the process ended.
+    pub message: Option<String>,
+}
+
+/// Probe a process instance placed on this node.
+pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Probe {
+    let at = Utc::now();
+    let observed = s.observed.as_ref().map(|o| &o.value);
+    let alive = match observed.and_then(|o| recorded(&o.runtime)) {
+        Some((pid, start)) => ctx.process.is_running(pid, start),
+        None => !find_processes(&s.instance.value.id).is_empty(),
+    };
+    let started = Instant::now();
+    let (healthy, message) = match endpoint(observed) {
+        Some(url) if alive => match http.get(format!("{url}/health")).send().await {
+            Ok(r) if r.status().is_success() => (true, None),
+            Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
+            Err(e) => (false, Some(format!("health endpoint unreachable: {}", short(&e)))),
+        },
+        _ => (false, None),
+    };
+    let message = if alive {
+        message
+    } else {
+        Some(ctx.process.last_exit(&s.instance.value.id).unwrap_or_else(|| "the process is gone".to_owned()))
+    };
+    Probe { at, alive, healthy, latency: started.elapsed(), message }
+}
+
+fn endpoint(observed: Option<&ObservedRecord>) -> Option<String> {
+    observed?.runtime.get("endpoint")?.as_str().map(str::to_owned)
+}
+
+fn short(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Is this instance one a node pass of `node` looks after?
+pub fn placed_on(s: &InstanceState, node: &str) -> bool {
+    s.instance.value.platform == Platform::Process
+        && s.observed.as_ref().and_then(|o| o.value.node.as_deref()) == Some(node)
+}
+
+/// Store the probe facts of many instances in one pipelined round trip.
+pub async fn record(
+    ctx: &Ctx,
+    probes: &[(draas_jobs::ids::InstanceId, Probe)],
+) -> Result<(), draas_jobs::store::StoreError> {
+    if probes.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (id, p) in probes {
+        let key = ctx.store.keys().probe(id);
+        pipe.hset_multiple(
+            &key,
+            &[
+                ("at", p.at.to_rfc3339()),
+                ("ok", (p.alive && p.healthy).to_string()),
+                ("latencyMs", format!("{:.1}", p.latency.as_secs_f64() * 1000.0)),
+                ("message", p.message.clone().unwrap_or_default()),
+            ],
+        )
+        .ignore();
+    }
+    let _: () = pipe.query_async(&mut ctx.store.connection()).await.map_err(draas_jobs::store::StoreError::from)?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Turning what a probe saw into observed status, and drift into repairs. Repairs go through
+//! the same operations as user requests (`Submitter`), so they show in the API.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use draas_jobs::crashloop::{CrashLoops, Verdict};
+use draas_jobs::lease::Lease;
+use draas_jobs::model::{DesiredState, ObservedRecord, Status};
+use draas_jobs::ops::OperationKind;
+use draas_jobs::render;
+use draas_jobs::store::history::Cause;
+use draas_jobs::store::{InstanceState, StoreError};
+use draas_jobs::submit::SubmitError;
+
+use super::probe::Probe;
+use crate::actions::observed_of;
+use crate::context::Ctx;
+
+/// Probes in a row a live but unhealthy server may fail before it counts as down.
+const UNHEALTHY_AFTER: u32 = 3;
+
+/// What the probe means for the observed record: the new record and why it changed.
+pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static str) {
+    let mut o = before.clone();
+    let reason = if p.alive && p.healthy {
+        o.status = Status::Running;
+        o.message = None;
+        o.probe_failures = 0;
+        "healthy"
+    } else if p.alive {
+        o.probe_failures = before.probe_failures + 1;
+        if o.probe_failures >= UNHEALTHY_AFTER {
+            o.status = Status::Error;
+            o.message = Some(format!("unhealthy: {}", p.message.clone().unwrap_or_default()));
+        }
+        "unhealthy"
+    } else {
+        o.probe_failures = 0;
+        if matches!(before.status, Status::Running | Status::Starting | Status::Stopping | Status::Unknown) {
+            let how = p.message.clone().unwrap_or_else(|| "the process is gone".into());
+            let clean = how == "exited with code 0";
+            o.status = if clean { Status::Stopped } else { Status::Error };
+            o.message = Some(how);
+            o.runtime.clear();
+            if clean { "exited" } else { "crashed" }
+        } else {
+            ""
+        }
+    };
+    o.observed_at = Some(p.at);
+    (o, reason)
+}
+
+/// Record `after` when it differs from `before` (status, message or probe count).
+pub async fn record(
+    ctx: &Ctx,
+    s: &InstanceState,
+    before: &ObservedRecord,
+    after: &ObservedRecord,
+    reason: &str,
+    lease: Option<&Lease>,
+) -> Result<(), StoreError> {
+    let changed = after.status != before.status
+        || after.message != before.message
+        || after.probe_failures != before.probe_failures
+        || after.node != before.node;
+    if changed {
+        let cause = Cause { source: "reconciler", reason };
+        ctx.store.observe(&s.instance.value.id, after, &cause, lease).await?;
+    }
+    Ok(())
+}
+
+/// Compare observed with desired and submit the repair, if any.
+pub async fn repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Result<(), StoreError> {
+    let id = &s.instance.value.id;
+    let r = &ctx.settings.reconcile;
+    if ctx.submitter.has_pending(id).await? {
+        return Ok(());
+    }
+    match (s.instance.value.desired_state, observed.status) {
+        (DesiredState::Running, Status::Running) => {
+            let want = render::render(s, &ctx.settings.process.host, observed.port).ok().map(|r| r.spec_hash);
+            if observed.spec_hash.is_some() && want.is_some() && observed.spec_hash != want {
+                submit(ctx, s, OperationKind::Restart, "config-changed").await?;
+            }
+        }
+        (DesiredState::Running, Status::Error) if r.repair_error => crash_repair(ctx, s, observed, "crashed").await?,
+        (DesiredState::Running, Status::Stopped) if exited(observed) && r.repair_stopped => {
+            crash_repair(ctx, s, observed, "exited").await?;
+        }
+        // Stopped by itself, and the settings leave such instances alone.
+        (DesiredState::Running, Status::Stopped) if exited(observed) => {}
+        (DesiredState::Running, Status::Created | Status::Stopped | Status::Unknown) => {
+            submit(ctx, s, OperationKind::Start, "not-running").await?;
+        }
+        (DesiredState::Stopped, Status::Running) => submit(ctx, s, OperationKind::Stop, "drift").await?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn exited(o: &ObservedRecord) -> bool {
+    o.message.as_deref().is_some_and(|m| m.starts_with("exited"))
+}
+
+/// Repair a failed instance unless it is backing off or the reconciler gave up on it.
+async fn crash_repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord, reason: &str) -> Result<(), StoreError> {
+    let r = &ctx.settings.reconcile;
+    let loops = CrashLoops::new(ctx.store.connection(), ctx.store.keys().clone());
+    let backoff = (Duration::from_millis(r.backoff_initial_ms), Duration::from_millis(r.backoff_max_ms));
+    let id = &s.instance.value.id;
+    match loops.decide(id, Utc::now().timestamp_millis(), backoff, r.max_failures).await? {
+        Verdict::Repair { attempt } => {
+            tracing::info!(instance = %id, attempt, reason, "repairing");
+            submit(ctx, s, OperationKind::Restart, reason).await
+        }
+        Verdict::GiveUp => {
+            let mut gave_up = observed.clone();
+            gave_up.status = Status::Error;
+            let last = observed.message.clone().unwrap_or_default();
+            gave_up.message = Some(format!("crash loop: gave up after {} repairs; last: {last}", r.max_failures));
+            tracing::warn!(instance = %id, "crash loop: giving up until a user acts");
+            ctx.store.observe(id, &gave_up, &Cause { source: "reconciler", reason: "crash-loop" }, None).await?;
+            Ok(())
+        }
+        Verdict::Wait | Verdict::GaveUp => Ok(()),
+    }
+}
+
+async fn submit(ctx: &Ctx, s: &InstanceState, kind: OperationKind, reason: &str) -> Result<(), StoreError> {
+    let id = &s.instance.value.id;
+    match ctx.submitter.submit(id, kind, reason, &format!("reconcile:{reason}")).await {
+        Ok(op) => {
+            tracing::info!(instance = %id, operation = %op.id, ?kind, reason, "repair submitted");
+            Ok(())
+        }
+        Err(SubmitError::Store(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(instance = %id, error = %e, "repair not submitted");
+            Ok(())
+        }
+    }
+}
+
+/// A healthy instance that has stayed up longer than the longest backoff is out of its crash
+/// loop: its count starts again from zero.
+pub async fn forget_old_crashes(ctx: &Ctx, s: &InstanceState) -> Result<(), StoreError> {
+    let loops = CrashLoops::new(ctx.store.connection(), ctx.store.keys().clone());
+    let c = loops.get(&s.instance.value.id).await?;
+    let calm = i64::try_from(ctx.settings.reconcile.backoff_max_ms).unwrap_or(i64::MAX);
+    if c.failures > 0 && !c.gave_up && Utc::now().timestamp_millis() > c.next_at_ms.saturating_add(calm) {
+        loops.reset(&s.instance.value.id).await?;
+    }
+    Ok(())
+}
+
+/// The observed record of `s`, or a fresh one.
+pub fn current(s: &InstanceState) -> ObservedRecord {
+    observed_of(s)
+}
