@@ -43,7 +43,6 @@ impl Ctx {
         let ttl = Duration::from_secs(settings.operations.ttl_secs);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.reconcile.probe_timeout_ms.max(1)))
-            .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_default();
         Arc::new(Self {

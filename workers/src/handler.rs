@@ -37,7 +37,8 @@ pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
 }
 
 async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
-    let Some(mut op) = ctx.ops.get(&job.operation_id).await? else {
+    let (op, state) = read(ctx, job).await?;
+    let Some(mut op) = op else {
         return Ok(()); // expired or unknown: nothing to report to
     };
     if op.status.is_final() {
@@ -50,13 +51,8 @@ async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
         );
         return finish(ctx, &mut op, Err(e)).await;
     }
-    let Some(state) = ctx.store.load(&job.instance_id).await? else {
-        let outcome = if job.kind == JobKind::DeleteInstance {
-            Ok(Facts::new())
-        } else {
-            Err(PlatformError::new("instance_not_found", "the instance no longer exists"))
-        };
-        return finish(ctx, &mut op, outcome).await;
+    let Some(state) = state else {
+        return finish(ctx, &mut op, gone(job)).await;
     };
     if job.target_generation < state.instance.value.generation {
         return supersede(ctx, &mut op).await;
@@ -72,6 +68,21 @@ async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
     renewal.abort();
     ctx.leases.release(&lease).await?;
     result
+}
+
+/// The operation and the instance, read concurrently (one round trip on the multiplexed
+/// connection).
+async fn read(ctx: &Ctx, job: &InstanceJob) -> Result<(Option<Operation>, Option<InstanceState>), StoreError> {
+    tokio::try_join!(ctx.ops.get(&job.operation_id), ctx.store.load(&job.instance_id))
+}
+
+/// The outcome of a job whose instance no longer exists: a delete is done, anything else fails.
+fn gone(job: &InstanceJob) -> Result<Facts, PlatformError> {
+    if job.kind == JobKind::DeleteInstance {
+        Ok(Facts::new())
+    } else {
+        Err(PlatformError::new("instance_not_found", "the instance no longer exists"))
+    }
 }
 
 /// A placed process instance whose node is another one: its jobs run there.
@@ -119,18 +130,14 @@ fn keep_lease(ctx: &Ctx, lease: Lease) -> tokio::task::JoinHandle<()> {
 /// Run attempts until success, a permanent failure, or the attempt cap.
 async fn attempts(ctx: &Ctx, job: &InstanceJob, op: &mut Operation, lease: &Lease) -> Result<(), StoreError> {
     loop {
-        // Re-read: a client may have cancelled it, or a newer change superseded it.
-        match ctx.ops.get(&op.id).await? {
+        // Re-read under the lease: a client may have cancelled it, or a newer change superseded it.
+        let (current, state) = read(ctx, job).await?;
+        match current {
             Some(current) if !current.status.is_final() => *op = current,
             _ => return Ok(()),
         }
-        let Some(state) = ctx.store.load(&job.instance_id).await? else {
-            let outcome = if job.kind == JobKind::DeleteInstance {
-                Ok(Facts::new())
-            } else {
-                Err(PlatformError::new("instance_not_found", "the instance no longer exists"))
-            };
-            return finish(ctx, op, outcome).await;
+        let Some(state) = state else {
+            return finish(ctx, op, gone(job)).await;
         };
         if job.target_generation < state.instance.value.generation {
             return supersede(ctx, op).await;

@@ -4,7 +4,9 @@
 //! 1. submit latency of `POST …/stop` at fixed rates (open loop) against a real `draas api`;
 //! 2. end-to-end throughput of no-op jobs through draas' handler vs bare apalis-redis with the
 //!    same queue config (`lock_tasks(false)`), on the same Redis, in the same process;
-//! 3. submit → pickup latency (operation `createdAt` → `startedAt`) with an idle worker.
+//! 3. submit → pickup latency (operation `createdAt` → `startedAt`) with an idle worker;
+//! 4. one reconcile node pass over 1k, 5k and 10k running process instances whose health
+//!    endpoints a local stub serves (probe, record, drift check; nothing to repair).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -89,6 +91,10 @@ async fn bare_apalis(redis: &TestRedis) -> f64 {
 }
 
 async fn create_instances(store: &Store, n: usize) -> Vec<InstanceId> {
+    create_instances_on(store, n, Platform::Docker).await
+}
+
+async fn create_instances_on(store: &Store, n: usize, platform: Platform) -> Vec<InstanceId> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let now = Utc::now();
@@ -96,8 +102,8 @@ async fn create_instances(store: &Store, n: usize) -> Vec<InstanceId> {
             id: InstanceId::generate(),
             name: format!("bench-{i}").parse().unwrap(),
             description: String::new(),
-            platform: Platform::Docker,
-            desired_state: DesiredState::Stopped,
+            platform,
+            desired_state: if platform == Platform::Process { DesiredState::Running } else { DesiredState::Stopped },
             generation: 1,
             created_at: now,
             updated_at: now,
@@ -272,6 +278,59 @@ async fn pickup(redis: &TestRedis) {
     let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
 }
 
+/// A stub drasi-server health endpoint; returns its base URL.
+async fn health_stub() -> String {
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { r#"{"status":"ok"}"# }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// `n` running process instances on node `bench`, alive (this process) and healthy (the stub).
+async fn running_fleet(store: &Store, n: usize, stub: &str) {
+    let me = i32::try_from(std::process::id()).unwrap();
+    let start_time = draas_workers::platform::process::process_start_time(me).unwrap();
+    for id in create_instances_on(store, n, Platform::Process).await {
+        let state = store.load(&id).await.unwrap().unwrap();
+        let hash = draas_jobs::render::render(&state, "127.0.0.1", Some(8100)).unwrap().spec_hash;
+        let runtime = serde_json::json!({"pid": me, "pidStartTime": start_time, "endpoint": stub});
+        let observed = draas_jobs::model::ObservedRecord {
+            status: draas_jobs::model::Status::Running,
+            node: Some("bench".into()),
+            port: Some(8100),
+            spec_hash: Some(hash),
+            runtime: runtime.as_object().cloned().unwrap(),
+            ..Default::default()
+        };
+        let cause = draas_jobs::store::history::Cause { source: "bench", reason: "setup" };
+        store.observe(&id, &observed, &cause, None).await.unwrap();
+    }
+}
+
+async fn reconcile_figures(redis: &TestRedis) {
+    let stub = health_stub().await;
+    let mut per_instance = Vec::new();
+    for n in [1000, 5000, 10_000] {
+        let prefix = format!("rec{n}");
+        let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
+        running_fleet(&store, n, &stub).await;
+        let ctx = draas_workers::Ctx::new(store.clone(), settings(&prefix), "bench".into(), "bench-worker".into());
+        ctx.nodes.heartbeat("bench", Duration::from_secs(600)).await.unwrap();
+        let stats = draas_workers::reconcile::node_pass(&ctx).await.unwrap();
+        let global = draas_workers::reconcile::global_pass(&ctx).await.unwrap();
+        assert_eq!(stats.probed, n);
+        let us = stats.elapsed.as_secs_f64() * 1e6 / n as f64;
+        per_instance.push(us);
+        println!(
+            "reconcile node pass over {n:>5} instances: {:.0} ms ({us:.0} µs per instance); global pass {:.0} ms",
+            ms(stats.elapsed),
+            ms(global.elapsed)
+        );
+    }
+    println!("reconcile cost per instance, 10k vs 1k: {:.2}x", per_instance[2] / per_instance[0]);
+}
+
 #[tokio::main]
 async fn main() {
     let redis = TestRedis::start();
@@ -287,4 +346,5 @@ async fn main() {
         draas / bare * 100.0
     );
     pickup(&redis).await;
+    reconcile_figures(&redis).await;
 }

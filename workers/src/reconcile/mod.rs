@@ -170,22 +170,36 @@ async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), St
         .await;
     let facts: Vec<_> = probes.iter().map(|(s, p)| (s.instance.value.id.clone(), p.clone())).collect();
     probe::record(ctx, &facts).await?;
-    futures::stream::iter(probes.into_iter().map(Ok::<_, StoreError>))
-        .try_for_each_concurrent(16, |(s, p)| async move { settle_probed(ctx, &s, &p, None).await })
+    let looping = crash_looping(ctx, &probes).await?;
+    futures::stream::iter(probes.into_iter().zip(looping).map(Ok::<_, StoreError>))
+        .try_for_each_concurrent(16, |((s, p), looping)| async move { settle_probed(ctx, &s, &p, None, looping).await })
         .await
 }
 
-/// Record one probe and repair what it shows.
+/// Which of the probed instances have a crash-loop record (one pipelined round trip).
+async fn crash_looping(ctx: &Ctx, probes: &[(InstanceState, probe::Probe)]) -> Result<Vec<bool>, StoreError> {
+    if probes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (s, _) in probes {
+        pipe.exists(ctx.store.keys().crash_loop(&s.instance.value.id));
+    }
+    Ok(pipe.query_async(&mut ctx.store.connection()).await?)
+}
+
+/// Record one probe and repair what it shows. `looping`: the instance has a crash-loop record.
 pub async fn settle_probed(
     ctx: &Ctx,
     s: &InstanceState,
     p: &probe::Probe,
     lease: Option<&Lease>,
+    looping: bool,
 ) -> Result<(), StoreError> {
     let before = settle::current(s);
     let (after, reason) = settle::judge(&before, p);
     settle::record(ctx, s, &before, &after, reason, lease).await?;
-    if after.status == Status::Running && after.probe_failures == 0 {
+    if looping && after.status == Status::Running && after.probe_failures == 0 {
         settle::forget_old_crashes(ctx, s).await?;
     }
     settle::repair(ctx, s, &after).await
@@ -282,7 +296,7 @@ pub async fn one(ctx: &Ctx, s: &InstanceState, lease: &Lease) -> Result<(), Stor
     if probe::placed_on(s, &ctx.node) {
         let p = probe::probe(ctx, s, &ctx.http).await;
         probe::record(ctx, &[(s.instance.value.id.clone(), p.clone())]).await?;
-        settle_probed(ctx, s, &p, Some(lease)).await?;
+        settle_probed(ctx, s, &p, Some(lease), true).await?;
     }
     Ok(())
 }

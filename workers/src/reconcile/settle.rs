@@ -72,33 +72,48 @@ pub async fn record(
     Ok(())
 }
 
-/// Compare observed with desired and submit the repair, if any.
-pub async fn repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Result<(), StoreError> {
-    let id = &s.instance.value.id;
+/// What the reconciler would do about an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Submit this operation for this reason.
+    Submit(OperationKind, &'static str),
+    /// A failed instance: repair it, subject to the crash-loop backoff.
+    CrashRepair(&'static str),
+}
+
+/// Compare observed with desired (no I/O): the repair, if any.
+pub fn plan(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<Plan> {
     let r = &ctx.settings.reconcile;
-    if ctx.submitter.has_pending(id).await? {
-        return Ok(());
-    }
     match (s.instance.value.desired_state, observed.status) {
         (DesiredState::Running, Status::Running) => {
             let want = render::render(s, &ctx.settings.process.host, observed.port).ok().map(|r| r.spec_hash);
-            if observed.spec_hash.is_some() && want.is_some() && observed.spec_hash != want {
-                submit(ctx, s, OperationKind::Restart, "config-changed").await?;
-            }
+            (observed.spec_hash.is_some() && want.is_some() && observed.spec_hash != want)
+                .then_some(Plan::Submit(OperationKind::Restart, "config-changed"))
         }
-        (DesiredState::Running, Status::Error) if r.repair_error => crash_repair(ctx, s, observed, "crashed").await?,
+        (DesiredState::Running, Status::Error) if r.repair_error => Some(Plan::CrashRepair("crashed")),
         (DesiredState::Running, Status::Stopped) if exited(observed) && r.repair_stopped => {
-            crash_repair(ctx, s, observed, "exited").await?;
+            Some(Plan::CrashRepair("exited"))
         }
         // Stopped by itself, and the settings leave such instances alone.
-        (DesiredState::Running, Status::Stopped) if exited(observed) => {}
+        (DesiredState::Running, Status::Stopped) if exited(observed) => None,
         (DesiredState::Running, Status::Created | Status::Stopped | Status::Unknown) => {
-            submit(ctx, s, OperationKind::Start, "not-running").await?;
+            Some(Plan::Submit(OperationKind::Start, "not-running"))
         }
-        (DesiredState::Stopped, Status::Running) => submit(ctx, s, OperationKind::Stop, "drift").await?,
-        _ => {}
+        (DesiredState::Stopped, Status::Running) => Some(Plan::Submit(OperationKind::Stop, "drift")),
+        _ => None,
     }
-    Ok(())
+}
+
+/// Compare observed with desired and submit the repair, if any (and none is pending).
+pub async fn repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Result<(), StoreError> {
+    let Some(plan) = plan(ctx, s, observed) else { return Ok(()) };
+    if ctx.submitter.has_pending(&s.instance.value.id).await? {
+        return Ok(());
+    }
+    match plan {
+        Plan::Submit(kind, reason) => submit(ctx, s, kind, reason).await,
+        Plan::CrashRepair(reason) => crash_repair(ctx, s, observed, reason).await,
+    }
 }
 
 fn exited(o: &ObservedRecord) -> bool {
