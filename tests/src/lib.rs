@@ -356,6 +356,19 @@ fn app_env(redis: &TestRedis, prefix: &str, token: &str) -> Vec<(String, String)
     ]
 }
 
+/// Status and body of an error answer, checking the one error shape
+/// (`application/problem+json` with a string `code` and `message`, and the status repeated).
+pub async fn problem(res: reqwest::Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let ct = res.headers().get(reqwest::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{status}: {body}");
+    assert!(body["code"].is_string(), "{status}: {body}");
+    assert!(body["message"].is_string(), "{status}: {body}");
+    assert_eq!(body["status"], serde_json::json!(status.as_u16()), "{body}");
+    (status, body)
+}
+
 /// A small valid configuration with one source, query and reaction.
 pub fn sample_config() -> Value {
     serde_json::json!({

@@ -4,20 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use draas_tests::{DraasProcess, TestApp, eventually, sample_config, spawn_app};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
+use draas_tests::{DraasProcess, TestApp, eventually, problem, sample_config, spawn_app};
+use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde_json::{Value, json};
-
-/// Status and body of an error answer, checking the one error shape.
-async fn problem(res: Response) -> (StatusCode, Value) {
-    let status = res.status();
-    let ct = res.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{status}: {body}");
-    assert!(body["code"].is_string(), "{body}");
-    assert!(body["message"].is_string(), "{body}");
-    (status, body)
-}
 
 /// A request to `api` without any token.
 fn anonymous(app: &TestApp, api: &DraasProcess, method: Method, path: &str) -> RequestBuilder {

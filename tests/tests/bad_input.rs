@@ -2,21 +2,9 @@
 //! (`application/problem+json` with a string `code` and `message`) and writes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use draas_tests::{TestApp, sample_config, spawn_app};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
+use draas_tests::{TestApp, problem, sample_config, spawn_app};
+use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde_json::{Value, json};
-
-/// Status and body of an error answer, checking the one error shape.
-async fn problem(res: Response) -> (StatusCode, Value) {
-    let status = res.status();
-    let ct = res.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{status}: {body}");
-    assert!(body["code"].is_string(), "{status}: {body}");
-    assert!(body["message"].is_string(), "{status}: {body}");
-    assert_eq!(body["status"], json!(status.as_u16()), "{body}");
-    (status, body)
-}
 
 /// An app with one instance already stored, so "nothing written" compares real data.
 async fn app_with_one_instance() -> (TestApp, String) {

@@ -2,8 +2,8 @@
 //! against a real `draas api` and a real Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use draas_tests::{TestApp, sample_config, spawn_app};
-use reqwest::{Method, Response, StatusCode, header};
+use draas_tests::{TestApp, problem, sample_config, spawn_app};
+use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 async fn create(app: &TestApp, name: &str, config: Value) -> String {
@@ -14,17 +14,6 @@ async fn generation(app: &TestApp, id: &str) -> u64 {
     let (status, body) = app.get_json(&format!("/api/v1/instances/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["generation"].as_u64().unwrap()
-}
-
-/// Status and body of an error answer, checking the one error shape.
-async fn problem(res: Response) -> (StatusCode, Value) {
-    let status = res.status();
-    let ct = res.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{status}: {body}");
-    assert!(body["code"].is_string(), "{body}");
-    assert!(body["message"].is_string(), "{body}");
-    (status, body)
 }
 
 fn postgres_source() -> Value {

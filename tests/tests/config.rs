@@ -3,7 +3,7 @@
 //! preconditions, and proof that every rejected write leaves Redis untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use draas_tests::{TestApp, sample_config, spawn_app};
+use draas_tests::{TestApp, problem, sample_config, spawn_app};
 use reqwest::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -36,17 +36,6 @@ async fn config_etag(app: &TestApp, id: &str) -> String {
 async fn stored_config(app: &TestApp, id: &str) -> Option<String> {
     let mut c = app.redis().await;
     redis::cmd("HGET").arg(format!("{{{}}}:config:{id}", app.prefix)).arg("data").query_async(&mut c).await.unwrap()
-}
-
-/// Status and body of an error answer, checking the one error shape.
-async fn problem(res: Response) -> (StatusCode, Value) {
-    let status = res.status();
-    let ct = res.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{status}: {body}");
-    assert!(body["code"].is_string(), "{body}");
-    assert!(body["message"].is_string(), "{body}");
-    (status, body)
 }
 
 async fn send_body(

@@ -86,6 +86,17 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
     Ok(res)
 }
 
+/// The page size a list request asked for: 1 to the setting's maximum, default 100.
+pub fn page_limit(state: &AppState, asked: Option<usize>) -> Result<usize, ApiError> {
+    let max = state.settings.api.max_page_size;
+    match asked.unwrap_or(100.min(max)) {
+        n if n == 0 || n > max => {
+            Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")))
+        }
+        n => Ok(n),
+    }
+}
+
 /// Most ids examined per list request, whatever the filters.
 const MAX_SCAN: usize = 5000;
 
@@ -96,11 +107,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<ListInstances>,
 ) -> Result<Json<InstancePage>, ApiError> {
-    let max = state.settings.api.max_page_size;
-    let limit = q.limit.unwrap_or(100.min(max));
-    if limit == 0 || limit > max {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")));
-    }
+    let limit = page_limit(&state, q.limit)?;
     let mut cursor = q
         .cursor
         .as_deref()

@@ -13,7 +13,7 @@ use draas_jobs::ops::{Operation, OperationError, OperationKind, OperationStatus}
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::instances::{load, parse_id};
+use super::instances::{load, page_limit, parse_id};
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfMatch, PathParams, QueryParams};
@@ -196,11 +196,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<ListOperations>,
 ) -> Result<Json<OperationPage>, ApiError> {
-    let max = state.settings.api.max_page_size;
-    let limit = q.limit.unwrap_or(100.min(max));
-    if limit == 0 || limit > max {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}")));
-    }
+    let limit = page_limit(&state, q.limit)?;
     let instance = q.instance.as_deref().map(parse_id).transpose()?;
     let cursor = q
         .cursor

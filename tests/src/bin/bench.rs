@@ -136,6 +136,22 @@ fn op_for(id: &InstanceId, kind: OperationKind) -> Operation {
     }
 }
 
+/// Create a no-op (`Reconcile`-kind) operation on `id` and queue its job, as the API would.
+async fn submit_noop(ops: &Operations, enqueuer: &Enqueuer, id: &InstanceId) -> Operation {
+    let op = op_for(id, OperationKind::Reconcile);
+    ops.create(&op).await.unwrap();
+    let job = InstanceJob {
+        schema_version: SCHEMA_VERSION,
+        kind: JobKind::Reconcile,
+        instance_id: id.clone(),
+        operation_id: op.id.clone(),
+        target_generation: 1,
+        correlation_id: "bench".into(),
+    };
+    enqueuer.push(SHARED_QUEUE, job).await.unwrap();
+    op
+}
+
 /// draas: the same number of no-op (`Reconcile`-kind) jobs through the real handler: operation
 /// record, instance read, lease, outcome.
 async fn through_draas(redis: &TestRedis) -> f64 {
@@ -151,17 +167,7 @@ async fn through_draas(redis: &TestRedis) -> f64 {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     for id in &ids {
-        let op = op_for(id, OperationKind::Reconcile);
-        ops.create(&op).await.unwrap();
-        let job = InstanceJob {
-            schema_version: SCHEMA_VERSION,
-            kind: JobKind::Reconcile,
-            instance_id: id.clone(),
-            operation_id: op.id.clone(),
-            target_generation: 1,
-            correlation_id: "bench".into(),
-        };
-        enqueuer.push(SHARED_QUEUE, job).await.unwrap();
+        submit_noop(&ops, &enqueuer, id).await;
     }
     wait_done(redis, &queue_name(store.keys(), SHARED_QUEUE), JOBS).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
@@ -246,17 +252,7 @@ async fn pickup(redis: &TestRedis) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut waits = Vec::new();
     for id in &ids {
-        let op = op_for(id, OperationKind::Reconcile);
-        ops.create(&op).await.unwrap();
-        let job = InstanceJob {
-            schema_version: SCHEMA_VERSION,
-            kind: JobKind::Reconcile,
-            instance_id: id.clone(),
-            operation_id: op.id.clone(),
-            target_generation: 1,
-            correlation_id: "bench".into(),
-        };
-        enqueuer.push(SHARED_QUEUE, job).await.unwrap();
+        let op = submit_noop(&ops, &enqueuer, id).await;
         let started = loop {
             let o = ops.get(&op.id).await.unwrap().unwrap();
             if let Some(s) = o.started_at {
