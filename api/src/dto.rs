@@ -1,7 +1,7 @@
 //! Wire types of the v1 API: requests and responses, converted from and to domain records.
 
 use chrono::{DateTime, Utc};
-use draas_jobs::model::{DesiredState, Platform, Status};
+use draas_jobs::model::{DesiredState, Platform, ProbeRecord, Status};
 use draas_jobs::store::InstanceState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +31,8 @@ pub struct Instance {
     pub updated_at: DateTime<Utc>,
     /// When the status was observed.
     pub observed_at: Option<DateTime<Utc>>,
+    /// The last health probe (time, latency, message), once the reconciler probed it.
+    pub last_probe: Option<ProbeRecord>,
 }
 
 impl From<&InstanceState> for Instance {
@@ -50,6 +52,7 @@ impl From<&InstanceState> for Instance {
             created_at: i.created_at,
             updated_at: i.updated_at,
             observed_at: o.and_then(|o| o.observed_at),
+            last_probe: s.probe.clone(),
         }
     }
 }

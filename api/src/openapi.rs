@@ -27,7 +27,7 @@ use crate::routes::{components, config, health, instances, operations, status};
         draas_jobs::store::history::StatusChange, status::History, status::StatusUpdate, status::StatusPushed,
         draas_jobs::drasi::DrasiConfig, draas_jobs::drasi::Source, draas_jobs::drasi::Query,
         draas_jobs::drasi::QuerySource, draas_jobs::drasi::Reaction, draas_jobs::drasi::LogLevel,
-        draas_jobs::model::Platform, draas_jobs::model::DesiredState, draas_jobs::model::Status,
+        draas_jobs::model::Platform, draas_jobs::model::ProbeRecord, draas_jobs::model::DesiredState, draas_jobs::model::Status,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -6,6 +6,7 @@ pub mod drasi;
 pub mod ids;
 pub mod jobs;
 pub mod lease;
+pub mod maintenance;
 pub mod model;
 pub mod nodes;
 pub mod ops;

@@ -139,3 +139,16 @@ pub struct ObservedRecord {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+/// The last health probe of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeRecord {
+    pub at: DateTime<Utc>,
+    /// The server was there and `/health` answered 200.
+    pub ok: bool,
+    pub latency_ms: f64,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

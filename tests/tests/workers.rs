@@ -163,3 +163,34 @@ async fn ten_thousand_submits_in_a_burst_get_429_above_the_depth_and_every_accep
     );
     eprintln!("burst: {} accepted, {refused} refused with 429", accepted.len());
 }
+
+#[tokio::test]
+async fn the_sweep_forgets_finished_tasks_and_expired_operation_ids() {
+    let app = spawn_app().await;
+    let _worker = app.start_worker("node-a", &[]);
+    let id = app.create_instance("swept", minimal()).await["id"].as_str().unwrap().to_owned();
+    let op = app.wait_op(&app.submit(&id, "stop").await, LONG).await;
+    assert_eq!(op["status"], "succeeded");
+    let mut redis = app.redis().await;
+    let done_key = format!("{{{}}}:q:shared:done", app.prefix);
+    let done: i64 = redis::cmd("SCARD").arg(&done_key).query_async(&mut redis).await.unwrap();
+    assert!(done >= 1);
+    let op_key = format!("{{{}}}:op:{}", app.prefix, op["id"].as_str().unwrap());
+    let _: () = redis::cmd("DEL").arg(&op_key).query_async(&mut redis).await.unwrap();
+
+    let store =
+        draas_jobs::store::Store::open(&secrecy::SecretString::from(app.redis.url.clone()), &app.prefix).unwrap();
+    let removed =
+        draas_jobs::maintenance::sweep(&store.connection(), store.keys(), &["shared".to_owned()], Duration::ZERO)
+            .await
+            .unwrap();
+    assert!(removed >= 2, "a task and an index entry: {removed}");
+    let done: i64 = redis::cmd("SCARD").arg(&done_key).query_async(&mut redis).await.unwrap();
+    let data: i64 =
+        redis::cmd("HLEN").arg(format!("{{{}}}:q:shared:data", app.prefix)).query_async(&mut redis).await.unwrap();
+    assert_eq!((done, data), (0, 0));
+    let (_, page) = app.get_json("/api/v1/operations").await;
+    assert!(page["items"].as_array().unwrap().is_empty());
+    let index: i64 = redis::cmd("ZCARD").arg(format!("{{{}}}:ops", app.prefix)).query_async(&mut redis).await.unwrap();
+    assert_eq!(index, 0);
+}

@@ -61,7 +61,7 @@ impl Keys {
         format!("{}:crashloop:{id}", self.tag)
     }
 
-    /// HASH at, ok, latencyMs, message: the last health probe of an instance.
+    /// HASH `data` (JSON): the last health probe of an instance.
     pub fn probe(&self, id: &InstanceId) -> String {
         format!("{}:probe:{id}", self.tag)
     }

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::drasi::DrasiConfig;
 use crate::ids::{InstanceId, InstanceName};
-use crate::model::{InstanceRecord, ObservedRecord};
+use crate::model::{InstanceRecord, ObservedRecord, ProbeRecord};
 pub use keys::Keys;
 
 /// Something went wrong talking to the store.
@@ -74,6 +74,8 @@ pub struct InstanceState {
     pub config: Versioned<DrasiConfig>,
     /// Absent until a worker observes the instance.
     pub observed: Option<Versioned<ObservedRecord>>,
+    /// The last health probe, once the reconciler probed it.
+    pub probe: Option<ProbeRecord>,
 }
 
 /// Handle to the shared Redis state store; cheap to clone.
@@ -168,18 +170,20 @@ impl Store {
         for id in ids {
             pipe.hmget(self.keys.instance(id), &["data", "version"])
                 .hmget(self.keys.config(id), &["data", "version"])
-                .hmget(self.keys.observed(id), &["data", "version"]);
+                .hmget(self.keys.observed(id), &["data", "version"])
+                .hmget(self.keys.probe(id), &["data", "version"]);
         }
         type Raw = (Option<String>, Option<u64>);
         let raw: Vec<Raw> = pipe.query_async(&mut self.conn.clone()).await?;
         ids.iter()
-            .zip(raw.chunks(3))
+            .zip(raw.chunks(4))
             .map(|(id, r)| {
                 let instance = decode(&self.keys.instance(id), &r[0])?;
                 let config = decode(&self.keys.config(id), &r[1])?;
                 let observed = decode(&self.keys.observed(id), &r[2])?;
+                let probe = decode::<ProbeRecord>(&self.keys.probe(id), &r[3]).ok().flatten().map(|v| v.value);
                 Ok(match (instance, config) {
-                    (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed }),
+                    (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed, probe }),
                     _ => None,
                 })
             })

@@ -27,6 +27,27 @@ use crate::context::Ctx;
 /// Instances read per batch (one pipelined round trip each).
 const BATCH: usize = 500;
 
+/// How often (in tick seconds) the global pass also sweeps finished tasks and expired ids.
+const MAINTENANCE_EVERY_SECS: u64 = 300;
+/// How long finished apalis tasks are kept (tick ids must outlive every replica's clock skew).
+const TASK_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Sweep every queue of this deployment.
+async fn maintain(ctx: &Ctx) {
+    use draas_jobs::jobs::{NODE_QUEUE_PREFIX, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, SHARED_QUEUE};
+    let nodes: Vec<String> =
+        redis::AsyncCommands::smembers(&mut ctx.store.connection(), ctx.store.keys().nodes()).await.unwrap_or_default();
+    let mut queues = vec![SHARED_QUEUE.to_owned(), RECONCILE_QUEUE.to_owned()];
+    for n in nodes {
+        queues.push(format!("{NODE_QUEUE_PREFIX}{n}"));
+        queues.push(format!("{RECONCILE_NODE_QUEUE_PREFIX}{n}"));
+    }
+    match draas_jobs::maintenance::sweep(&ctx.store.connection(), ctx.store.keys(), &queues, TASK_RETENTION).await {
+        Ok(n) => tracing::info!(removed = n, "swept finished tasks and expired operation ids"),
+        Err(e) => tracing::warn!(error = %e, "sweep failed"),
+    }
+}
+
 /// Figures of one pass.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassStats {
@@ -93,7 +114,13 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
     let result = match &job.node {
         Some(node) if *node == ctx.node => node_pass(&ctx).await,
         Some(_) => Ok(PassStats::default()),
-        None => global_pass(&ctx).await,
+        None => {
+            let pass = global_pass(&ctx).await;
+            if job.tick % MAINTENANCE_EVERY_SECS < ctx.settings.reconcile.interval_secs.max(1) {
+                maintain(&ctx).await;
+            }
+            pass
+        }
     };
     let _: Result<i32, _> = redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",

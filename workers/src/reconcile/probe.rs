@@ -79,16 +79,13 @@ pub async fn record(
     let mut pipe = redis::pipe();
     for (id, p) in probes {
         let key = ctx.store.keys().probe(id);
-        pipe.hset_multiple(
-            &key,
-            &[
-                ("at", p.at.to_rfc3339()),
-                ("ok", (p.alive && p.healthy).to_string()),
-                ("latencyMs", format!("{:.1}", p.latency.as_secs_f64() * 1000.0)),
-                ("message", p.message.clone().unwrap_or_default()),
-            ],
-        )
-        .ignore();
+        let record = draas_jobs::model::ProbeRecord {
+            at: p.at,
+            ok: p.alive && p.healthy,
+            latency_ms: (p.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+            message: p.message.clone(),
+        };
+        pipe.hset(&key, "data", serde_json::to_string(&record).unwrap_or_default()).ignore();
     }
     let _: () = pipe.query_async(&mut ctx.store.connection()).await.map_err(draas_jobs::store::StoreError::from)?;
     Ok(())
