@@ -2,6 +2,7 @@
 //! (from the lifecycle issue on) enqueues jobs; it never touches a platform.
 
 pub mod auth;
+pub mod compat;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
             get(components::get).put(components::put).delete(components::delete),
         )
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::json()) }))
+        .merge(compat::routes())
         .merge(Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_token));
     Router::new()

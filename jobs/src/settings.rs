@@ -45,6 +45,22 @@ pub struct Settings {
     pub operations: OperationSettings,
     /// Reconciliation: health checks, drift repair, history.
     pub reconcile: ReconcileSettings,
+    /// The original DRaaS API, served for its clients.
+    pub compat: CompatSettings,
+}
+
+/// The original DRaaS API (`/api/server`, `/api/configuration`, `/api/status`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CompatSettings {
+    /// How long start, stop, restart and delete wait for their operation before answering 504.
+    pub wait_secs: u64,
+}
+
+impl Default for CompatSettings {
+    fn default() -> Self {
+        Self { wait_secs: 30 }
+    }
 }
 
 /// Reconciliation.
@@ -185,6 +201,7 @@ impl Default for Settings {
             process: ProcessSettings::default(),
             operations: OperationSettings::default(),
             reconcile: ReconcileSettings::default(),
+            compat: CompatSettings::default(),
         }
     }
 }
