@@ -194,3 +194,27 @@ async fn the_sweep_forgets_finished_tasks_and_expired_operation_ids() {
     let index: i64 = redis::cmd("ZCARD").arg(format!("{{{}}}:ops", app.prefix)).query_async(&mut redis).await.unwrap();
     assert_eq!(index, 0);
 }
+
+#[tokio::test]
+async fn a_chatty_server_log_is_capped_by_rotation() {
+    let app = spawn_app().await;
+    let cap = 20_000u64;
+    let _worker = app.start_worker(
+        "node-a",
+        &[("DRASI_STANDIN_LOG_EVERY_MS", "1"), ("DRAAS_PROCESS__LOG_MAX_BYTES", "20000")],
+    );
+    let id = app.create_instance("chatty", minimal()).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait_op(&app.submit(&id, "start").await, LONG).await["status"], "succeeded");
+    let dir = app.data.path().join("instances").join(&id);
+    eventually("the log to be rotated", LONG, || async {
+        std::fs::metadata(dir.join("server.log.1")).is_ok().then_some(())
+    })
+    .await;
+    eventually("the live log back under the cap", LONG, || async {
+        let len = std::fs::metadata(dir.join("server.log")).map(|m| m.len()).unwrap_or(0);
+        (len < cap).then_some(())
+    })
+    .await;
+    let old = std::fs::metadata(dir.join("server.log.1")).unwrap().len();
+    assert!(old <= cap / 2 + 4096, "the rotated part keeps the newest half: {old} bytes");
+}
