@@ -17,7 +17,9 @@ fn readme_walkthrough() -> String {
 
 #[tokio::test]
 async fn the_readme_walkthrough_runs_against_a_live_draas() {
+    // With the drasi-server stand-in as the worker's executable, as the README suggests.
     let app = spawn_app().await;
+    let _worker = app.start_worker("node-a", &[]);
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_walkthrough()])
         .env("DRAAS_URL", &app.api.base_url)
