@@ -199,10 +199,8 @@ async fn the_sweep_forgets_finished_tasks_and_expired_operation_ids() {
 async fn a_chatty_server_log_is_capped_by_rotation() {
     let app = spawn_app().await;
     let cap = 20_000u64;
-    let _worker = app.start_worker(
-        "node-a",
-        &[("DRASI_STANDIN_LOG_EVERY_MS", "1"), ("DRAAS_PROCESS__LOG_MAX_BYTES", "20000")],
-    );
+    let _worker =
+        app.start_worker("node-a", &[("DRASI_STANDIN_LOG_EVERY_MS", "1"), ("DRAAS_PROCESS__LOG_MAX_BYTES", "20000")]);
     let id = app.create_instance("chatty", minimal()).await["id"].as_str().unwrap().to_owned();
     assert_eq!(app.wait_op(&app.submit(&id, "start").await, LONG).await["status"], "succeeded");
     let dir = app.data.path().join("instances").join(&id);
