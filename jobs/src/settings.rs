@@ -162,7 +162,10 @@ pub struct ProcessSettings {
     pub executable: String,
     /// Time allowed for a started server to answer its health endpoint.
     pub health_timeout_secs: u64,
-    /// Time between SIGINT and SIGKILL on stop.
+    /// Signal that asks drasi-server to stop: `SIGINT` (its clean shutdown; it does not handle
+    /// SIGTERM) or `SIGTERM` (for a build that does).
+    pub stop_signal: StopSignal,
+    /// Time between the stop signal and SIGKILL.
     pub stop_grace_secs: u64,
     /// Size at which an instance's log file is rotated.
     pub log_max_bytes: u64,
@@ -172,6 +175,16 @@ pub struct ProcessSettings {
     pub port_range_end: u16,
     /// Bind address written into configs that name none.
     pub host: String,
+}
+
+/// The signal that asks a server to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum StopSignal {
+    #[default]
+    #[serde(rename = "SIGINT")]
+    Sigint,
+    #[serde(rename = "SIGTERM")]
+    Sigterm,
 }
 
 /// Operation records.
@@ -233,6 +246,7 @@ impl Default for ProcessSettings {
         Self {
             executable: "drasi-server".into(),
             health_timeout_secs: 30,
+            stop_signal: StopSignal::Sigint,
             stop_grace_secs: 10,
             log_max_bytes: 10 * 1024 * 1024,
             port_range_start: 8100,

@@ -270,3 +270,16 @@ async fn operations_are_listed_newest_first_per_instance() {
     let (status, _) = app.get_json("/api/v1/operations/01aaaaaaaaaaaaaaaaaaaaaaaa").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_the_stop_signal_is_killed_after_the_grace_period() {
+    let app = spawn_app().await;
+    let _worker = app.start_worker("node-a", &[("DRASI_STANDIN_IGNORE_SIGINT", "1")]);
+    let id = app.create_instance("stubborn", minimal()).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait_op(&app.submit(&id, "start").await, LONG).await["status"], "succeeded");
+    let stop = app.wait_op(&app.submit(&id, "stop").await, LONG).await;
+    assert_eq!(stop["status"], "succeeded", "{stop}");
+    assert!(app.servers().is_empty(), "SIGKILL after the grace period");
+    let log = std::fs::read_to_string(app.data.path().join("instances").join(&id).join("server.log")).unwrap();
+    assert!(log.contains("SIGINT"), "the server saw the stop signal first:\n{log}");
+}

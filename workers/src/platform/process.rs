@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use draas_jobs::ids::InstanceId;
-use draas_jobs::settings::ProcessSettings;
+use draas_jobs::settings::{ProcessSettings, StopSignal};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -193,8 +193,9 @@ impl ProcessPlatform {
         matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
     }
 
-    /// Stop every server of the instance: SIGINT (drasi-server's clean shutdown; it does not
-    /// handle SIGTERM), then SIGKILL to the group after the grace period.
+    /// Stop every server of the instance: the stop signal (SIGINT by default: drasi-server's
+    /// clean shutdown; it does not handle SIGTERM), then SIGKILL to the group after the grace
+    /// period.
     pub async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
         for p in find_processes(id) {
             self.terminate(&p).await;
@@ -203,13 +204,17 @@ impl ProcessPlatform {
     }
 
     async fn terminate(&self, p: &Found) {
-        kill_group(p.pid, Signal::SIGINT);
+        let signal = match self.settings.stop_signal {
+            StopSignal::Sigint => Signal::SIGINT,
+            StopSignal::Sigterm => Signal::SIGTERM,
+        };
+        kill_group(p.pid, signal);
         let grace = Instant::now() + Duration::from_secs(self.settings.stop_grace_secs);
         while is_alive(p) && Instant::now() < grace {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if is_alive(p) {
-            tracing::warn!(pid = p.pid, "drasi-server ignored SIGINT; killing its process group");
+            tracing::warn!(pid = p.pid, "drasi-server ignored the stop signal; killing its process group");
             kill_group(p.pid, Signal::SIGKILL);
             let end = Instant::now() + Duration::from_secs(5);
             while is_alive(p) && Instant::now() < end {
