@@ -1,5 +1,6 @@
 //! Bearer-token authentication. Tokens are compared in constant time (as SHA-256 digests, so
-//! neither content nor length leaks through timing) and never logged.
+//! neither content nor length leaks through timing) and never logged. Admin tokens are
+//! accepted everywhere and may also see secrets (`?reveal=true`).
 
 use std::sync::Arc;
 
@@ -17,7 +18,15 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct Auth {
     digests: Arc<Vec<[u8; 32]>>,
+    admin: Arc<Vec<[u8; 32]>>,
     disabled: bool,
+}
+
+/// Who is calling, as the handlers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// May see secrets (`?reveal=true`): an admin token, or dev mode.
+    pub admin: bool,
 }
 
 fn digest(token: &[u8]) -> [u8; 32] {
@@ -25,33 +34,38 @@ fn digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl Auth {
-    /// Accept `tokens`; `dev` disables authentication altogether.
-    pub fn new(tokens: &[SecretString], dev: bool) -> Self {
-        let digests = tokens.iter().map(|t| digest(t.expose_secret().as_bytes())).collect();
-        Self { digests: Arc::new(digests), disabled: dev }
+    /// Accept `tokens` and `admin` tokens; `dev` disables authentication altogether.
+    pub fn new(tokens: &[SecretString], admin: &[SecretString], dev: bool) -> Self {
+        let hash = |ts: &[SecretString]| ts.iter().map(|t| digest(t.expose_secret().as_bytes())).collect();
+        Self { digests: Arc::new(hash(tokens)), admin: Arc::new(hash(admin)), disabled: dev }
     }
 
-    /// Is this `Authorization` header value one of ours?
-    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+    /// The caller an `Authorization` header value makes, or `None` when it is not ours.
+    pub fn caller(&self, authorization: Option<&[u8]>) -> Option<Caller> {
         if self.disabled {
-            return true;
+            return Some(Caller { admin: true });
         }
         // The scheme is case-insensitive (RFC 9110 §11.1).
-        let Some(token) = authorization
+        let token = authorization
             .and_then(|h| h.split_at_checked(7))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
-            .map(|(_, token)| token)
-        else {
-            return false;
-        };
+            .map(|(_, token)| token)?;
         let d = digest(token);
-        // Compare with every token, without an early exit.
-        self.digests.iter().fold(subtle::Choice::from(0), |acc, known| acc | known.ct_eq(&d)).into()
+        let admin = known(&self.admin, &d);
+        (admin || known(&self.digests, &d)).then_some(Caller { admin })
     }
 }
 
-/// Middleware: 401 unless the request carries an accepted bearer token.
-pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Result<Response, ApiError> {
+/// Is `d` one of `digests`? Compares with every one, without an early exit.
+fn known(digests: &[[u8; 32]], d: &[u8; 32]) -> bool {
+    digests.iter().fold(subtle::Choice::from(0), |acc, k| acc | k.ct_eq(d)).into()
+}
+
+/// Middleware: 401 unless the request carries an accepted bearer token; tells the handlers
+/// who called.
+pub async fn require_token(State(auth): State<Auth>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if auth.accepts(header) { Ok(next.run(req).await) } else { Err(ApiError::unauthorized()) }
+    let caller = auth.caller(header).ok_or_else(ApiError::unauthorized)?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
 }

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod openapi;
 pub mod routes;
+pub mod secrets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +54,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application: public health routes, and everything else behind the token.
 pub fn router(state: AppState) -> Router {
-    let auth = Auth::new(&state.settings.api_tokens, state.settings.dev);
+    let auth = Auth::new(&state.settings.api_tokens, &state.settings.admin_tokens, state.settings.dev);
     let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
     let body_limit = state.settings.api.body_limit_bytes;
     let v1 = Router::new()

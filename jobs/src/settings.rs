@@ -25,6 +25,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Accepted bearer tokens.
     pub api_tokens: Vec<SecretString>,
+    /// Bearer tokens that may also see secrets (`?reveal=true`); accepted everywhere.
+    pub admin_tokens: Vec<SecretString>,
     /// Development mode: no authentication.
     pub dev: bool,
     /// Where config files, logs and a private Redis live.
@@ -204,6 +206,7 @@ impl Default for Settings {
             key_prefix: "draas".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_tokens: Vec::new(),
+            admin_tokens: Vec::new(),
             dev: false,
             data_dir: PathBuf::from(".draas"),
             default_platform: Platform::Process,
@@ -271,6 +274,15 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+fn clean_tokens(tokens: &[SecretString]) -> Vec<SecretString> {
+    tokens
+        .iter()
+        .map(|t| secrecy::ExposeSecret::expose_secret(t).trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from)
+        .collect()
+}
+
 /// Environment variables of the public contract that do not follow `SECTION__KEY`.
 const ENV_ALIASES: &[(&str, &str)] = &[("DRAAS_PROCESS_EXECUTABLE", "process.executable")];
 
@@ -306,6 +318,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("api_tokens")
+                .with_list_parse_key("admin_tokens")
                 .try_parsing(true)
                 .source(Some(env.clone().into_iter().collect())),
         );
@@ -313,13 +326,8 @@ impl Settings {
             builder = builder.set_override_option(*key, env.get(*var).cloned())?;
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.api_tokens = settings
-            .api_tokens
-            .iter()
-            .map(|t| secrecy::ExposeSecret::expose_secret(t).trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .map(SecretString::from)
-            .collect();
+        settings.api_tokens = clean_tokens(&settings.api_tokens);
+        settings.admin_tokens = clean_tokens(&settings.admin_tokens);
         settings.check()?;
         Ok(settings)
     }
@@ -340,7 +348,7 @@ impl Settings {
 
     /// An API must authenticate: tokens, or explicit dev mode.
     pub fn require_auth(&self) -> Result<(), SettingsError> {
-        if !self.dev && self.api_tokens.is_empty() {
+        if !self.dev && self.api_tokens.is_empty() && self.admin_tokens.is_empty() {
             return Err(SettingsError::Invalid(
                 "no API tokens: set DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication".into(),
             ));

@@ -1,20 +1,24 @@
 //! `/api/v1/instances/{id}/config/{sources|queries|reactions}[/{componentId}]`: one component
 //! at a time. Each edit is validated as part of the whole configuration.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use draas_jobs::drasi::{ComponentKind, DrasiConfig};
 use draas_jobs::ids::ComponentId;
 use draas_jobs::validate::{dependants, parse_config};
+use serde::Deserialize;
 use serde_json::Value;
+use utoipa::IntoParams;
 
 use super::config::edit_config;
 use super::instances::{load, parse_id};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, MediaType, PathParams, RawBody, etag};
+use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
+use crate::secrets::{reveal, shown};
 
 fn kind(raw: &str) -> Result<ComponentKind, ApiError> {
     match raw {
@@ -85,17 +89,30 @@ fn component_body(body: &RawBody, id: Option<&str>) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// `?reveal=true`: show secrets (admin tokens only).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RevealQuery {
+    pub reveal: Option<bool>,
+}
+
 /// List one kind of component.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config/{kind}", tag = "config",
     params(("id" = String, Path), ("kind" = String, Path, description = "sources, queries or reactions")),
-    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    params(RevealQuery),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     PathParams((id, k)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<RevealQuery>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    let reveal = reveal(q.reveal, caller)?;
     let kind = kind(&k)?;
     let s = load(&state, &parse_id(&id)?).await?;
-    Ok(([etag(s.config.version)], Json(collection(&s.config.value, kind)?)).into_response())
+    let items = shown(Value::Array(collection(&s.config.value, kind)?), reveal);
+    Ok(([etag(s.config.version)], Json(items)).into_response())
 }
 
 /// Add a component.
@@ -127,24 +144,28 @@ pub async fn create(
     .await?;
     let cid = cid.unwrap_or_default();
     let location = format!("/api/v1/instances/{id}/config/{}/{cid}", kind.key());
-    Ok((StatusCode::CREATED, [etag(after.config.version), (header::LOCATION, location)], Json(component))
+    Ok((StatusCode::CREATED, [etag(after.config.version), (header::LOCATION, location)], Json(shown(component, false)))
         .into_response())
 }
 
 /// Read one component.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config/{kind}/{componentId}", tag = "config",
     params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path)),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    params(RevealQuery),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
     PathParams((id, k, cid)): PathParams<(String, String, String)>,
+    QueryParams(q): QueryParams<RevealQuery>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    let reveal = reveal(q.reveal, caller)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
     let s = load(&state, &parse_id(&id)?).await?;
     let items = collection(&s.config.value, kind)?;
     let i = position(&items, cid.as_str()).ok_or_else(|| not_found(kind, cid.as_str()))?;
-    Ok(([etag(s.config.version)], Json(&items[i])).into_response())
+    Ok(([etag(s.config.version)], Json(shown(items[i].clone(), reveal))).into_response())
 }
 
 /// Replace (or create) one component.
@@ -181,7 +202,7 @@ pub async fn put(
     })
     .await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, [etag(after.config.version)], Json(component)).into_response())
+    Ok((status, [etag(after.config.version)], Json(shown(component, false))).into_response())
 }
 
 /// Remove one component; refused (409) while other components depend on it.

@@ -1,22 +1,24 @@
 //! `/api/v1/instances/{id}/config`: the whole drasi-server configuration, as JSON or as the
 //! exact YAML drasi-server will be given; replaced whole or patched (RFC 6902 / RFC 7396).
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::render;
 use draas_jobs::store::InstanceState;
 use draas_jobs::validate::{FieldError, parse_config};
+use draas_jobs::{redact, render};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::instances::{load, parse_id};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
+use crate::secrets::{reveal, shown, shown_yaml};
 
 /// Options of `GET …/config`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -25,6 +27,8 @@ use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag}
 pub struct ConfigQuery {
     /// JSON only: show draas' defaults filled in, as drasi-server gets them.
     pub effective: Option<bool>,
+    /// Show secrets instead of `***` (admin tokens only).
+    pub reveal: Option<bool>,
 }
 
 fn wants_yaml(headers: &HeaderMap) -> bool {
@@ -34,9 +38,10 @@ fn wants_yaml(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/yaml") || a.contains("text/yaml") || a.contains("application/x-yaml"))
 }
 
-/// The stored configuration with its ETag.
-pub fn config_response(status: StatusCode, s: &InstanceState) -> Response {
-    (status, [etag(s.config.version)], Json(&s.config.value)).into_response()
+/// The stored configuration with its ETag, secrets shown only when `reveal`.
+pub fn config_response(status: StatusCode, s: &InstanceState, reveal: bool) -> Result<Response, ApiError> {
+    let doc = shown(serde_json::to_value(&s.config.value).map_err(|e| ApiError::internal(&e))?, reveal);
+    Ok((status, [etag(s.config.version)], Json(doc)).into_response())
 }
 
 /// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
@@ -51,12 +56,22 @@ pub async fn edit_config(
         .store
         .update(&id, |s| {
             if_match.check(s.config.version)?;
-            s.config.value = edit(&s.config.value)?;
+            s.config.value = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
             Ok::<_, ApiError>(())
         })
         .await
         .map_err(|e| if e.code() == "instance_not_found" { ApiError::instance_not_found(id.as_str()) } else { e })?;
     Ok(after)
+}
+
+/// A client that wrote back a redacted document (`***` where secrets go) keeps the secrets.
+fn keep_secrets(current: &DrasiConfig, new: DrasiConfig) -> Result<DrasiConfig, ApiError> {
+    let mut doc = serde_json::to_value(&new).map_err(|e| ApiError::internal(&e))?;
+    if !redact::has_marker(&doc) {
+        return Ok(new);
+    }
+    redact::restore(&mut doc, &serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?);
+    Ok(parse_config(doc)?)
 }
 
 /// The configuration as JSON, or with `Accept: application/yaml` the exact YAML drasi-server
@@ -69,8 +84,10 @@ pub async fn get(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ConfigQuery>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let reveal = reveal(q.reveal, caller)?;
     let s = load(&state, &parse_id(&id)?).await?;
     let port = s.observed.as_ref().and_then(|o| o.value.port);
     if wants_yaml(&headers) || q.effective == Some(true) {
@@ -82,14 +99,14 @@ pub async fn get(
                     etag(s.config.version),
                     (header::HeaderName::from_static("x-draas-spec-hash"), rendered.spec_hash),
                 ],
-                rendered.yaml,
+                shown_yaml(&rendered.yaml, reveal)?,
             )
                 .into_response());
         }
         let effective: Value = serde_norway::from_str(&rendered.yaml).map_err(|e| ApiError::internal(&e))?;
-        return Ok(([etag(s.config.version)], Json(effective)).into_response());
+        return Ok(([etag(s.config.version)], Json(shown(effective, reveal))).into_response());
     }
-    Ok(config_response(StatusCode::OK, &s))
+    config_response(StatusCode::OK, &s, reveal)
 }
 
 /// Replace the whole configuration (JSON or YAML body).
@@ -106,7 +123,7 @@ pub async fn put(
     let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
     let config = parse_config(body.document(media)?)?;
     let after = edit_config(&state, &id, &if_match, |_| Ok(config.clone())).await?;
-    Ok(config_response(StatusCode::OK, &after))
+    config_response(StatusCode::OK, &after, false)
 }
 
 /// Patch the configuration: JSON Patch (RFC 6902) or JSON Merge Patch (RFC 7396). The result
@@ -132,7 +149,7 @@ pub async fn patch(
         Ok(parse_config(doc)?)
     })
     .await?;
-    Ok(config_response(StatusCode::OK, &after))
+    config_response(StatusCode::OK, &after, false)
 }
 
 /// A patch document of either kind.
