@@ -1,7 +1,10 @@
 //! The OpenAPI document (utoipa). A committed copy lives at `api/openapi.json`; a test keeps
 //! it in sync (`UPDATE_OPENAPI=1` rewrites it).
 
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{components, config, health, instances, operations, status};
@@ -29,7 +32,7 @@ use crate::routes::{components, config, health, instances, operations, status};
         draas_jobs::drasi::QuerySource, draas_jobs::drasi::Reaction, draas_jobs::drasi::LogLevel,
         draas_jobs::model::Platform, draas_jobs::model::ProbeRecord, draas_jobs::model::DesiredState, draas_jobs::model::Status,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = [])),
     tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "health")),
 )]
@@ -45,6 +48,56 @@ impl Modify for BearerAuth {
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }
+    }
+}
+
+/// Every error answer is `application/problem+json`; every protected operation may answer 401
+/// (token) and 503 (state store unavailable, or too slow); every operation with a body may
+/// answer 413 (too large) and 415 (wrong Content-Type).
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                let mut extra = Vec::new();
+                if op.security.is_none() {
+                    extra.extend([("400", "Invalid path or query"), ("401", "Missing or wrong bearer token")]);
+                    extra.push(("503", "State store unavailable, or the request took too long; see Retry-After"));
+                }
+                if op.request_body.is_some() {
+                    extra.extend([("413", "Body larger than the limit"), ("415", "Unsupported Content-Type")]);
+                }
+                for (code, description) in extra {
+                    op.responses.responses.entry(code.to_owned()).or_insert_with(|| problem(description).into());
+                }
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(r) = response {
+                        as_problem_json(r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn problem(description: &str) -> Response {
+    let schema = RefOr::Ref(Ref::from_schema_name("Problem"));
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/problem+json", ContentBuilder::new().schema(Some(schema)).build())
+        .build()
+}
+
+/// A Problem body is served as `application/problem+json`.
+fn as_problem_json(r: &mut Response) {
+    let is_problem = r
+        .content
+        .get("application/json")
+        .is_some_and(|c| matches!(&c.schema, Some(RefOr::Ref(s)) if s.ref_location.ends_with("/Problem")));
+    if is_problem && let Some(c) = r.content.shift_remove("application/json") {
+        r.content.insert("application/problem+json".to_owned(), c);
     }
 }
 

@@ -99,8 +99,7 @@ pub struct RevealQuery {
 
 /// List one kind of component.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config/{kind}", tag = "config",
-    params(("id" = String, Path), ("kind" = String, Path, description = "sources, queries or reactions")),
-    params(RevealQuery),
+    params(("id" = String, Path), ("kind" = String, Path, description = "sources, queries or reactions"), RevealQuery),
     responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -150,8 +149,7 @@ pub async fn create(
 
 /// Read one component.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config/{kind}/{componentId}", tag = "config",
-    params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path)),
-    params(RevealQuery),
+    params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path), RevealQuery),
     responses((status = 200, body = Object), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,

@@ -79,7 +79,8 @@ fn keep_secrets(current: &DrasiConfig, new: DrasiConfig) -> Result<DrasiConfig, 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path), ConfigQuery),
     responses((status = 200, description = "The configuration", body = DrasiConfig, headers(("ETag" = String)),
         content((DrasiConfig = "application/json"), (String = "application/yaml"))),
-        (status = 400, body = Problem), (status = 404, body = Problem)))]
+        (status = 400, body = Problem), (status = 403, body = Problem, description = "reveal without an admin token"),
+        (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
