@@ -171,6 +171,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 }
 
 impl IfMatch {
+    /// Did the client send one?
+    pub fn is_present(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Fail with 412 unless the precondition holds for `version`.
     pub fn check(&self, version: u64) -> Result<(), ApiError> {
         match &self.0 {

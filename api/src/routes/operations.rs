@@ -99,14 +99,12 @@ async fn lifecycle(
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::bad_request("invalid_wait", format!("wait must be at most {MAX_WAIT_SECS} seconds")));
     }
-    if_match.check(load(&state, &id).await?.instance.version)?;
+    if if_match.is_present() {
+        if_match.check(load(&state, &id).await?.instance.version)?;
+    }
     let op = lifecycle::submit(&state, &id, kind, "user", &correlation_id(headers)).await?;
     let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
-    let mut res = operation_response(&op);
-    if !op.status.is_final() {
-        *res.status_mut() = StatusCode::ACCEPTED;
-    }
-    Ok(res)
+    Ok(operation_response(&op))
 }
 
 macro_rules! lifecycle_route {
