@@ -276,6 +276,7 @@ async fn a_lost_nodes_instances_are_started_on_a_live_node_when_failover_is_on()
     let _b = app.start_worker("node-b", &[FAST, on]);
     a.kill();
     kill(started["result"]["pid"].as_i64().unwrap()); // the host is gone with its processes
+    let stranded = app.submit(&id, "restart").await; // queued for node-a, which will never run it
     let moved = eventually("a start on a live node", LONG, || async {
         let (_, ops) = app.get_json(&format!("/api/v1/operations?instance={id}")).await;
         ops["items"].as_array()?.iter().find(|o| o["reason"] == "not-running" && o["status"] == "succeeded").cloned()
@@ -286,4 +287,6 @@ async fn a_lost_nodes_instances_are_started_on_a_live_node_when_failover_is_on()
     assert_eq!(inst["status"], "running");
     let h = history(&app, &id).await;
     assert!(h.iter().any(|c| c["to"] == "unknown" && c["reason"] == "failover"), "{h:?}");
+    let stranded = app.wait_op(&stranded, LONG).await;
+    assert_eq!((stranded["status"].as_str(), stranded["error"]["code"].as_str()), (Some("failed"), Some("node_lost")));
 }

@@ -58,6 +58,13 @@ async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
         return supersede(ctx, &mut op).await;
     }
     if let Some(owner) = foreign_owner(ctx, &state) {
+        if !ctx.nodes.is_alive(&owner).await? {
+            let lost = PlatformError::new(
+                "node_lost",
+                format!("node '{owner}', which runs this instance, stopped heartbeating"),
+            );
+            return finish(ctx, &mut op, Err(lost)).await;
+        }
         return forward(ctx, job, &owner).await;
     }
     let Some(lease) = acquire(ctx, job).await? else {

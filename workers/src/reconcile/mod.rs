@@ -304,6 +304,7 @@ async fn unowned(ctx: &Ctx, s: &InstanceState, lost: Option<&str>) -> Result<(),
             after.runtime.clear();
         }
         let reason = if failover { "failover" } else { "node-lost" };
+        fail_stranded(ctx, s, node).await?;
         if after != before {
             ctx.store.observe(&s.instance.value.id, &after, &Cause { source: "reconciler", reason }, None).await?;
         }
@@ -316,6 +317,24 @@ async fn unowned(ctx: &Ctx, s: &InstanceState, lost: Option<&str>) -> Result<(),
         o.value = after.clone();
     }
     settle::repair(ctx, &moved, &after).await
+}
+
+/// Operations queued for a lost node will never run there: end them `failed` (`node_lost`), so
+/// the instance is not left waiting on them.
+async fn fail_stranded(ctx: &Ctx, s: &InstanceState, node: &str) -> Result<(), StoreError> {
+    let queue = format!("{}{node}", draas_jobs::jobs::NODE_QUEUE_PREFIX);
+    let (ops, _) = ctx.submitter.ops.list(Some(&s.instance.value.id), None, 20).await?;
+    for mut op in ops.into_iter().filter(|o| o.queue == queue && o.status == OperationStatus::Queued) {
+        op.status = OperationStatus::Failed;
+        op.finished_at = Some(Utc::now());
+        op.error = Some(draas_jobs::ops::OperationError {
+            code: "node_lost".into(),
+            message: format!("node '{node}' stopped heartbeating before the operation ran"),
+            detail: None,
+        });
+        ctx.submitter.ops.transition(&op, &[OperationStatus::Queued]).await?;
+    }
+    Ok(())
 }
 
 /// Reconcile one instance now (status push, `POST …/reconcile`), under the caller's lease.
