@@ -1,0 +1,41 @@
+//! `/api/configuration/instances/{id}`: the whole configuration in the original's
+//! `Configuration` shape (ours is a superset: kind-specific properties, more server keys),
+//! read, or changed with JSON Patch and answered 202 (rows 14–15).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+use super::error::{Answer, CompatError};
+use super::json::{self, ALL_CONFIG_KEYS};
+use super::{InstancePath, instance_id, load};
+use crate::AppState;
+use crate::extract::{PathParams, RawBody};
+
+/// Row 14: the stored configuration.
+pub async fn get(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>) -> Answer {
+    let s = load(&state, &instance_id(&p.instance_id)?).await?;
+    Ok(Json(json::config_out(&s.config.value)?).into_response())
+}
+
+/// Row 15: JSON Patch (RFC 6902) over the configuration; the result is validated before it
+/// is stored (a rejected patch changes nothing). A running instance picks the change up when
+/// it is reconciled or restarted; until then its status reads `ConfigurationChanged`.
+pub async fn patch(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>, body: RawBody) -> Answer {
+    let ops = json::patch(json::body(&body, true)?, ALL_CONFIG_KEYS)?;
+    let id = instance_id(&p.instance_id)?;
+    let (after, ()) = state
+        .store
+        .update(&id, |s| {
+            let before = json::config_out(&s.config.value)?;
+            let mut doc = before.clone();
+            json::apply_patch(&mut doc, &ops)?;
+            s.config.value = json::parse_original_config(doc, Some(&before))?;
+            Ok::<_, CompatError>(())
+        })
+        .await
+        .map_err(|e| e.for_instance(id.as_str()))?;
+    tracing::info!(instance = %id, api = "compat", "configuration patched");
+    Ok((StatusCode::ACCEPTED, Json(json::config_out(&after.config.value)?)).into_response())
+}

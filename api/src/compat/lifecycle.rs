@@ -1,0 +1,153 @@
+//! Start, stop and restart (rows 11–13), synchronous as in the original: each submits our
+//! operation and waits for it (`compat.wait_secs`), then answers `{message, runtimeInfo}`, a
+//! JSON error with the operation's reason, or 504 naming the operation, which carries on.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use draas_jobs::ids::InstanceId;
+use draas_jobs::ops::{Operation, OperationKind, OperationStatus};
+use serde_json::Value;
+
+use super::error::{Answer, CompatError};
+use super::json;
+use super::model::InstanceRuntimeInfo;
+use super::{InstancePath, correlation, instance_id, load};
+use crate::AppState;
+use crate::extract::{PathParams, RawBody};
+use crate::lifecycle;
+
+/// How long to wait: the setting, but always less than the request timeout, so the client
+/// gets our 504 (with the operation id) rather than the generic timeout.
+fn wait(state: &AppState) -> Duration {
+    let limit = state.settings.api.request_timeout_secs.saturating_sub(1);
+    Duration::from_secs(state.settings.compat.wait_secs.min(limit))
+}
+
+fn verb(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Start => "start",
+        OperationKind::Stop => "stop",
+        OperationKind::Restart => "restart",
+        OperationKind::Delete => "delete",
+        OperationKind::Reconcile => "reconcile",
+    }
+}
+
+/// Submit `kind` on `id` for the user and wait until it ends; anything but success is an error.
+pub async fn run_to_end(
+    state: &AppState,
+    id: &InstanceId,
+    kind: OperationKind,
+    correlation: &str,
+) -> Answer<Operation> {
+    let op = lifecycle::submit(state, id, kind, "user", correlation)
+        .await
+        .map_err(|e| CompatError::from(e).for_instance(id.as_str()))?;
+    let wait = wait(state);
+    let op = lifecycle::wait_for(state, op, wait).await?;
+    let op_id = op.id.to_string();
+    match op.status {
+        OperationStatus::Succeeded => Ok(op),
+        OperationStatus::Queued | OperationStatus::Running => {
+            tracing::info!(instance = %id, operation = %op_id, "compat wait ran out; the operation carries on");
+            Err(CompatError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "Operation timed out after {} s: the {} operation '{op_id}' carries on; see /api/v1/operations/{op_id}",
+                    wait.as_secs(),
+                    verb(kind)
+                ),
+            )
+            .with("operationId", op_id))
+        }
+        OperationStatus::Failed => Err(failed(&op, kind)),
+        OperationStatus::Superseded | OperationStatus::Cancelled => Err(CompatError::conflict(format!(
+            "Failed to {} instance: the operation was {} by a newer request",
+            verb(kind),
+            op.status.as_str()
+        ))
+        .with("operationId", op_id)),
+    }
+}
+
+fn failed(op: &Operation, kind: OperationKind) -> CompatError {
+    let (code, message) =
+        op.error.as_ref().map_or(("failed", "the operation failed"), |e| (e.code.as_str(), e.message.as_str()));
+    let status = match code {
+        "port_taken" | "instance_deleting" => StatusCode::CONFLICT,
+        "instance_not_found" => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    CompatError::new(status, format!("Failed to {} instance: {message}", verb(kind)))
+        .with("code", code)
+        .with("operationId", op.id.to_string())
+}
+
+/// Run `kind` to its end and answer `{message, runtimeInfo}`.
+async fn sync(state: &AppState, id: &InstanceId, kind: OperationKind, headers: &HeaderMap, done: &str) -> Answer {
+    run_to_end(state, id, kind, &correlation(headers)).await?;
+    let after = load(state, id).await?;
+    let history = state.store.history(id).await?;
+    let body = serde_json::json!({
+        "message": format!("Instance '{id}' {done} successfully"),
+        "runtimeInfo": InstanceRuntimeInfo::of(&after, &history),
+    });
+    Ok(Json(body).into_response())
+}
+
+/// Row 11: start; an optional `Configuration` body replaces the stored configuration first.
+pub async fn start(
+    State(state): State<AppState>,
+    PathParams(p): PathParams<InstancePath>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Answer {
+    let id = instance_id(&p.instance_id)?;
+    load(&state, &id).await?;
+    let given = match json::body(&body, false)? {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => {
+            Some(json::config_in(v, None)).filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+        }
+        Some(_) => return Err(CompatError::bad_request("the body must be a Configuration object")),
+    };
+    if let Some(doc) = given {
+        let config = draas_jobs::validate::parse_config(doc)?;
+        state
+            .store
+            .update(&id, |s| {
+                s.config.value = config.clone();
+                Ok::<_, CompatError>(())
+            })
+            .await
+            .map_err(|e| e.for_instance(id.as_str()))?;
+        tracing::info!(instance = %id, "configuration replaced by the body of a compat start");
+    }
+    sync(&state, &id, OperationKind::Start, &headers, "started").await
+}
+
+/// Row 12: stop.
+pub async fn stop(
+    State(state): State<AppState>,
+    PathParams(p): PathParams<InstancePath>,
+    headers: HeaderMap,
+) -> Answer {
+    let id = instance_id(&p.instance_id)?;
+    load(&state, &id).await?;
+    sync(&state, &id, OperationKind::Stop, &headers, "stopped").await
+}
+
+/// Row 13: restart with the stored configuration.
+pub async fn restart(
+    State(state): State<AppState>,
+    PathParams(p): PathParams<InstancePath>,
+    headers: HeaderMap,
+) -> Answer {
+    let id = instance_id(&p.instance_id)?;
+    load(&state, &id).await?;
+    sync(&state, &id, OperationKind::Restart, &headers, "restarted").await
+}
