@@ -1,7 +1,7 @@
 //! Wire types of the v1 API: requests and responses, converted from and to domain records.
 
 use chrono::{DateTime, Utc};
-use draas_jobs::model::{DesiredState, Platform, ProbeRecord, Status};
+use draas_jobs::model::{DesiredState, Platform, ProbeRecord, RuntimeOptions, Status};
 use draas_jobs::store::InstanceState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +33,9 @@ pub struct Instance {
     pub observed_at: Option<DateTime<Utc>>,
     /// The last health probe (time, latency, message), once the reconciler probed it.
     pub last_probe: Option<ProbeRecord>,
+    /// Container image and resource limits (docker and kubernetes platforms).
+    #[serde(default, skip_serializing_if = "RuntimeOptions::is_empty")]
+    pub runtime: RuntimeOptions,
 }
 
 impl From<&InstanceState> for Instance {
@@ -53,6 +56,7 @@ impl From<&InstanceState> for Instance {
             updated_at: i.updated_at,
             observed_at: o.and_then(|o| o.observed_at),
             last_probe: s.probe.clone(),
+            runtime: i.runtime.clone(),
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct CreateInstance {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
+    /// Container image and resource limits (docker and kubernetes platforms).
+    #[serde(default)]
+    pub runtime: Option<RuntimeOptions>,
 }
 
 /// Body of `PATCH /api/v1/instances/{id}`: the fields to change.
@@ -80,6 +87,8 @@ pub struct CreateInstance {
 pub struct UpdateInstance {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Replaces the runtime options (a new generation: a running instance is redeployed).
+    pub runtime: Option<RuntimeOptions>,
 }
 
 /// Filters and paging of `GET /api/v1/instances`.

@@ -102,6 +102,58 @@ pub struct InstanceRecord {
     pub created_at: DateTime<Utc>,
     /// Last change of this record or the configuration.
     pub updated_at: DateTime<Utc>,
+    /// Container image and resource limits (docker and kubernetes platforms).
+    #[serde(default, skip_serializing_if = "RuntimeOptions::is_empty")]
+    pub runtime: RuntimeOptions,
+}
+
+/// Container image and resource limits of an instance on the docker and kubernetes platforms
+/// (the process platform ignores them). Part of the spec hash: a change redeploys.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeOptions {
+    /// Container image; the platform's setting when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Memory limit: bytes, or a quantity such as `512Mi` or `1Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, 0.01 to 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
+impl RuntimeOptions {
+    /// Nothing set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The memory limit in bytes, when set and valid.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory.as_deref().and_then(parse_memory)
+    }
+}
+
+/// Bytes of a memory quantity: digits with an optional `K|M|G|T` (powers of 1000) or
+/// `Ki|Mi|Gi|Ti` (powers of 1024) suffix.
+pub fn parse_memory(q: &str) -> Option<u64> {
+    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
+    let (digits, unit) = q.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 /// The observed side of an instance, written by workers and the reconciler.

@@ -75,7 +75,12 @@ pub fn render(state: &InstanceState, process_host: &str, port: Option<u16>) -> R
         allocated_port: port,
     };
     let yaml = to_yaml(&effective(&state.config.value, &ctx))?;
-    let spec_hash = spec_hash(&yaml);
+    // Runtime options (image, limits) change what runs, so they are part of the hash.
+    let spec_hash = if instance.runtime.is_empty() || instance.platform == Platform::Process {
+        spec_hash(&yaml)
+    } else {
+        spec_hash(&format!("{yaml}\n# runtime: {}", serde_json::to_string(&instance.runtime).unwrap_or_default()))
+    };
     Ok(Rendered { yaml, spec_hash })
 }
 

@@ -87,6 +87,9 @@ pub struct ReconcileSettings {
     pub repair_stopped: bool,
     /// Start a lost node's process instances on a live node.
     pub failover: bool,
+    /// Remove containers and Kubernetes objects labelled as draas' that no instance owns
+    /// (they are always reported).
+    pub remove_orphans: bool,
     /// Transitions kept per instance.
     pub history_per_instance: usize,
     /// Transitions kept in the global buffer.
@@ -105,6 +108,7 @@ impl Default for ReconcileSettings {
             repair_error: true,
             repair_stopped: false,
             failover: false,
+            remove_orphans: false,
             history_per_instance: 100,
             history_global: 1000,
         }

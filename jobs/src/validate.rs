@@ -34,6 +34,39 @@ impl FieldError {
 #[error("invalid configuration: {}", .0.first().map(|e| e.message.as_str()).unwrap_or("unknown error"))]
 pub struct ConfigError(pub Vec<FieldError>);
 
+/// Check an instance's runtime options; pointers are relative to the options object.
+pub fn validate_runtime(r: &crate::model::RuntimeOptions) -> Result<(), ConfigError> {
+    let mut errors = Vec::new();
+    if let Some(image) = &r.image {
+        let ok = !image.is_empty()
+            && image.len() <= 255
+            && !image.starts_with(['-', '.', '/', ':'])
+            && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+        if !ok {
+            errors.push(FieldError::new(
+                "invalid_image",
+                "image must be a container image reference: 1-255 characters of [A-Za-z0-9._/:@-]",
+                "/image",
+            ));
+        }
+    }
+    if let Some(m) = &r.memory
+        && !r.memory_bytes().is_some_and(|b| (4 << 20..=1 << 50).contains(&b))
+    {
+        errors.push(FieldError::new(
+            "invalid_memory",
+            format!("memory '{}' must be bytes or a quantity like 512Mi or 2Gi, between 4Mi and 1Pi", m.escape_debug()),
+            "/memory",
+        ));
+    }
+    if let Some(c) = r.cpus
+        && !(0.01..=64.0).contains(&c)
+    {
+        errors.push(FieldError::new("invalid_cpus", "cpus must be between 0.01 and 64", "/cpus"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
+}
+
 /// Parse a JSON document into a configuration and validate it.
 pub fn parse_config(value: Value) -> Result<DrasiConfig, ConfigError> {
     let config: DrasiConfig = serde_path_to_error::deserialize(value).map_err(|e| {

@@ -167,3 +167,38 @@ async fn two_api_processes_on_one_redis_agree_at_once() {
     let page: Value = app.req_to(&other, Method::GET, "/api/v1/instances").send().await.unwrap().json().await.unwrap();
     assert_eq!(page["items"][0]["id"], a["id"]);
 }
+
+#[tokio::test]
+async fn runtime_options_are_validated_stored_and_bump_the_generation() {
+    let app = spawn_app().await;
+    let body = json!({"name": "boxed", "platform": "docker", "runtime": {"image": "drasi/server:1", "memory": "512Mi", "cpus": 0.5}});
+    let (status, created) = app.send_json(Method::POST, "/api/v1/instances", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["runtime"], json!({"image": "drasi/server:1", "memory": "512Mi", "cpus": 0.5}));
+    let path = format!("/api/v1/instances/{}", created["id"].as_str().unwrap());
+
+    for (bad, pointer) in [
+        (json!({"image": "$(reboot)"}), "/runtime/image"),
+        (json!({"image": "-flag"}), "/runtime/image"),
+        (json!({"memory": "lots"}), "/runtime/memory"),
+        (json!({"memory": "1Ki"}), "/runtime/memory"),
+        (json!({"cpus": 0}), "/runtime/cpus"),
+    ] {
+        let (status, problem) = app.send_json(Method::PATCH, &path, &json!({"runtime": bad})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
+    let (status, problem) = app.send_json(Method::PATCH, &path, &json!({"runtime": {"gpu": 1}})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_field")),
+        "{problem}"
+    );
+    let (_, unchanged) = app.get_json(&path).await;
+    assert_eq!(unchanged["generation"], 1, "refused changes write nothing");
+
+    let (status, changed) = app.send_json(Method::PATCH, &path, &json!({"runtime": {"image": "drasi/server:2"}})).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["runtime"], json!({"image": "drasi/server:2"}));
+    assert_eq!(changed["generation"], 2, "new runtime options are a new generation");
+}

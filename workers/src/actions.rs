@@ -14,12 +14,11 @@ use serde_json::{Map, Value};
 use crate::context::Ctx;
 use crate::platform::{PlatformError, StartSpec};
 
+/// Port drasi-server listens on inside a pod when its config names none.
+const DEFAULT_PORT: u16 = 8080;
+
 /// Outcome facts of a successful action (the operation's `result`).
 pub type Facts = Map<String, Value>;
-
-fn platform_unavailable(p: Platform) -> PlatformError {
-    PlatformError::new("platform_unavailable", format!("the {} platform is not available on this worker", p.as_str()))
-}
 
 /// Record observed state while our lease holds; `reason` explains a status change.
 pub async fn observe(
@@ -47,18 +46,21 @@ pub fn observed_of(s: &InstanceState) -> ObservedRecord {
 /// Make the instance run with its current configuration.
 pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts, PlatformError> {
     let instance = &s.instance.value;
-    if instance.platform != Platform::Process {
-        return Err(platform_unavailable(instance.platform));
-    }
+    let platform = ctx.platform(instance.platform)?;
     assert!(!ctx.settings.worker.inject_panic, "fault injection: start panics (worker.inject_panic)");
     let wanted = s.config.value.port.map(Port::get);
-    let range = (ctx.settings.process.port_range_start, ctx.settings.process.port_range_end);
-    let port = ctx.ports.allocate(&ctx.node, &instance.id, range, wanted, &[]).await.map_err(port_error)?;
+    let port = match platform.port_pool(&ctx.node) {
+        Some(pool) => {
+            let range = (ctx.settings.process.port_range_start, ctx.settings.process.port_range_end);
+            ctx.ports.allocate(&pool, &instance.id, range, wanted, &[]).await.map_err(port_error)?
+        }
+        None => wanted.unwrap_or(DEFAULT_PORT),
+    };
     let rendered = render::render(s, &ctx.settings.process.host, Some(port))
         .map_err(|e| PlatformError::new("render_failed", e.to_string()))?;
     let host = s.config.value.host.clone().unwrap_or_else(|| ctx.settings.process.host.clone());
     let mut observed = observed_of(s);
-    observed.node = Some(ctx.node.clone());
+    observed.node = (instance.platform == Platform::Process).then(|| ctx.node.clone());
     observed.port = Some(port);
     observed.status = Status::Starting;
     observed.message = None;
@@ -70,8 +72,9 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
         spec_hash: rendered.spec_hash.clone(),
         host,
         port,
+        runtime: instance.runtime.clone(),
     };
-    let runtime = ctx.process.start(&spec).await?;
+    let runtime = platform.start(&spec).await?;
     observed.status = Status::Running;
     observed.spec_hash = Some(rendered.spec_hash);
     observed.observed_generation = Some(instance.generation);
@@ -96,9 +99,7 @@ fn port_error(e: PortError) -> PlatformError {
 /// Make the instance not run.
 pub async fn stop(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts, PlatformError> {
     let instance = &s.instance.value;
-    if instance.platform != Platform::Process {
-        return Err(platform_unavailable(instance.platform));
-    }
+    let platform = ctx.platform(instance.platform)?;
     let mut observed = observed_of(s);
     let was_running = observed.status != Status::Created;
     if was_running {
@@ -106,7 +107,7 @@ pub async fn stop(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts, 
         observed.observed_at = Some(Utc::now());
         observe(ctx, lease, s, observed.clone(), "stop").await?;
     }
-    ctx.process.stop(&instance.id).await?;
+    platform.stop(&instance.id).await?;
     observed.status = if was_running { Status::Stopped } else { Status::Created };
     observed.message = None;
     observed.runtime = Map::new();
@@ -132,9 +133,7 @@ pub async fn restart(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Fact
 /// Stop, remove files, release the port, remove every record.
 pub async fn delete(ctx: &Ctx, s: &InstanceState) -> Result<Facts, PlatformError> {
     let id = &s.instance.value.id;
-    if s.instance.value.platform == Platform::Process {
-        ctx.process.delete(id).await?;
-    }
+    ctx.platform(s.instance.value.platform)?.delete(id).await?;
     let store = |e: draas_jobs::store::StoreError| PlatformError::new("store_unavailable", e.to_string());
     ctx.ports.release(id).await.map_err(store)?;
     ctx.store.delete_instance(id).await.map_err(store)?;

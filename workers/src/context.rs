@@ -14,6 +14,7 @@ use draas_jobs::store::Store;
 use draas_jobs::submit::Submitter;
 
 use crate::platform::process::ProcessPlatform;
+use crate::platform::{Platform, PlatformError};
 
 /// Shared handles of one worker process.
 pub struct Ctx {
@@ -33,6 +34,8 @@ pub struct Ctx {
     /// Unique name of this worker process (node + random suffix).
     pub worker: String,
     pub process: ProcessPlatform,
+    /// Shared platforms (docker, kubernetes) this worker can reach.
+    pub shared: Vec<Arc<dyn Platform>>,
 }
 
 impl Ctx {
@@ -59,10 +62,24 @@ impl Ctx {
                 node.clone(),
                 settings.key_prefix.clone(),
             ),
+            shared: Vec::new(),
             store,
             settings: Arc::new(settings),
             node,
             worker,
+        })
+    }
+
+    /// The platform of `kind`, when this worker can reach it.
+    pub fn platform(&self, kind: draas_jobs::model::Platform) -> Result<&dyn Platform, PlatformError> {
+        if kind == draas_jobs::model::Platform::Process {
+            return Ok(&self.process);
+        }
+        self.shared.iter().find(|p| p.kind() == kind).map(|p| p.as_ref()).ok_or_else(|| {
+            PlatformError::new(
+                "platform_unavailable",
+                format!("the {} platform is not available on this worker", kind.as_str()),
+            )
         })
     }
 

@@ -74,6 +74,7 @@ fn new_record(state: &AppState, obj: &Map<String, Value>) -> Result<InstanceReco
         generation: 1,
         created_at: now,
         updated_at: now,
+        runtime: Default::default(),
     })
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use draas_jobs::drasi::DrasiConfig;
 use draas_jobs::ids::{InstanceId, InstanceName};
-use draas_jobs::model::{DesiredState, InstanceRecord};
+use draas_jobs::model::{DesiredState, InstanceRecord, RuntimeOptions};
 use draas_jobs::store::InstanceState;
 use draas_jobs::validate::parse_config;
 
@@ -39,6 +39,13 @@ fn description(d: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
+fn runtime(r: Option<RuntimeOptions>) -> Result<Option<RuntimeOptions>, ApiError> {
+    if let Some(r) = &r {
+        draas_jobs::validate::validate_runtime(r).map_err(|e| ApiError::from(e).under("/runtime"))?;
+    }
+    Ok(r)
+}
+
 fn name(n: &str) -> Result<InstanceName, ApiError> {
     n.parse::<InstanceName>()
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message).at("/name"))
@@ -64,6 +71,7 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
         Some(v) => parse_config(v).map_err(|e| ApiError::from(e).under("/config"))?,
         None => DrasiConfig::default(),
     };
+    let runtime = runtime(req.runtime)?;
     let now = Utc::now();
     let record = InstanceRecord {
         id: InstanceId::generate(),
@@ -74,6 +82,7 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
         generation: 1,
         created_at: now,
         updated_at: now,
+        runtime: runtime.unwrap_or_default(),
     };
     state.store.create_instance(&record, &config).await?;
     tracing::info!(instance = %record.id, name = %record.name, "instance created");
@@ -148,7 +157,7 @@ pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<Strin
     Ok(instance_response(StatusCode::OK, &load(&state, &id).await?))
 }
 
-/// Rename an instance or change its description.
+/// Rename an instance, change its description or its runtime options (image, limits).
 #[utoipa::path(patch, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = String, Path)),
     request_body(content = UpdateInstance, content_type = "application/merge-patch+json"),
     responses((status = 200, body = Instance), (status = 400, body = Problem), (status = 404, body = Problem),
@@ -164,6 +173,7 @@ pub async fn update(
     let req: UpdateInstance = body.json()?;
     let new_name = req.name.as_deref().map(name).transpose()?;
     let new_description = description(req.description)?;
+    let new_runtime = runtime(req.runtime)?;
     let (after, ()) = state
         .store
         .update(&id, |s| {
@@ -173,6 +183,9 @@ pub async fn update(
             }
             if let Some(d) = &new_description {
                 s.instance.value.description = d.clone();
+            }
+            if let Some(r) = &new_runtime {
+                s.instance.value.runtime = r.clone();
             }
             Ok::<_, ApiError>(())
         })

@@ -218,7 +218,8 @@ impl Store {
 
     /// Change an instance: `change` edits a copy of what was read (and may refuse); the
     /// result is written only if nobody wrote in between, otherwise it is read and tried again.
-    /// The generation goes up when the desired state or the configuration changed.
+    /// The generation goes up when the desired state, the runtime options or the configuration
+    /// changed.
     pub async fn update<T, E, F>(&self, id: &InstanceId, mut change: F) -> Result<(InstanceState, T), E>
     where
         E: From<StoreError>,
@@ -229,7 +230,8 @@ impl Store {
             let mut after = before.clone();
             let out = change(&mut after)?;
             let config_changed = after.config.value != before.config.value;
-            let desired_changed = after.instance.value.desired_state != before.instance.value.desired_state;
+            let desired_changed = after.instance.value.desired_state != before.instance.value.desired_state
+                || after.instance.value.runtime != before.instance.value.runtime;
             if config_changed || desired_changed {
                 after.instance.value.generation = before.instance.value.generation + 1;
             }

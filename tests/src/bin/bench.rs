@@ -107,6 +107,7 @@ async fn create_instances_on(store: &Store, n: usize, platform: Platform) -> Vec
             generation: 1,
             created_at: now,
             updated_at: now,
+            runtime: Default::default(),
         };
         store.create_instance(&rec, &DrasiConfig::default()).await.unwrap();
         ids.push(rec.id);

@@ -20,7 +20,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use super::{PlatformError, Runtime, StartSpec};
+use super::{Inspection, Managed, Platform, PlatformError, Runtime, StartSpec};
 
 /// File in the instance directory where the reaper notes how the server ended.
 const EXIT_FILE: &str = "exit-status";
@@ -283,6 +283,61 @@ impl ProcessPlatform {
     /// Is the instance's recorded process alive (pid and start time match)?
     pub fn is_running(&self, pid: i32, start_time: u64) -> bool {
         is_alive(&Found { pid, start_time, spec_hash: None })
+    }
+}
+
+#[async_trait::async_trait]
+impl Platform for ProcessPlatform {
+    fn kind(&self) -> draas_jobs::model::Platform {
+        draas_jobs::model::Platform::Process
+    }
+
+    fn port_pool(&self, node: &str) -> Option<String> {
+        Some(node.to_owned())
+    }
+
+    async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
+        ProcessPlatform::start(self, spec).await
+    }
+
+    async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
+        ProcessPlatform::stop(self, id).await
+    }
+
+    async fn delete(&self, id: &InstanceId) -> Result<(), PlatformError> {
+        ProcessPlatform::delete(self, id).await
+    }
+
+    async fn inspect(&self, id: &InstanceId, facts: &serde_json::Map<String, Value>) -> Inspection {
+        let (alive, spec_hash) = match recorded(facts) {
+            Some((pid, start)) => (self.is_running(pid, start), None),
+            None => {
+                let found = find_processes(id);
+                (!found.is_empty(), found.into_iter().find_map(|p| p.spec_hash))
+            }
+        };
+        let message = (!alive).then(|| self.last_exit(id).unwrap_or_else(|| "the process is gone".to_owned()));
+        Inspection { alive, spec_hash, message, endpoint: None }
+    }
+
+    async fn managed(&self) -> Result<Vec<Managed>, PlatformError> {
+        Ok(self
+            .deployment_processes()
+            .into_iter()
+            .map(|(instance, p)| Managed { instance, spec_hash: p.spec_hash, handle: p.pid.to_string() })
+            .collect())
+    }
+
+    async fn remove(&self, m: &Managed) -> Result<(), PlatformError> {
+        let pid: i32 = m.handle.parse().map_err(|_| PlatformError::new("invalid_handle", "not a pid"))?;
+        if let Some(start_time) = process_start_time(pid) {
+            self.kill(&Found { pid, start_time, spec_hash: None });
+        }
+        Ok(())
+    }
+
+    async fn log_tail(&self, id: &InstanceId) -> String {
+        ProcessPlatform::log_tail(self, id)
     }
 }
 

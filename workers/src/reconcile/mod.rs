@@ -260,7 +260,9 @@ async fn kill_orphans(ctx: &Ctx) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Instances no live node looks after: unplaced process instances, and those of lost nodes.
+/// Instances no live node looks after: unplaced process instances and those of lost nodes;
+/// and every instance of a shared platform (docker, kubernetes) this worker reaches, probed and
+/// repaired like a node pass does, then the platforms' orphans.
 pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     let started = Instant::now();
     let mut alive = std::collections::HashMap::new();
@@ -268,7 +270,9 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     let mut batches = Batches::new(ctx);
     while let Some(batch) = batches.next().await? {
         instances += batch.len();
-        for s in batch.into_iter().filter(|s| s.instance.value.platform == Platform::Process) {
+        let (process, shared): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|s| s.instance.value.platform == Platform::Process);
+        for s in process {
             let node = s.observed.as_ref().and_then(|o| o.value.node.clone());
             let live = match &node {
                 Some(n) => match alive.get(n) {
@@ -286,8 +290,43 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
                 unowned(ctx, &s, node.as_deref()).await?;
             }
         }
+        let reachable: Vec<InstanceState> =
+            shared.into_iter().filter(|s| ctx.platform(s.instance.value.platform).is_ok()).collect();
+        touched += reachable.len();
+        probe_and_settle(ctx, reachable).await?;
+    }
+    for platform in &ctx.shared {
+        shared_orphans(ctx, platform.as_ref()).await?;
     }
     Ok(PassStats { instances, probed: touched, elapsed: started.elapsed() })
+}
+
+/// What a shared platform runs for this deployment that no instance owns: reported, and
+/// removed when `reconcile.remove_orphans` says so.
+async fn shared_orphans(ctx: &Ctx, platform: &dyn crate::platform::Platform) -> Result<(), StoreError> {
+    let managed = match platform.managed().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(platform = platform.kind().as_str(), error = %e, "cannot list managed objects");
+            return Ok(());
+        }
+    };
+    for m in managed {
+        let owned = match m.instance.parse::<InstanceId>() {
+            Ok(id) => ctx.store.load(&id).await?.is_some() || ctx.leases.is_held(&id).await?,
+            Err(_) => false,
+        };
+        if owned {
+            continue;
+        }
+        let remove = ctx.settings.reconcile.remove_orphans;
+        tracing::warn!(platform = platform.kind().as_str(), instance = %m.instance, handle = %m.handle, remove,
+            "found a draas-managed object no instance owns");
+        if remove && let Err(e) = platform.remove(&m).await {
+            tracing::warn!(handle = %m.handle, error = %e, "could not remove an orphan");
+        }
+    }
+    Ok(())
 }
 
 /// An instance whose node is lost (or that has none): mark it unknown, fail it over when the
@@ -339,7 +378,8 @@ async fn fail_stranded(ctx: &Ctx, s: &InstanceState, node: &str) -> Result<(), S
 
 /// Reconcile one instance now (status push, `POST …/reconcile`), under the caller's lease.
 pub async fn one(ctx: &Ctx, s: &InstanceState, lease: &Lease) -> Result<(), StoreError> {
-    if probe::placed_on(s, &ctx.node) {
+    let kind = s.instance.value.platform;
+    if probe::placed_on(s, &ctx.node) || (kind != Platform::Process && ctx.platform(kind).is_ok()) {
         let p = probe::probe(ctx, s, &ctx.http).await;
         probe::record(ctx, &[(s.instance.value.id.clone(), p.clone())]).await?;
         settle_probed(ctx, s, &p, Some(lease), true).await?;

@@ -8,7 +8,6 @@ use draas_jobs::model::{ObservedRecord, Platform};
 use draas_jobs::store::InstanceState;
 
 use crate::context::Ctx;
-use crate::platform::process::{find_processes, recorded};
 
 /// What one probe saw.
 #[derive(Debug, Clone)]
@@ -21,18 +20,25 @@ pub struct Probe {
     pub latency: Duration,
     /// Why not healthy, or how the process ended.
     pub message: Option<String>,
+    /// Spec hash of what runs, when the platform records it.
+    pub spec_hash: Option<String>,
 }
 
-/// Probe a process instance placed on this node.
+/// Probe an instance: the platform's own view, then drasi-server's health endpoint.
 pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Probe {
     let at = Utc::now();
     let observed = s.observed.as_ref().map(|o| &o.value);
-    let alive = match observed.and_then(|o| recorded(&o.runtime)) {
-        Some((pid, start)) => ctx.process.is_running(pid, start),
-        None => !find_processes(&s.instance.value.id).is_empty(),
-    };
+    let id = &s.instance.value.id;
     let started = Instant::now();
-    let (healthy, message) = match endpoint(observed) {
+    let inspection = match ctx.platform(s.instance.value.platform) {
+        Ok(p) => p.inspect(id, observed.map(|o| &o.runtime).unwrap_or(&serde_json::Map::new())).await,
+        Err(e) => {
+            let message = Some(e.message);
+            return Probe { at, alive: false, healthy: false, latency: started.elapsed(), message, spec_hash: None };
+        }
+    };
+    let alive = inspection.alive;
+    let (healthy, message) = match inspection.endpoint.or_else(|| endpoint(observed)) {
         Some(url) if alive => match http.get(format!("{url}/health")).send().await {
             Ok(r) if r.status().is_success() => (true, None),
             Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
@@ -40,12 +46,8 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
         },
         _ => (false, None),
     };
-    let message = if alive {
-        message
-    } else {
-        Some(ctx.process.last_exit(&s.instance.value.id).unwrap_or_else(|| "the process is gone".to_owned()))
-    };
-    Probe { at, alive, healthy, latency: started.elapsed(), message }
+    let message = if alive { message.or(inspection.message) } else { inspection.message };
+    Probe { at, alive, healthy, latency: started.elapsed(), message, spec_hash: inspection.spec_hash }
 }
 
 fn endpoint(observed: Option<&ObservedRecord>) -> Option<String> {

@@ -48,6 +48,11 @@ pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static st
             ""
         }
     };
+    if p.alive
+        && let Some(h) = &p.spec_hash
+    {
+        o.spec_hash = Some(h.clone());
+    }
     o.observed_at = Some(p.at);
     (o, reason)
 }
@@ -64,7 +69,8 @@ pub async fn record(
     let changed = after.status != before.status
         || after.message != before.message
         || after.probe_failures != before.probe_failures
-        || after.node != before.node;
+        || after.node != before.node
+        || after.spec_hash != before.spec_hash;
     if changed {
         let cause = Cause { source: "reconciler", reason };
         ctx.store.observe(&s.instance.value.id, after, &cause, lease).await?;
