@@ -23,6 +23,7 @@ pub async fn submit(
     state.submitter.submit(id, kind, reason, correlation_id).await.map_err(|e| match e {
         SubmitError::NotFound => ApiError::instance_not_found(id.as_str()),
         SubmitError::Deleting => ApiError::conflict("instance_deleting", "the instance is being deleted"),
+        e @ SubmitError::Stale { .. } => ApiError::conflict("instance_changed", e.to_string()),
         e @ SubmitError::QueueFull { .. } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string()).retry_after(5)
         }

@@ -12,10 +12,13 @@ use crate::store::{Keys, StoreError};
 static ALLOCATE_SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
 const ALLOCATE: &str = r"
 local node, id, wanted = ARGV[1], ARGV[2], tonumber(ARGV[5])
+local skip = {}
+for i = 6, #ARGV do skip[tonumber(ARGV[i])] = true end
 local cur = redis.call('HGET', KEYS[2], id)
 if cur then
   local n, p = string.match(cur, '^(.*)|(%d+)$')
-  if n == node and (wanted == 0 or tonumber(p) == wanted) then return tonumber(p) end
+  local keep = (wanted == 0 and not skip[tonumber(p)]) or tonumber(p) == wanted
+  if n == node and keep then return tonumber(p) end
   redis.call('HDEL', KEYS[1], cur)
   redis.call('HDEL', KEYS[2], id)
 end
@@ -30,8 +33,6 @@ if wanted ~= 0 then
   if owner and owner ~= id then return -1 end
   return take(wanted)
 end
-local skip = {}
-for i = 6, #ARGV do skip[tonumber(ARGV[i])] = true end
 for p = tonumber(ARGV[3]), tonumber(ARGV[4]) do
   if not skip[p] and redis.call('HEXISTS', KEYS[1], node .. '|' .. p) == 0 then return take(p) end
 end
@@ -70,8 +71,10 @@ impl Ports {
         Self { conn, keys }
     }
 
-    /// The port of `id` on `node`: its current one, `wanted` if given, else the first free one
-    /// in `range` not in `skip`.
+    /// The port of `id` on `node`: `wanted` if given, else its current one unless it is in
+    /// `skip`, else the first free one in `range` not in `skip` (ports something else on the
+    /// host listens on: the allocation table can lag behind the host, e.g. after Redis lost its
+    /// last second of writes).
     pub async fn allocate(
         &self,
         node: &str,

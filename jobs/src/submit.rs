@@ -18,6 +18,8 @@ pub enum SubmitError {
     NotFound,
     #[error("the instance is being deleted")]
     Deleting,
+    #[error("the instance changed since it was read (generation {seen}, now {now})")]
+    Stale { seen: u64, now: u64 },
     #[error("queue '{queue}' holds {depth} jobs; retry later")]
     QueueFull { queue: String, depth: u64 },
     #[error(transparent)]
@@ -88,6 +90,19 @@ impl Submitter {
         reason: &str,
         correlation_id: &str,
     ) -> Result<Operation, SubmitError> {
+        self.submit_if(id, kind, reason, correlation_id, None).await
+    }
+
+    /// [`Submitter::submit`], and only while the instance is still at generation `seen`: a
+    /// repair planned from an older read never overrides a newer request.
+    pub async fn submit_if(
+        &self,
+        id: &InstanceId,
+        kind: OperationKind,
+        reason: &str,
+        correlation_id: &str,
+        seen: Option<u64>,
+    ) -> Result<Operation, SubmitError> {
         let before = self.store.load(id).await?.ok_or(SubmitError::NotFound)?;
         let queue = queue_for(&before);
         let depth = self.enqueuer.depth(&queue).await.map_err(StoreError::from)?;
@@ -98,6 +113,11 @@ impl Submitter {
             .store
             .update(id, |s| {
                 let current = s.instance.value.desired_state;
+                if let Some(seen) = seen
+                    && s.instance.value.generation != seen
+                {
+                    return Err(SubmitError::Stale { seen, now: s.instance.value.generation });
+                }
                 if current == DesiredState::Deleted && kind != OperationKind::Delete {
                     return Err(SubmitError::Deleting);
                 }

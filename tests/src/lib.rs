@@ -80,7 +80,9 @@ impl DraasProcess {
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DRAAS_")) {
             cmd.env_remove(k);
         }
-        cmd.env("DRAAS_CONFIG_DIR", "/nonexistent").env("RUST_LOG", "info");
+        // DRAAS_TEST_RUST_LOG turns up the children's logging when a test needs a closer look.
+        let filter = std::env::var("DRAAS_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+        cmd.env("DRAAS_CONFIG_DIR", "/nonexistent").env("RUST_LOG", filter);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn draas");
         let stderr = child.stderr.take().expect("stderr");

@@ -52,7 +52,8 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     let port = match platform.port_pool(&ctx.node) {
         Some(pool) => {
             let range = (ctx.settings.process.port_range_start, ctx.settings.process.port_range_end);
-            ctx.ports.allocate(&pool, &instance.id, range, wanted, &[]).await.map_err(port_error)?
+            let busy = platform.busy_ports(&instance.id, range);
+            ctx.ports.allocate(&pool, &instance.id, range, wanted, &busy).await.map_err(port_error)?
         }
         None => wanted.unwrap_or(DEFAULT_PORT),
     };

@@ -36,6 +36,8 @@ pub struct Ctx {
     pub process: ProcessPlatform,
     /// Shared platforms (docker, kubernetes) this worker can reach.
     pub shared: Vec<Arc<dyn Platform>>,
+    /// When this worker last failed to heartbeat (Redis unreachable).
+    pub heartbeat_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Ctx {
@@ -63,6 +65,7 @@ impl Ctx {
                 settings.key_prefix.clone(),
             ),
             shared: Vec::new(),
+            heartbeat_failed_at: std::sync::Mutex::new(None),
             store,
             settings: Arc::new(settings),
             node,
@@ -81,6 +84,19 @@ impl Ctx {
                 format!("the {} platform is not available on this worker", kind.as_str()),
             )
         })
+    }
+
+    /// How long a node's heartbeat key lives without renewal.
+    pub fn heartbeat_ttl(&self) -> Duration {
+        Duration::from_secs(self.settings.worker.heartbeat_secs.max(1)) * 3
+    }
+
+    /// Did this worker fail to heartbeat within the last heartbeat expiry (and a period)? Then
+    /// Redis was out recently, every other worker was cut off too, and a missing node key
+    /// means "has not heartbeated again yet", not "lost".
+    pub fn recently_cut_off(&self) -> bool {
+        let grace = self.heartbeat_ttl() + Duration::from_secs(self.settings.worker.heartbeat_secs.max(1));
+        self.heartbeat_failed_at.lock().map(|t| t.is_some_and(|t| t.elapsed() < grace)).unwrap_or(true)
     }
 
     /// Lease expiry.

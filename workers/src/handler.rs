@@ -58,7 +58,7 @@ async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
         return supersede(ctx, &mut op).await;
     }
     if let Some(owner) = foreign_owner(ctx, &state) {
-        if !ctx.nodes.is_alive(&owner).await? {
+        if !ctx.recently_cut_off() && !ctx.nodes.is_alive(&owner).await? {
             let lost = PlatformError::new(
                 "node_lost",
                 format!("node '{owner}', which runs this instance, stopped heartbeating"),

@@ -114,8 +114,11 @@ fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJ
 async fn heartbeat(ctx: Arc<Ctx>) {
     let period = Duration::from_secs(ctx.settings.worker.heartbeat_secs.max(1));
     loop {
-        if let Err(e) = ctx.nodes.heartbeat(&ctx.node, period * 3).await {
+        if let Err(e) = ctx.nodes.heartbeat(&ctx.node, ctx.heartbeat_ttl()).await {
             tracing::warn!(error = %e, "node heartbeat failed");
+            if let Ok(mut t) = ctx.heartbeat_failed_at.lock() {
+                *t = Some(std::time::Instant::now());
+            }
         }
         ctx.process.rotate_logs();
         tokio::time::sleep(period).await;

@@ -55,6 +55,19 @@ impl Store {
         cause: &Cause<'_>,
         lease: Option<&Lease>,
     ) -> Result<bool, StoreError> {
+        self.observe_fenced(id, observed, cause, lease, None).await
+    }
+
+    /// [`Store::observe`], and only if the observed record is still at `expected_version`
+    /// (0: none yet): a judgement made from an older read never overwrites a newer one.
+    pub async fn observe_fenced(
+        &self,
+        id: &InstanceId,
+        observed: &ObservedRecord,
+        cause: &Cause<'_>,
+        lease: Option<&Lease>,
+        expected_version: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let mut inv = scripts::observe().prepare_invoke();
         inv.key(self.keys.observed(id)).key(self.keys.history(id)).key(self.keys.changes()).key(self.keys.lease(id));
         inv.arg(serde_json::to_string(observed).unwrap_or_default())
@@ -65,7 +78,8 @@ impl Store {
             .arg(cause.reason)
             .arg(self.caps.per_instance)
             .arg(self.caps.global)
-            .arg(lease.map(Lease::value).unwrap_or_default());
+            .arg(lease.map(Lease::value).unwrap_or_default())
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default());
         let wrote: i32 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(wrote == 1)
     }

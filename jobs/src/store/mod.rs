@@ -52,7 +52,15 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        // Besides lost connections: a Redis that is restarting answers LOADING (WaitAndRetry)
+        // until it has read its AOF; that is an outage too, not a fault of the request.
+        let transient = matches!(
+            e.retry_method(),
+            redis::RetryMethod::WaitAndRetry
+                | redis::RetryMethod::Reconnect
+                | redis::RetryMethod::ReconnectFromInitialConnections
+        );
+        if transient || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
             StoreError::Unavailable(e)
         } else {
             StoreError::Redis(e)

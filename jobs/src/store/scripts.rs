@@ -74,6 +74,9 @@ if ARGV[9] == '' then
 elseif holder ~= ARGV[9] then
   return 0
 end
+if ARGV[10] ~= '' and (redis.call('HGET', KEYS[1], 'version') or '0') ~= ARGV[10] then
+  return 0
+end
 local old = redis.call('HGET', KEYS[1], 'data')
 local from = 'created'
 if old then from = cjson.decode(old).status or 'created' end

@@ -58,6 +58,12 @@ pub trait Platform: Send + Sync {
     /// The pool host ports are allocated from (`None`: the platform needs no host port).
     fn port_pool(&self, node: &str) -> Option<String>;
 
+    /// Ports in `range` that something other than instance `id` listens on, so the allocator
+    /// skips them even when its table says they are free.
+    fn busy_ports(&self, _id: &InstanceId, _range: (u16, u16)) -> Vec<u16> {
+        Vec::new()
+    }
+
     /// Start (or adopt) the server of `spec` and return once drasi-server is healthy.
     async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError>;
 

@@ -74,6 +74,7 @@ impl ProcessPlatform {
         let running = find_processes(id);
         if let Some(p) = running.iter().find(|p| p.spec_hash.as_deref() == Some(spec.spec_hash.as_str()))
             && self.healthy(&spec.host, spec.port).await
+            && listens_on(p.pid, spec.port)
         {
             for other in running.iter().filter(|o| o.pid != p.pid) {
                 kill_group(other.pid, Signal::SIGKILL);
@@ -167,7 +168,9 @@ impl ProcessPlatform {
     async fn wait_healthy(&self, spec: &StartSpec, p: &Found) -> Result<(), PlatformError> {
         let deadline = Instant::now() + Duration::from_secs(self.settings.health_timeout_secs);
         loop {
-            if self.healthy(&spec.host, spec.port).await {
+            // The answer must come from our server: another program may hold the port, and
+            // ours is then about to exit with a bind error.
+            if self.healthy(&spec.host, spec.port).await && listens_on(p.pid, spec.port) && is_alive(p) {
                 return Ok(());
             }
             if !is_alive(p) {
@@ -296,6 +299,20 @@ impl Platform for ProcessPlatform {
         Some(node.to_owned())
     }
 
+    fn busy_ports(&self, id: &InstanceId, range: (u16, u16)) -> Vec<u16> {
+        let listening = listening_sockets();
+        let own: std::collections::HashSet<String> =
+            find_processes(id).iter().flat_map(|p| socket_links(p.pid)).collect();
+        let mut busy: Vec<u16> = listening
+            .into_iter()
+            .filter(|(port, inode)| (range.0..=range.1).contains(port) && !own.contains(inode))
+            .map(|(port, _)| port)
+            .collect();
+        busy.sort_unstable();
+        busy.dedup();
+        busy
+    }
+
     async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
         ProcessPlatform::start(self, spec).await
     }
@@ -383,6 +400,44 @@ fn kill_group(pid: i32, signal: Signal) {
     if pid > 1 {
         let _ = killpg(Pid::from_raw(pid), signal);
     }
+}
+
+/// Listening TCP sockets on this host (IPv4 and IPv6): port and `socket:[inode]` link name.
+fn listening_sockets() -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1 (`addr:PORT` in hex), st field 3 (0A = LISTEN), inode field 9.
+            let Some(port) =
+                f.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            if f.len() > 9 && f[3] == "0A" {
+                out.push((port, format!("socket:[{}]", f[9])));
+            }
+        }
+    }
+    out
+}
+
+/// The `socket:[inode]` links among a process's descriptors.
+fn socket_links(pid: i32) -> Vec<String> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    fds.flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("socket:["))
+        .collect()
+}
+
+/// Does process `pid` hold a listening TCP socket on `port` (IPv4 or IPv6)?
+fn listens_on(pid: i32, port: u16) -> bool {
+    let inodes: std::collections::HashSet<String> =
+        listening_sockets().into_iter().filter(|(p, _)| *p == port).map(|(_, i)| i).collect();
+    !inodes.is_empty() && socket_links(pid).iter().any(|l| inodes.contains(l))
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).

@@ -72,16 +72,32 @@ pub async fn produce_ticks(ctx: Arc<Ctx>) {
         Ok(s) => s,
         Err(e) => return tracing::error!(%expr, error = %e, "invalid reconcile schedule"),
     };
-    let mut ticks = Box::pin(CronScheduler::new(schedule).into_stream());
-    while let Some(tick) = ticks.next().await {
-        let Ok(tick) = tick else { continue };
-        for node in [None, Some(ctx.node.clone())] {
-            let job =
-                ReconcileJob { schema_version: SCHEMA_VERSION, tick: tick.get_timestamp(), node, operation_id: None };
-            if let Err(e) = ctx.submitter.enqueuer.push_reconcile(job).await {
-                tracing::warn!(error = %e, "could not queue a reconcile tick");
+    // apalis-cron's stream fails every poll once it fell behind its schedule ("tick out of
+    // range", e.g. after the process was suspended or a push hung on an unreachable Redis);
+    // a fresh stream starts from now.
+    loop {
+        let mut ticks = Box::pin(CronScheduler::new(schedule.clone()).into_stream());
+        while let Some(tick) = ticks.next().await {
+            let tick = match tick {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile schedule fell behind; restarting it");
+                    break;
+                }
+            };
+            for node in [None, Some(ctx.node.clone())] {
+                let job = ReconcileJob {
+                    schema_version: SCHEMA_VERSION,
+                    tick: tick.get_timestamp(),
+                    node,
+                    operation_id: None,
+                };
+                if let Err(e) = ctx.submitter.enqueuer.push_reconcile(job).await {
+                    tracing::warn!(error = %e, "could not queue a reconcile tick");
+                }
             }
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -92,7 +108,9 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
     let scope = job.node.clone().unwrap_or_else(|| "global".into());
     let lock = ctx.store.keys().reconcile_lock(&scope);
     let mut conn = ctx.store.connection();
-    let hold = Duration::from_secs(ctx.settings.reconcile.interval_secs.max(1) * 20);
+    // Short-lived and renewed while the pass runs: a pass cut off by a Redis outage (which
+    // cannot unlock) blocks the passes after it for one hold at most.
+    let hold = Duration::from_secs(ctx.settings.reconcile.interval_secs.max(1) * 3);
     let token = job.task_id();
     let taken: bool = redis::cmd("SET")
         .arg(&lock)
@@ -105,22 +123,41 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
         .map(|r| r.is_some())
         .unwrap_or(false);
     if !taken {
-        tracing::info!(%scope, tick = job.tick, "previous pass still running; tick skipped");
+        let holder: Option<String> = redis::AsyncCommands::get(&mut conn, &lock).await.unwrap_or_default();
+        tracing::info!(%scope, tick = job.tick, holder = holder.as_deref().unwrap_or("-"),
+            "previous pass still running; tick skipped");
         return Ok(());
     }
+    tracing::debug!(%scope, tick = job.tick, "pass started");
     let counter = ctx.store.keys().reconcile_pass(&token);
     let _: Result<(), _> =
         redis::pipe().incr(&counter, 1).ignore().expire(&counter, 3600).ignore().query_async(&mut conn).await;
-    let result = match &job.node {
-        Some(node) if *node == ctx.node => node_pass(&ctx).await,
-        Some(_) => Ok(PassStats::default()),
-        None => {
-            let pass = global_pass(&ctx).await;
-            if job.tick % MAINTENANCE_EVERY_SECS < ctx.settings.reconcile.interval_secs.max(1) {
-                maintain(&ctx).await;
+    let pass = async {
+        match &job.node {
+            Some(node) if *node == ctx.node => node_pass(&ctx).await,
+            Some(_) => Ok(PassStats::default()),
+            None => {
+                let pass = global_pass(&ctx).await;
+                if job.tick % MAINTENANCE_EVERY_SECS < ctx.settings.reconcile.interval_secs.max(1) {
+                    maintain(&ctx).await;
+                }
+                pass
             }
-            pass
         }
+    };
+    let renew = async {
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+        );
+        loop {
+            tokio::time::sleep(hold / 3).await;
+            let _: Result<i32, _> =
+                script.key(&lock).arg(&token).arg(hold.as_millis() as u64).invoke_async(&mut conn.clone()).await;
+        }
+    };
+    let result = tokio::select! {
+        r = pass => r,
+        () = renew => unreachable!("the renewal loop never ends"),
     };
     let _: Result<i32, _> = redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
@@ -178,8 +215,10 @@ pub async fn node_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
         instances += batch.len();
         let mine: Vec<InstanceState> = batch.into_iter().filter(|s| probe::placed_on(s, &ctx.node)).collect();
         probed += mine.len();
+        tracing::debug!(instances = mine.len(), "node pass: probing a batch");
         probe_and_settle(ctx, mine).await?;
     }
+    tracing::debug!("node pass: looking for orphans");
     kill_orphans(ctx).await?;
     Ok(PassStats { instances, probed, elapsed: started.elapsed() })
 }
@@ -196,8 +235,10 @@ async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), St
         .collect()
         .await;
     let facts: Vec<_> = probes.iter().map(|(s, p)| (s.instance.value.id.clone(), p.clone())).collect();
+    tracing::debug!(probed = probes.len(), "probes done; recording");
     probe::record(ctx, &facts).await?;
     let looping = crash_looping(ctx, &probes).await?;
+    tracing::debug!("settling");
     futures::stream::iter(probes.into_iter().zip(looping).map(Ok::<_, StoreError>))
         .try_for_each_concurrent(16, |((s, p), looping)| async move { settle_probed(ctx, &s, &p, None, looping).await })
         .await
@@ -225,7 +266,10 @@ pub async fn settle_probed(
 ) -> Result<(), StoreError> {
     let before = settle::current(s);
     let (after, reason) = settle::judge(&before, p);
-    settle::record(ctx, s, &before, &after, reason, lease).await?;
+    if !settle::record(ctx, s, &before, &after, reason, lease).await? {
+        tracing::debug!(instance = %s.instance.value.id, "changed while probed; judged again next pass");
+        return Ok(());
+    }
     if looping && after.status == Status::Running && after.probe_failures == 0 {
         settle::forget_old_crashes(ctx, s).await?;
     }
@@ -267,6 +311,12 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     let started = Instant::now();
     let mut alive = std::collections::HashMap::new();
     let (mut instances, mut touched) = (0, 0);
+    // Just back from a Redis outage: every node's key may have expired meanwhile. Nodes get
+    // one heartbeat expiry to renew before any of them counts as lost.
+    let judge_nodes = !ctx.recently_cut_off();
+    if !judge_nodes {
+        tracing::info!("Redis was unreachable recently; no node is judged lost in this pass");
+    }
     let mut batches = Batches::new(ctx);
     while let Some(batch) = batches.next().await? {
         instances += batch.len();
@@ -275,6 +325,7 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
         for s in process {
             let node = s.observed.as_ref().and_then(|o| o.value.node.clone());
             let live = match &node {
+                Some(_) if !judge_nodes => true,
                 Some(n) => match alive.get(n) {
                     Some(v) => *v,
                     None => {

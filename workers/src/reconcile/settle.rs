@@ -57,7 +57,9 @@ pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static st
     (o, reason)
 }
 
-/// Record `after` when it differs from `before` (status, message or probe count).
+/// Record `after` when it differs from `before` (status, message or probe count), only if
+/// the observed record is still the one `s` was read with. Returns `false` when `s` is stale:
+/// a worker or another pass wrote since, so nothing may be decided from `s`.
 pub async fn record(
     ctx: &Ctx,
     s: &InstanceState,
@@ -65,17 +67,25 @@ pub async fn record(
     after: &ObservedRecord,
     reason: &str,
     lease: Option<&Lease>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let changed = after.status != before.status
         || after.message != before.message
         || after.probe_failures != before.probe_failures
         || after.node != before.node
         || after.spec_hash != before.spec_hash;
+    let version = s.observed.as_ref().map_or(0, |o| o.version);
     if changed {
         let cause = Cause { source: "reconciler", reason };
-        ctx.store.observe(&s.instance.value.id, after, &cause, lease).await?;
+        return ctx.store.observe_fenced(&s.instance.value.id, after, &cause, lease, Some(version)).await;
     }
-    Ok(())
+    // Nothing to write: still make sure nobody wrote since the read before acting on it.
+    let current: Option<u64> = redis::AsyncCommands::hget(
+        &mut ctx.store.connection(),
+        ctx.store.keys().observed(&s.instance.value.id),
+        "version",
+    )
+    .await?;
+    Ok(current.unwrap_or(0) == version)
 }
 
 /// What the reconciler would do about an instance.
@@ -152,7 +162,8 @@ async fn crash_repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord, r
 
 async fn submit(ctx: &Ctx, s: &InstanceState, kind: OperationKind, reason: &str) -> Result<(), StoreError> {
     let id = &s.instance.value.id;
-    match ctx.submitter.submit(id, kind, reason, &format!("reconcile:{reason}")).await {
+    let seen = Some(s.instance.value.generation);
+    match ctx.submitter.submit_if(id, kind, reason, &format!("reconcile:{reason}"), seen).await {
         Ok(op) => {
             tracing::info!(instance = %id, operation = %op.id, ?kind, reason, "repair submitted");
             Ok(())
