@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use draas_tests::{TestApp, bin, eventually, spawn_app};
+use draas_tests::{TestApp, bin, bin_dir, eventually, readme_block, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -259,7 +259,8 @@ async fn events_are_followed_live_and_resumed_after_the_server_went_away() {
     let mut cli = Cli::for_app(&app);
     cli.env[0].1 = second.base_url.clone();
     let mut command = cli.command(&["events", "--instance", "watched", "-o", "json"]);
-    let mut events = KillOnDrop(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut events =
+        KillOnDrop(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
     let lines = lines_of(&mut events.0);
 
     // Connected once a pushed transition comes through.
@@ -303,7 +304,10 @@ async fn server_and_token_come_from_flags_environment_a_settings_file_or_draas_u
     let mut cli = Cli::bare();
     cli.env.push(("DRAAS_SERVER".into(), server.to_owned()));
     let unauthorized = cli.run(&["instance", "list"]);
-    assert!(unauthorized.fails(1).starts_with("error: unauthorized: a valid bearer token is required"), "{unauthorized}");
+    assert!(
+        unauthorized.fails(1).starts_with("error: unauthorized: a valid bearer token is required"),
+        "{unauthorized}"
+    );
     cli.file(".draas/api-token", &format!("{}\n", app.token));
     cli.run(&["instance", "list"]).ok();
     cli.env.push(("DRAAS_TOKEN".into(), "wrong".into()));
@@ -314,4 +318,33 @@ async fn server_and_token_come_from_flags_environment_a_settings_file_or_draas_u
     assert!(unreachable.fails(5).starts_with("error: cannot reach draas at http://127.0.0.1:1: "), "{unreachable}");
     let help = Cli::bare().run(&["--help"]);
     assert!(help.ok().contains("4  --wait ran out before the operation ended"), "{help}");
+}
+
+#[tokio::test]
+async fn the_readme_cli_block_runs_against_a_live_draas() {
+    let app = spawn_app().await;
+    let _worker = app.start_worker("node-a", &[]);
+    let cli = Cli::for_app(&app);
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let mut bash = Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", &readme_block("cli")]).env("PATH", path);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DRAAS_")) {
+        bash.env_remove(k);
+    }
+    let out = bash.envs(cli.env.iter().map(|(k, v)| (k, v))).current_dir(cli.home.path()).output().unwrap();
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    if draas_tests::verbose() {
+        eprintln!("{run}");
+    }
+    let stdout = run.ok();
+    assert!(stdout.contains("instance sensors started at http://127.0.0.1:"), "{run}");
+    assert!(stdout.contains("instance sensors deleted (operation "), "{run}");
+    assert!(stdout.lines().any(|l| l.split_whitespace().eq(["orders", "postgres"])), "{run}");
 }
