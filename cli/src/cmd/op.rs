@@ -54,7 +54,10 @@ pub async fn run(ctx: &Ctx, cmd: OpCmd) -> Result<(), CliError> {
         OpCmd::Get { id } => output::resource(ctx.out, &ctx.client.get(&op_path(&id), &[]).await?),
         OpCmd::Wait { id, timeout } => {
             let op = ctx.client.get(&op_path(&id), &[]).await?;
-            let subject = format!("instance {}", text(&op, "/instanceId"));
+            let subject = match op["instanceId"].as_str() {
+                Some(instance) => format!("instance {instance}"),
+                None => "every instance".to_owned(),
+            };
             return if is_final(&op) {
                 report(ctx.out, &op, &subject)
             } else {
