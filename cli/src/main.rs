@@ -1,7 +1,13 @@
 //! `draas`: one binary. `draas api` serves the REST API, `draas up` runs everything on one
-//! machine (with a private Redis when none is configured), `draas openapi` prints the spec.
+//! machine (with a private Redis when none is configured), `draas openapi` prints the spec, and
+//! the client commands (`instance`, `config`, `op`, …) talk to a running API.
 
+mod client;
+mod cmd;
+mod output;
 mod up;
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -11,7 +17,7 @@ use draas_jobs::store::Store;
 use secrecy::SecretString;
 
 #[derive(Parser)]
-#[command(name = "draas", version, about = "Drasi Server as a Service")]
+#[command(name = "draas", version, about = "Drasi Server as a Service", after_help = cmd::EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,12 +33,15 @@ enum Command {
     Up,
     /// Print the OpenAPI document.
     Openapi,
+    #[command(flatten)]
+    Client(cmd::ClientCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    match cli.command {
+    let served = match cli.command {
+        Command::Client(command) => return Ok(cmd::run(command).await),
         Command::Openapi => {
             print!("{}", draas_api::openapi::json());
             Ok(())
@@ -50,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
             run_worker(settings, &url).await
         }
         Command::Up => up::run().await,
-    }
+    };
+    served.map(|()| ExitCode::SUCCESS)
 }
 
 /// Serve the API until SIGINT or SIGTERM.

@@ -371,6 +371,16 @@ pub async fn problem(res: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// The shell block of the README between `<!-- <name>:start -->` and `<!-- <name>:end -->`.
+pub fn readme_block(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let start = readme.find(&format!("<!-- {name}:start -->")).expect("start marker");
+    let end = readme.find(&format!("<!-- {name}:end -->")).expect("end marker");
+    let body = readme[start..end].split("```bash").nth(1).expect("bash block");
+    body.split("\n```").next().expect("end of block").to_owned()
+}
+
 /// A small valid configuration with one source, query and reaction.
 pub fn sample_config() -> Value {
     serde_json::json!({

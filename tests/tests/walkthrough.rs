@@ -1,19 +1,9 @@
 //! The README's curl walk-through runs as written against a live draas.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::Command;
 
-use draas_tests::spawn_app;
-
-fn readme_walkthrough() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let start = readme.find("<!-- walkthrough:start -->").expect("walkthrough start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
-    let block = &readme[start..end];
-    let body = block.split("```bash").nth(1).expect("bash block");
-    body.split("```").next().expect("end of block").to_owned()
-}
+use draas_tests::{readme_block, spawn_app};
 
 #[tokio::test]
 async fn the_readme_walkthrough_runs_against_a_live_draas() {
@@ -21,7 +11,7 @@ async fn the_readme_walkthrough_runs_against_a_live_draas() {
     let app = spawn_app().await;
     let _worker = app.start_worker("node-a", &[]);
     let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &readme_walkthrough()])
+        .args(["-euo", "pipefail", "-c", &readme_block("walkthrough")])
         .env("DRAAS_URL", &app.api.base_url)
         .env("TOKEN", &app.token)
         .output()
