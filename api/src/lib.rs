@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod lifecycle;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod secrets;
@@ -80,11 +81,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::json()) }))
         .merge(compat::routes())
-        .merge(Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
-        .route_layer(middleware::from_fn_with_state(auth, auth::require_token));
+        .merge(Scalar::with_url("/docs", openapi::ApiDoc::openapi()));
+    let (public, v1) = if state.settings.api.metrics_public {
+        (Router::new().route("/metrics", get(metrics::serve)), v1)
+    } else {
+        (Router::new(), v1.route("/metrics", get(metrics::serve)))
+    };
+    let v1 = v1
+        .route_layer(middleware::from_fn_with_state(auth, auth::require_token))
+        .route_layer(middleware::from_fn(metrics::track));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(public)
+        .route_layer(middleware::from_fn(metrics::track))
         .merge(v1)
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -1,12 +1,14 @@
 //! draas shared kernel: validated domain types, drasi-server configuration, the Redis state
 //! store and its key schema, settings and telemetry. No HTTP framework, no platform SDKs.
 
+pub mod auth;
 pub mod crashloop;
 pub mod drasi;
 pub mod ids;
 pub mod jobs;
 pub mod lease;
 pub mod maintenance;
+pub mod metrics;
 pub mod model;
 pub mod nodes;
 pub mod ops;

@@ -134,6 +134,8 @@ pub struct ApiSettings {
     pub request_timeout_secs: u64,
     /// Largest page a list may return.
     pub max_page_size: usize,
+    /// Serve `/metrics` (API and workers) without a token, for scrapers inside a trusted network.
+    pub metrics_public: bool,
 }
 
 /// Worker runtime.
@@ -158,6 +160,9 @@ pub struct WorkerSettings {
     pub heartbeat_secs: u64,
     /// Fault injection for tests: make every start attempt panic.
     pub inject_panic: bool,
+    /// Where the worker serves `/metrics` (none: no listener; `draas up` shows the worker's
+    /// metrics on the API's `/metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Local process platform.
@@ -228,7 +233,7 @@ impl Default for Settings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 90, max_page_size: 500 }
+        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 90, max_page_size: 500, metrics_public: false }
     }
 }
 
@@ -244,6 +249,7 @@ impl Default for WorkerSettings {
             lease_ttl_secs: 30,
             heartbeat_secs: 5,
             inject_panic: false,
+            metrics_listen: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::actions::{self, Facts};
 use crate::context::Ctx;
 use crate::platform::PlatformError;
+use draas_jobs::metrics::metrics;
 
 /// apalis entry point.
 pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
@@ -151,7 +152,12 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, op: &mut Operation, lease: &Leas
         }
         op.attempt += 1;
         op.status = OperationStatus::Running;
+        if op.started_at.is_none() {
+            let waited = (Utc::now() - op.created_at).to_std().unwrap_or_default();
+            metrics().pickup(kind_label(op), waited);
+        }
         op.started_at.get_or_insert_with(Utc::now);
+        let attempt_started = std::time::Instant::now();
         op.worker = Some(ctx.worker.clone());
         if !ctx.ops.transition(op, &[OperationStatus::Queued, OperationStatus::Running]).await? {
             return Ok(()); // cancelled in between
@@ -160,6 +166,7 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, op: &mut Operation, lease: &Leas
         match outcome {
             Err(e) if e.is_transient() && op.attempt < op.max_attempts => {
                 tracing::warn!(attempt = op.attempt, code = e.code, error = %e, "attempt failed; retrying");
+                metrics().job(kind_label(op), "retried", attempt_started.elapsed());
                 op.status = OperationStatus::Queued;
                 op.error = Some(op_error(&e));
                 ctx.ops.transition(op, &[OperationStatus::Running]).await?;
@@ -169,6 +176,8 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, op: &mut Operation, lease: &Leas
                 if let Err(e) = &outcome {
                     actions::record_error(ctx, lease, &state, e).await;
                 }
+                let label = if outcome.is_ok() { "succeeded" } else { "failed" };
+                metrics().job(kind_label(op), label, attempt_started.elapsed());
                 return finish(ctx, op, outcome).await;
             }
         }
@@ -234,7 +243,18 @@ async fn finish(ctx: &Ctx, op: &mut Operation, outcome: Result<Facts, PlatformEr
     Ok(())
 }
 
+fn kind_label(op: &Operation) -> &'static str {
+    match op.kind {
+        draas_jobs::ops::OperationKind::Start => "start",
+        draas_jobs::ops::OperationKind::Stop => "stop",
+        draas_jobs::ops::OperationKind::Restart => "restart",
+        draas_jobs::ops::OperationKind::Delete => "delete",
+        draas_jobs::ops::OperationKind::Reconcile => "reconcile",
+    }
+}
+
 async fn supersede(ctx: &Ctx, op: &mut Operation) -> Result<(), StoreError> {
+    metrics().job(kind_label(op), "superseded", Duration::ZERO);
     op.status = OperationStatus::Superseded;
     op.finished_at = Some(Utc::now());
     ctx.ops.transition(op, &[OperationStatus::Queued, OperationStatus::Running]).await?;

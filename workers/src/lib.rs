@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod context;
 pub mod handler;
+mod metrics_server;
 pub mod platform;
 pub mod reconcile;
 
@@ -49,6 +50,16 @@ pub async fn run(
     std::fs::create_dir_all(&ctx.settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
     let beat = tokio::spawn(heartbeat(ctx.clone()));
     let ticks = tokio::spawn(reconcile::produce_ticks(ctx.clone()));
+    let metrics = ctx.settings.worker.metrics_listen.map(|addr| {
+        let s = &ctx.settings;
+        let auth = (!s.api.metrics_public).then(|| draas_jobs::auth::Auth::new(&s.api_tokens, &s.admin_tokens, s.dev));
+        let store = ctx.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics_server::serve(addr, store, auth).await {
+                tracing::error!(%addr, error = %e, "worker metrics listener failed");
+            }
+        })
+    });
     tracing::info!(%node, %worker, "worker started");
     let mut monitor = Monitor::new();
     for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
@@ -86,6 +97,9 @@ pub async fn run(
         .await;
     beat.abort();
     ticks.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
 }

@@ -121,6 +121,11 @@ impl Keys {
         format!("{}:nodes", self.tag)
     }
 
+    /// Hash `platform|status` → instance count, written by each global reconcile pass.
+    pub fn instance_counts(&self) -> String {
+        format!("{}:stats:instances", self.tag)
+    }
+
     /// HASH (data, status): an operation record.
     pub fn operation(&self, id: &OperationId) -> String {
         format!("{}:op:{id}", self.tag)

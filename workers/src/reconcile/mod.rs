@@ -167,8 +167,12 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
     .invoke_async(&mut conn)
     .await;
     match &result {
-        Ok(stats) => tracing::info!(%scope, tick = job.tick, instances = stats.instances, probed = stats.probed,
-            elapsed_ms = stats.elapsed.as_millis() as u64, "reconcile pass"),
+        Ok(stats) => {
+            let kind = if job.node.is_some() { "node" } else { "global" };
+            draas_jobs::metrics::metrics().reconcile_pass(kind, stats.elapsed);
+            tracing::info!(%scope, tick = job.tick, instances = stats.instances, probed = stats.probed,
+                elapsed_ms = stats.elapsed.as_millis() as u64, "reconcile pass");
+        }
         Err(e) => tracing::warn!(%scope, error = %e, "reconcile pass failed"),
     }
     if let Some(op_id) = &job.operation_id
@@ -317,9 +321,14 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     if !judge_nodes {
         tracing::info!("Redis was unreachable recently; no node is judged lost in this pass");
     }
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     let mut batches = Batches::new(ctx);
     while let Some(batch) = batches.next().await? {
         instances += batch.len();
+        for s in &batch {
+            let status = s.observed.as_ref().map_or(Status::Created, |o| o.value.status);
+            *counts.entry(format!("{}|{}", s.instance.value.platform.as_str(), status.as_str())).or_default() += 1;
+        }
         let (process, shared): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|s| s.instance.value.platform == Platform::Process);
         for s in process {
@@ -349,6 +358,14 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     for platform in &ctx.shared {
         shared_orphans(ctx, platform.as_ref()).await?;
     }
+    // Instances by platform and status, for every replica's `/metrics`.
+    let key = ctx.store.keys().instance_counts();
+    let mut pipe = redis::pipe();
+    pipe.atomic().del(&key).ignore();
+    for (field, n) in &counts {
+        pipe.hset(&key, field, n).ignore();
+    }
+    let _: () = pipe.query_async(&mut ctx.store.connection()).await?;
     Ok(PassStats { instances, probed: touched, elapsed: started.elapsed() })
 }
 
