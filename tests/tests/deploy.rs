@@ -256,6 +256,23 @@ fn the_compose_file_runs_redis_with_aof_and_a_scalable_worker() {
     }
 }
 
+#[test]
+fn the_image_builds_the_locked_binary_and_runs_it_as_the_user_the_manifests_expect() {
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages.len(), 2, "build stage and runtime stage: {stages:?}");
+    assert!(dockerfile.contains("cargo build --release --locked -p draas"));
+    let user = dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).expect("a USER line");
+    let uid: u64 = user.split(':').next().unwrap().parse().expect("a numeric uid");
+    assert_ne!(uid, 0);
+    assert!(dockerfile.lines().any(|l| l == r#"ENTRYPOINT ["draas"]"#));
+    let objects = base_objects();
+    for name in ["draas-api", "draas-worker"] {
+        let pod = at(find(&objects, "Deployment", name), &["spec", "template", "spec"]);
+        assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(uid), "{name}");
+    }
+}
+
 fn scaled_object() -> Value {
     let docs = yaml_docs(&deploy_dir().join("k8s/keda-scaledobject.yaml"));
     docs.into_iter().find(|d| d["kind"] == "ScaledObject").expect("a ScaledObject")
