@@ -1,0 +1,374 @@
+//! deploy/: every Kubernetes manifest and the compose file parse as YAML with the expected
+//! kinds and wiring, their environments load as draas `Settings`, and the KEDA ScaledObject
+//! watches the Redis list that really holds waiting jobs (checked against a real redis-server).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::future::pending;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_redis::RedisStorage;
+use draas_jobs::ids::{InstanceId, OperationId};
+use draas_jobs::jobs::{Enqueuer, InstanceJob, JobKind, SCHEMA_VERSION, SHARED_QUEUE, queue_config, queue_name};
+use draas_jobs::settings::Settings;
+use draas_jobs::store::{Keys, Store};
+use draas_tests::{TestRedis, eventually};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_norway::Value;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Every document of a YAML file.
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    at(v, path).as_str().unwrap_or_else(|| panic!("{path:?} is not a string in {v:?}"))
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+/// The objects of the kustomize base (files named in kustomization.yaml).
+fn base_objects() -> Vec<Value> {
+    let dir = deploy_dir().join("k8s");
+    let kustomization = &yaml_docs(&dir.join("kustomization.yaml"))[0];
+    let resources = at(kustomization, &["resources"]).as_sequence().expect("resources");
+    resources.iter().flat_map(|r| yaml_docs(&dir.join(r.as_str().expect("resource path")))).collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/k8s"))
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_mapping().expect("selector labels");
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The environment a container gets, with values from Secrets replaced by placeholders.
+fn container_env(container: &Value) -> Vec<(String, String)> {
+    let env = container["env"].as_sequence().cloned().unwrap_or_default();
+    env.iter()
+        .map(|e| {
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_owned(),
+                None => format!("from-{}", str_at(e, &["valueFrom", "secretKeyRef", "key"])),
+            };
+            (str_at(e, &["name"]).to_owned(), value)
+        })
+        .collect()
+}
+
+fn settings_for(env: Vec<(String, String)>) -> Settings {
+    Settings::load_from(Some(&deploy_dir().join("config")), env).expect("the environment loads as Settings")
+}
+
+#[test]
+fn every_kubernetes_manifest_is_yaml_of_the_expected_kinds_in_explicit_namespaces() {
+    let dir = deploy_dir().join("k8s");
+    let mut on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    for f in &on_disk {
+        assert!(!yaml_docs(&dir.join(f)).is_empty(), "{f} is empty");
+    }
+    let kustomization = &yaml_docs(&dir.join("kustomization.yaml"))[0];
+    assert_eq!(kustomization["kind"], "Kustomization");
+    assert!(kustomization.get("namespace").is_none(), "objects live in two namespaces");
+    let listed: BTreeSet<String> = at(kustomization, &["resources"])
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    on_disk.remove("kustomization.yaml");
+    on_disk.remove("keda-scaledobject.yaml");
+    assert_eq!(listed, on_disk, "every manifest but the KEDA one is in the base");
+
+    let objects = base_objects();
+    let found: BTreeSet<(String, String, String)> = objects
+        .iter()
+        .map(|o| {
+            let ns = o["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+            (str_at(o, &["kind"]).to_owned(), ns, str_at(o, &["metadata", "name"]).to_owned())
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = [
+        ("Namespace", "", "draas"),
+        ("Namespace", "", "drasi-instances"),
+        ("Secret", "draas", "draas-redis"),
+        ("PersistentVolumeClaim", "draas", "redis-data"),
+        ("Deployment", "draas", "redis"),
+        ("Service", "draas", "redis"),
+        ("Deployment", "draas", "draas-api"),
+        ("Service", "draas", "draas-api"),
+        ("Deployment", "draas", "draas-worker"),
+        ("ServiceAccount", "draas", "draas-worker"),
+        ("Role", "drasi-instances", "draas-worker"),
+        ("RoleBinding", "drasi-instances", "draas-worker"),
+        ("PodDisruptionBudget", "draas", "draas-api"),
+        ("PodDisruptionBudget", "draas", "draas-worker"),
+    ]
+    .into_iter()
+    .map(|(k, n, m)| (k.to_owned(), n.to_owned(), m.to_owned()))
+    .collect();
+    assert_eq!(found, expected);
+    for o in &objects {
+        assert!(o["apiVersion"].is_string(), "{o:?}");
+    }
+}
+
+#[test]
+fn deployments_services_and_budgets_select_the_pods_they_mean() {
+    let objects = base_objects();
+    for name in ["draas-api", "draas-worker", "redis"] {
+        let d = find(&objects, "Deployment", name);
+        let labels = at(d, &["spec", "template", "metadata", "labels"]);
+        assert!(labels_match(at(d, &["spec", "selector", "matchLabels"]), labels), "{name} selector");
+        let spec = at(d, &["spec", "template", "spec"]);
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{name} runs as non-root");
+        let c = &spec["containers"][0];
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+    }
+    for (service, deployment) in [("draas-api", "draas-api"), ("redis", "redis")] {
+        let labels = at(find(&objects, "Deployment", deployment), &["spec", "template", "metadata", "labels"]);
+        assert!(labels_match(at(find(&objects, "Service", service), &["spec", "selector"]), labels), "{service}");
+    }
+    for name in ["draas-api", "draas-worker"] {
+        let labels = at(find(&objects, "Deployment", name), &["spec", "template", "metadata", "labels"]);
+        let pdb = find(&objects, "PodDisruptionBudget", name);
+        assert!(labels_match(at(pdb, &["spec", "selector", "matchLabels"]), labels), "{name} budget");
+    }
+    let api = &at(find(&objects, "Deployment", "draas-api"), &["spec", "template", "spec", "containers"])[0];
+    assert_eq!(str_at(api, &["livenessProbe", "httpGet", "path"]), "/healthz");
+    assert_eq!(str_at(api, &["readinessProbe", "httpGet", "path"]), "/readyz");
+    let redis = &at(find(&objects, "Deployment", "redis"), &["spec", "template", "spec", "containers"])[0];
+    let args: Vec<&str> = redis["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--appendonly", "yes"]), "{args:?}");
+    assert!(args.windows(2).any(|w| w == ["--appendfsync", "everysec"]), "{args:?}");
+}
+
+#[test]
+fn the_worker_role_grants_only_instance_objects_in_the_instances_namespace() {
+    let objects = base_objects();
+    let worker = at(find(&objects, "Deployment", "draas-worker"), &["spec", "template", "spec"]);
+    let sa = str_at(worker, &["serviceAccountName"]);
+    let binding = find(&objects, "RoleBinding", "draas-worker");
+    assert_eq!(str_at(binding, &["roleRef", "kind"]), "Role");
+    let subject = &binding["subjects"][0];
+    assert_eq!((str_at(subject, &["name"]), str_at(subject, &["namespace"])), (sa, "draas"));
+    let role = find(&objects, "Role", str_at(binding, &["roleRef", "name"]));
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        for group in rule["apiGroups"].as_sequence().unwrap() {
+            for resource in rule["resources"].as_sequence().unwrap() {
+                for verb in rule["verbs"].as_sequence().unwrap() {
+                    granted.insert(format!(
+                        "{}/{}:{}",
+                        group.as_str().unwrap(),
+                        resource.as_str().unwrap(),
+                        verb.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    let write = ["get", "list", "watch", "create", "patch", "delete"];
+    let mut expected: BTreeSet<String> = ["/configmaps", "/services", "apps/deployments"]
+        .iter()
+        .flat_map(|r| write.iter().map(move |v| format!("{r}:{v}")))
+        .collect();
+    expected.extend(["get", "list", "watch"].iter().map(|v| format!("/pods:{v}")));
+    assert_eq!(granted, expected);
+    let api = at(find(&objects, "Deployment", "draas-api"), &["spec", "template", "spec"]);
+    assert_eq!(api["automountServiceAccountToken"], false, "the API never calls Kubernetes");
+}
+
+#[test]
+fn the_manifests_environment_is_the_settings_contract() {
+    let objects = base_objects();
+    let container =
+        |name| at(find(&objects, "Deployment", name), &["spec", "template", "spec", "containers"])[0].clone();
+    let api = settings_for(container_env(&container("draas-api")));
+    api.require_auth().expect("the API has tokens");
+    assert_eq!(api.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(api.default_platform.as_str(), "kubernetes");
+    let worker = settings_for(container_env(&container("draas-worker")));
+    assert!(worker.redis_url.is_some());
+    let secret = find(&objects, "Secret", "draas-redis");
+    for key in ["url", "address", "password"] {
+        assert!(secret["stringData"][key].is_string(), "draas-redis has {key}");
+    }
+}
+
+#[test]
+fn the_compose_file_runs_redis_with_aof_and_a_scalable_worker() {
+    let compose = &yaml_docs(&deploy_dir().join("compose.yaml"))[0];
+    let services = compose["services"].as_mapping().expect("services");
+    let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, BTreeSet::from(["redis", "api", "worker"]));
+    let svc = |n: &str| &compose["services"][n];
+    let redis_cmd: Vec<&str> =
+        svc("redis")["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(redis_cmd.windows(2).any(|w| w == ["--appendonly", "yes"]), "{redis_cmd:?}");
+    assert!(redis_cmd.windows(2).any(|w| w == ["--appendfsync", "everysec"]), "{redis_cmd:?}");
+    assert!(svc("redis")["healthcheck"]["test"].is_sequence());
+    let api_check = format!("{:?}", svc("api")["healthcheck"]["test"]);
+    assert!(api_check.contains("/healthz"), "{api_check}");
+    assert_eq!(svc("api")["command"][0], "api");
+    assert_eq!(svc("worker")["command"][0], "worker");
+    for key in ["container_name", "ports", "hostname"] {
+        assert!(svc("worker").get(key).is_none(), "a worker with {key} cannot be scaled");
+    }
+    for (name, needs_tokens) in [("api", true), ("worker", false)] {
+        let env: Vec<(String, String)> = svc(name)["environment"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_str().unwrap();
+                // `${VAR:?message}` is filled in from the caller's environment.
+                let v = if v.starts_with("${") { "placeholder" } else { v };
+                (k.as_str().unwrap().to_owned(), v.to_owned())
+            })
+            .collect();
+        let s = settings_for(env);
+        assert!(s.redis_url.is_some(), "{name} has DRAAS_REDIS_URL");
+        assert_eq!(s.require_auth().is_ok(), needs_tokens, "{name}");
+    }
+}
+
+#[test]
+fn the_image_builds_the_locked_binary_and_runs_it_as_the_user_the_manifests_expect() {
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages.len(), 2, "build stage and runtime stage: {stages:?}");
+    assert!(dockerfile.contains("cargo build --release --locked -p draas"));
+    let user = dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).expect("a USER line");
+    let uid: u64 = user.split(':').next().unwrap().parse().expect("a numeric uid");
+    assert_ne!(uid, 0);
+    assert!(dockerfile.lines().any(|l| l == r#"ENTRYPOINT ["draas"]"#));
+    let objects = base_objects();
+    for name in ["draas-api", "draas-worker"] {
+        let pod = at(find(&objects, "Deployment", name), &["spec", "template", "spec"]);
+        assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(uid), "{name}");
+    }
+}
+
+fn scaled_object() -> Value {
+    let docs = yaml_docs(&deploy_dir().join("k8s/keda-scaledobject.yaml"));
+    docs.into_iter().find(|d| d["kind"] == "ScaledObject").expect("a ScaledObject")
+}
+
+#[test]
+fn the_scaled_object_targets_the_worker_deployment_through_its_redis_secret() {
+    let so = scaled_object();
+    let objects = base_objects();
+    assert_eq!(so["apiVersion"], "keda.sh/v1alpha1");
+    assert_eq!(str_at(&so, &["metadata", "namespace"]), "draas");
+    let target = find(&objects, "Deployment", str_at(&so, &["spec", "scaleTargetRef", "name"]));
+    assert_eq!(str_at(target, &["metadata", "namespace"]), "draas");
+    assert_eq!(str_at(target, &["metadata", "name"]), "draas-worker");
+    let min = so["spec"]["minReplicaCount"].as_u64().expect("minReplicaCount");
+    assert!(min >= 1, "the list is empty while no worker runs: scaling from zero never wakes up");
+    let triggers = so["spec"]["triggers"].as_sequence().unwrap();
+    assert_eq!(triggers.len(), 1);
+    let t = &triggers[0];
+    assert_eq!(t["type"], "redis");
+    let length: u64 = str_at(t, &["metadata", "listLength"]).parse().expect("listLength is a number");
+    assert!(length > 0);
+    let env = target["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().unwrap();
+    for (param, key) in [("addressFromEnv", "address"), ("passwordFromEnv", "password")] {
+        let var = str_at(t, &["metadata", param]);
+        let e = env.iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("worker has no env {var}"));
+        let secret = at(e, &["valueFrom", "secretKeyRef"]);
+        assert_eq!((str_at(secret, &["name"]), str_at(secret, &["key"])), ("draas-redis", key));
+    }
+    let keys = Keys::new(&Settings::default().key_prefix);
+    assert_eq!(str_at(t, &["metadata", "listName"]), format!("{}:active", queue_name(&keys, SHARED_QUEUE)));
+}
+
+fn job() -> InstanceJob {
+    InstanceJob {
+        schema_version: SCHEMA_VERSION,
+        kind: JobKind::StartInstance,
+        instance_id: InstanceId::generate(),
+        operation_id: OperationId::generate(),
+        target_generation: 1,
+        correlation_id: "deploy-test".into(),
+    }
+}
+
+async fn count(redis: &TestRedis, cmd: &str, key: &str) -> u64 {
+    redis::cmd(cmd).arg(key).query_async(&mut redis.connection().await).await.expect(cmd)
+}
+
+/// Ids a busy worker holds (all `…:inflight:*` sets of the queue).
+async fn inflight(redis: &TestRedis, queue: &str) -> u64 {
+    let mut c = redis.connection().await;
+    let sets: Vec<String> = redis::cmd("KEYS").arg(format!("{queue}:inflight:*")).query_async(&mut c).await.unwrap();
+    let mut n = 0;
+    for s in sets {
+        n += count(redis, "SCARD", &s).await;
+    }
+    n
+}
+
+#[tokio::test]
+async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
+    const JOBS: u64 = 12;
+    const CONCURRENCY: usize = 2;
+    let redis = TestRedis::start();
+    let so = scaled_object();
+    let list = str_at(&so["spec"]["triggers"][0], &["metadata", "listName"]).to_owned();
+    let prefix = Settings::default().key_prefix;
+    let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
+    let queue = queue_name(store.keys(), SHARED_QUEUE);
+    let enqueuer = Enqueuer::new(store.connection(), store.keys().clone());
+    for _ in 0..JOBS {
+        enqueuer.push(SHARED_QUEUE, job()).await.unwrap();
+    }
+
+    // No worker: apalis-redis parks every push in the scheduled ZSET; the list stays empty.
+    assert_eq!(count(&redis, "ZCARD", &format!("{queue}:scheduled")).await, JOBS);
+    assert_eq!(count(&redis, "LLEN", &list).await, 0);
+
+    // One worker, as `draas worker` configures its shared queue, whose jobs never finish: its
+    // first poll moves every due id into the list and takes one batch from it.
+    let config = queue_config(store.keys(), SHARED_QUEUE, Duration::from_secs(5), 3).batch_size(CONCURRENCY);
+    let backend = RedisStorage::<InstanceJob>::new(store.connection()).with_config(config);
+    let worker = WorkerBuilder::new(format!("busy-{}", ulid::Ulid::new()))
+        .backend(backend.poll_with_interval(Duration::from_millis(20)))
+        .concurrency(CONCURRENCY)
+        .build(|_: InstanceJob| async { pending::<Result<(), BoxDynError>>().await });
+    let running = tokio::spawn(worker.run());
+    let taken = eventually("the worker to take its first batch", Duration::from_secs(10), || async {
+        let n = inflight(&redis, &queue).await;
+        (n > 0 && count(&redis, "ZCARD", &format!("{queue}:scheduled")).await == 0).then_some(n)
+    })
+    .await;
+
+    assert_eq!(taken, CONCURRENCY as u64, "the worker holds one batch");
+    let waiting = count(&redis, "LLEN", &list).await;
+    assert_eq!(waiting, JOBS - taken, "every other job waits in the list");
+    assert_eq!(enqueuer.depth(SHARED_QUEUE).await.unwrap(), waiting, "admission control counts the same jobs");
+    running.abort();
+}
