@@ -292,9 +292,9 @@ impl Platform for KubernetesPlatform {
 
     async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
         // The pod mounts the ConfigMap: it goes first. The Deployment is applied with force:
-        // `stop` writes its replica count through the scale subresource (an update, not an
-        // apply), and a hand-made `kubectl scale` or edit owns fields too; draas' desired state
-        // is the truth for these objects, so it takes those fields back.
+        // `stop` writes its replica count with a merge patch (an update, not an apply, so a
+        // different owner of that field), and a hand-made `kubectl scale` or edit owns fields
+        // too; draas' desired state is the truth for these objects, so it takes them back.
         self.apply(&objects::config_map(spec, &self.layout), false).await?;
         self.apply(&objects::service(spec, &self.layout), false).await?;
         self.apply(&objects::deployment(spec, &self.layout, 1), true).await?;
@@ -303,9 +303,11 @@ impl Platform for KubernetesPlatform {
 
     async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
         let name = name(id);
+        // A merge patch of the replica count alone (an update, still as `draas`): an apply
+        // would have to restate the whole Deployment, which `stop` does not know.
         let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
         let scale = Patch::Merge(json!({"spec": {"replicas": 0}}));
-        match self.api::<Deployment>().patch_scale(&name, &params, &scale).await {
+        match self.api::<Deployment>().patch(&name, &params, &scale).await {
             Err(e) if is_not_found(&e) => return Ok(()),
             Err(e) => return Err(api_error(&format!("scale Deployment {name} to 0"), e)),
             Ok(_) => {}
