@@ -193,6 +193,33 @@ async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn objects_deleted_by_hand_are_put_back_by_the_reconciler() {
+    let w = world(&[]).await;
+    let id = w.create("kube-drift", json!({})).await;
+    let name = format!("draas-{id}");
+    assert_eq!(w.run(&id, "start").await["status"], "succeeded");
+    w.app.wait_instance(&id, "running", LONG, |i| i["status"] == "running").await;
+    let uid = |o: Option<String>| o.unwrap_or_default();
+
+    let svc = uid(w.api::<Service>().get(&name).await.unwrap().metadata.uid);
+    w.api::<Service>().delete(&name, &Default::default()).await.unwrap();
+    eventually("a new Service", LONG, || async {
+        let s = w.api::<Service>().get_opt(&name).await.unwrap()?;
+        (uid(s.metadata.uid) != svc).then_some(())
+    })
+    .await;
+
+    let d = uid(w.api::<Deployment>().get(&name).await.unwrap().metadata.uid);
+    w.api::<Deployment>().delete(&name, &Default::default()).await.unwrap();
+    eventually("a new Deployment", LONG, || async {
+        let d2 = w.api::<Deployment>().get_opt(&name).await.unwrap()?;
+        (uid(d2.metadata.uid) != d).then_some(())
+    })
+    .await;
+    w.app.wait_instance(&id, "running again", LONG, |i| i["status"] == "running").await;
+}
+
 /// Objects labelled as draas' for `instance`, of deployment `deployment`.
 async fn plant(w: &World, instance: &str, deployment: &str) -> String {
     let name = format!("draas-{instance}");
