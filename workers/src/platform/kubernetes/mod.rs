@@ -7,6 +7,7 @@
 //! waits until they are gone. Any worker may act: nothing is kept outside the cluster.
 
 pub mod client;
+mod inspect;
 pub mod objects;
 pub mod status;
 
@@ -15,7 +16,7 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use draas_jobs::ids::InstanceId;
-use draas_jobs::settings::{KubernetesSettings, ProbeVia};
+use draas_jobs::settings::KubernetesSettings;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -224,60 +225,6 @@ impl KubernetesPlatform {
         }
         Ok(())
     }
-
-    /// What the three objects of an instance say, for the reconciler.
-    async fn look(&self, id: &InstanceId) -> Result<Inspection, PlatformError> {
-        let name = name(id);
-        let Some(d) = self.get::<Deployment>(&name).await? else {
-            return Ok(missing(&format!("the Deployment {name} is missing")));
-        };
-        if status::wanted(&d) == 0 {
-            return Ok(missing("the Deployment is scaled to 0 replicas"));
-        }
-        let (cm, svc) = tokio::try_join!(self.get::<ConfigMap>(&name), self.get::<Service>(&name))?;
-        let hash = status::spec_hash(&d).map(str::to_owned);
-        let endpoint = svc.as_ref().map(|_| self.layout.endpoint(id, service_port(&d)));
-        let up = status::rolled_out(&d) || status::available(&d) > 0;
-        let message = if up { None } else { Some(status::describe(&d, &self.pods(id.as_str()).await?)) };
-        Ok(Inspection {
-            alive: true,
-            spec_hash: set_hash(
-                hash,
-                cm.as_ref().map(|c| c.annotations().get(ANNOTATION_SPEC_HASH).cloned()),
-                svc.is_some(),
-            ),
-            message,
-            endpoint: endpoint.filter(|_| self.settings().probe_via == ProbeVia::Service),
-            healthy: (self.settings().probe_via == ProbeVia::Readiness).then_some(up),
-        })
-    }
-}
-
-/// Nothing runs: `why`.
-fn missing(why: &str) -> Inspection {
-    Inspection { alive: false, message: Some(why.to_owned()), ..Inspection::default() }
-}
-
-/// The spec hash of the object set: the Deployment's, when the ConfigMap carries the same one
-/// and the Service exists; otherwise a mark no configuration hashes to, so the reconciler
-/// re-applies the whole set.
-fn set_hash(deployment: Option<String>, config_map: Option<Option<String>>, service: bool) -> Option<String> {
-    match (deployment, config_map) {
-        (Some(d), Some(Some(c))) if d == c && service => Some(d),
-        (Some(d), Some(Some(c))) if d != c => Some(format!("mixed:{d}/{c}")),
-        (d, _) => Some(format!("incomplete:{}", d.unwrap_or_default())),
-    }
-}
-
-/// The container port of a Deployment (drasi-server's port).
-fn service_port(d: &Deployment) -> u16 {
-    d.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
-        .and_then(|c| c.ports.as_ref()?.first())
-        .and_then(|p| u16::try_from(p.container_port).ok())
-        .unwrap_or(8080)
 }
 
 #[async_trait::async_trait]
