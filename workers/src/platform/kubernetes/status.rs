@@ -47,7 +47,10 @@ pub fn rollout(d: &Deployment, pods: &[Pod], hash: &str) -> Rollout {
     if spec_hash(d) == Some(hash) && rolled_out(d) {
         return Rollout::Available;
     }
-    let current: Vec<&Pod> = pods.iter().filter(|p| pod_hash(p) == Some(hash)).collect();
+    // Pods of an older template, or on their way out (a restart's stop), say nothing about
+    // this rollout.
+    let current: Vec<&Pod> =
+        pods.iter().filter(|p| pod_hash(p) == Some(hash) && p.metadata.deletion_timestamp.is_none()).collect();
     if let Some(e) = current.iter().find_map(|p| trouble(p)) {
         return Rollout::Failed(e);
     }

@@ -64,9 +64,12 @@ fn pod_states_that_do_not_cure_themselves_fail_the_rollout_with_their_code() {
 }
 
 #[test]
-fn pods_of_an_older_template_do_not_fail_a_new_rollout() {
+fn pods_of_an_older_template_or_on_their_way_out_do_not_fail_a_new_rollout() {
     let d = deployment(2, json!({"observedGeneration": 2}));
     assert!(matches!(rollout(&d, &[pod("old", crash_looping("Error", 1))], HASH), Rollout::Pending(_)));
+    let mut leaving = pod(HASH, crash_looping("Error", 1));
+    leaving.metadata.deletion_timestamp = serde_json::from_value(json!("2025-01-01T00:00:00Z")).unwrap();
+    assert!(matches!(rollout(&d, &[leaving], HASH), Rollout::Pending(_)));
 }
 
 #[test]
