@@ -21,7 +21,7 @@ pub struct IdError {
 }
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` of at most `max` characters: a DNS-1123 label.
-fn is_dns_label(s: &str, max: usize) -> bool {
+pub(crate) fn is_dns_label(s: &str, max: usize) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= max

@@ -3,7 +3,11 @@
 //!
 //! Public environment contract: `DRAAS_REDIS_URL`, `DRAAS_KEY_PREFIX`, `DRAAS_LISTEN`,
 //! `DRAAS_API_TOKENS` (comma-separated), `DRAAS_DATA_DIR`, `DRAAS_DEV`, `DRAAS_NODE_ID`,
-//! `DRAAS_PROCESS_EXECUTABLE`; any other setting as `DRAAS_<SECTION>__<KEY>`.
+//! `DRAAS_PROCESS_EXECUTABLE`, `DRAAS_KUBECONFIG`, `DRAAS_KUBE_NAMESPACE`; any other setting as
+//! `DRAAS_<SECTION>__<KEY>`.
+
+mod kubernetes;
+pub use kubernetes::{KubeResources, KubernetesSettings, ProbeVia, ServiceType};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,8 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// The original DRaaS API, served for its clients.
     pub compat: CompatSettings,
+    /// Kubernetes platform.
+    pub kubernetes: KubernetesSettings,
 }
 
 /// The original DRaaS API (`/api/server`, `/api/configuration`, `/api/status`).
@@ -227,6 +233,7 @@ impl Default for Settings {
             operations: OperationSettings::default(),
             reconcile: ReconcileSettings::default(),
             compat: CompatSettings::default(),
+            kubernetes: KubernetesSettings::default(),
         }
     }
 }
@@ -294,7 +301,11 @@ fn clean_tokens(tokens: &[SecretString]) -> Vec<SecretString> {
 }
 
 /// Environment variables of the public contract that do not follow `SECTION__KEY`.
-const ENV_ALIASES: &[(&str, &str)] = &[("DRAAS_PROCESS_EXECUTABLE", "process.executable")];
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("DRAAS_PROCESS_EXECUTABLE", "process.executable"),
+    ("DRAAS_KUBECONFIG", "kubernetes.kubeconfig"),
+    ("DRAAS_KUBE_NAMESPACE", "kubernetes.namespace"),
+];
 
 impl Settings {
     /// Load settings from the config directory (`DRAAS_CONFIG_DIR`, else `deploy/config` when
@@ -353,6 +364,7 @@ impl Settings {
         if self.process.port_range_start == 0 || self.process.port_range_start > self.process.port_range_end {
             return Err(SettingsError::Invalid("process port range is empty".into()));
         }
+        self.kubernetes.check().map_err(SettingsError::Invalid)?;
         Ok(())
     }
 
@@ -432,6 +444,19 @@ mod tests {
         assert_eq!(s.process.port_range_start, d.process.port_range_start);
         assert_eq!(s.operations.ttl_secs, d.operations.ttl_secs);
         assert_eq!(s.api.request_timeout_secs, d.api.request_timeout_secs);
+    }
+
+    #[test]
+    fn kubernetes_access_comes_from_the_plain_environment_variables() {
+        let s = Settings::load_from(
+            Some(&committed_dir()),
+            env(&[("DRAAS_KUBECONFIG", "/etc/draas/kubeconfig"), ("DRAAS_KUBE_NAMESPACE", "drasi-a")]),
+        )
+        .expect("settings");
+        assert_eq!(s.kubernetes.kubeconfig, Some(PathBuf::from("/etc/draas/kubeconfig")));
+        assert_eq!(s.kubernetes.namespace, "drasi-a");
+        assert_eq!(Settings::default().kubernetes.namespace, "drasi-instances");
+        assert!(Settings::load_from(None, env(&[("DRAAS_KUBE_NAMESPACE", "Not_A_Namespace")])).is_err());
     }
 
     #[test]

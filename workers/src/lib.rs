@@ -46,7 +46,12 @@ pub async fn run(
     check_node_id(&node).map_err(WorkerError::Invalid)?;
     let suffix: u32 = rand::rng().random();
     let worker = format!("{node}-{suffix:08x}");
-    let ctx = Ctx::new(store, settings, node.clone(), worker.clone());
+    let mut ctx = Ctx::new(store, settings, node.clone(), worker.clone());
+    if let Some(k) = kubernetes(&ctx.settings).await
+        && let Some(c) = Arc::get_mut(&mut ctx)
+    {
+        c.shared.push(k);
+    }
     std::fs::create_dir_all(&ctx.settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
     let beat = tokio::spawn(heartbeat(ctx.clone()));
     let ticks = tokio::spawn(reconcile::produce_ticks(ctx.clone()));
@@ -122,6 +127,24 @@ fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJ
     RedisStorage::<ReconcileJob>::new(ctx.store.connection())
         .with_config(queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(1))
         .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
+}
+
+/// The Kubernetes platform when the settings enable it. A cluster this worker cannot use is
+/// logged, not fatal: its jobs then fail with `platform_unavailable`.
+async fn kubernetes(settings: &Settings) -> Option<Arc<dyn platform::Platform>> {
+    if !settings.kubernetes.enabled {
+        return None;
+    }
+    match platform::kubernetes::KubernetesPlatform::connect(&settings.kubernetes, &settings.key_prefix).await {
+        Ok(k) => {
+            tracing::info!(namespace = %settings.kubernetes.namespace, "kubernetes platform enabled");
+            Some(Arc::new(k))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "kubernetes platform unavailable on this worker");
+            None
+        }
+    }
 }
 
 /// Keep this node alive in Redis and its instance logs under their cap.

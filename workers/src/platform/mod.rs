@@ -6,6 +6,7 @@
 //! and node reconcile pass look after them. The others (docker, kubernetes) are shared: any
 //! worker may act on them and the global reconcile pass probes them.
 
+pub mod kubernetes;
 pub mod process;
 
 use draas_jobs::ids::InstanceId;
@@ -37,6 +38,9 @@ pub struct Inspection {
     pub message: Option<String>,
     /// Where drasi-server answers, when the platform knows better than the recorded facts.
     pub endpoint: Option<String>,
+    /// drasi-server's health as the platform itself sees it (Kubernetes readiness probes), or
+    /// `None`: the reconciler asks `/health` at the endpoint.
+    pub healthy: Option<bool>,
 }
 
 /// Something a platform runs for this deployment, found by its marks (environment, labels).
@@ -127,6 +131,14 @@ impl PlatformError {
                 | "ports_exhausted"
                 | "platform_unavailable"
                 | "render_failed"
+                | "kube_unauthorized"
+                | "kube_forbidden"
+                | "kube_invalid"
+                | "kube_not_found"
+                | "image_pull_failed"
+                | "crash_loop"
+                | "oom_killed"
+                | "container_config_error"
         )
     }
 }

@@ -334,7 +334,7 @@ impl Platform for ProcessPlatform {
             }
         };
         let message = (!alive).then(|| self.last_exit(id).unwrap_or_else(|| "the process is gone".to_owned()));
-        Inspection { alive, spec_hash, message, endpoint: None }
+        Inspection { alive, spec_hash, message, endpoint: None, healthy: None }
     }
 
     async fn managed(&self) -> Result<Vec<Managed>, PlatformError> {

@@ -38,8 +38,10 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
         }
     };
     let alive = inspection.alive;
-    let (healthy, message) = match inspection.endpoint.or_else(|| endpoint(observed)) {
-        Some(url) if alive => match http.get(format!("{url}/health")).send().await {
+    let url = inspection.endpoint.or_else(|| endpoint(observed));
+    let (healthy, message) = match (inspection.healthy, url) {
+        (Some(h), _) if alive => (h, None),
+        (None, Some(url)) if alive => match http.get(format!("{url}/health")).send().await {
             Ok(r) if r.status().is_success() => (true, None),
             Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
             Err(e) => (false, Some(format!("health endpoint unreachable: {}", short(&e)))),

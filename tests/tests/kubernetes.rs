@@ -1,0 +1,324 @@
+//! The Kubernetes platform against a real kube-apiserver 1.20 (tests/src/kube.rs): real draas
+//! processes, a worker speaking as its service account under the committed RBAC Role, and the
+//! harness playing the deployment controller and kubelet.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use draas_tests::kube::{self as harness, FakeController, KubeApiServer, Who};
+use draas_tests::{DraasProcess, TestApp, eventually, spawn_app};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// One test's world: draas (API, Redis, a worker), a namespace on the shared API server with the
+/// worker's Role, an admin client and the fake deployment controller.
+struct World {
+    app: TestApp,
+    worker: DraasProcess,
+    ns: String,
+    admin: Client,
+    controller: FakeController,
+    _kube: Arc<KubeApiServer>,
+}
+
+async fn world(extra: &[(&str, &str)]) -> World {
+    let kube = KubeApiServer::shared().await;
+    let admin = kube.client(Who::Admin).await;
+    let ns = harness::unique_namespace();
+    harness::prepare_namespace(&admin, &ns).await;
+    let app = spawn_app().await;
+    let kubeconfig = kube.kubeconfig(Who::Worker);
+    let mut env = vec![
+        ("DRAAS_KUBERNETES__ENABLED", "true"),
+        ("DRAAS_KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("DRAAS_KUBE_NAMESPACE", ns.as_str()),
+        ("DRAAS_KUBERNETES__START_TIMEOUT_SECS", "20"),
+        ("DRAAS_KUBERNETES__DELETE_TIMEOUT_SECS", "20"),
+        ("DRAAS_RECONCILE__INTERVAL_SECS", "1"),
+    ];
+    env.extend_from_slice(extra);
+    let worker = app.start_worker("node-a", &env);
+    let controller = FakeController::spawn(admin.clone(), &ns);
+    World { app, worker, ns, admin, controller, _kube: kube }
+}
+
+impl World {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    async fn create(&self, name: &str, runtime: Value) -> String {
+        let body = json!({"name": name, "platform": "kubernetes", "runtime": runtime,
+                          "config": {"sources": [], "queries": [], "reactions": []}});
+        let (status, i) = self.app.send_json(Method::POST, "/api/v1/instances", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{i}");
+        i["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn run(&self, id: &str, action: &str) -> Value {
+        self.app.wait_op(&self.app.submit(id, action).await, LONG).await
+    }
+
+    /// The YAML drasi-server gets and its spec hash, from the API.
+    async fn rendered(&self, id: &str) -> (String, String) {
+        let res = self
+            .app
+            .req(Method::GET, &format!("/api/v1/instances/{id}/config"))
+            .header("accept", "application/yaml")
+            .send()
+            .await
+            .unwrap();
+        let hash = res.headers()["x-draas-spec-hash"].to_str().unwrap().to_owned();
+        (res.text().await.unwrap(), hash)
+    }
+
+    async fn gone(&self, name: &str) -> bool {
+        let d = self.api::<Deployment>().get_opt(name).await.unwrap();
+        let s = self.api::<Service>().get_opt(name).await.unwrap();
+        let c = self.api::<ConfigMap>().get_opt(name).await.unwrap();
+        d.is_none() && s.is_none() && c.is_none()
+    }
+}
+
+fn annotation<K: ResourceExt>(o: &K) -> Option<String> {
+    o.annotations().get("draas.io/spec-hash").cloned()
+}
+
+fn template_annotation(d: &Deployment) -> Option<String> {
+    d.spec.as_ref()?.template.metadata.as_ref()?.annotations.as_ref()?.get("draas.io/spec-hash").cloned()
+}
+
+/// Every managed-fields entry that owns part of `spec` or `data` belongs to draas' apply.
+fn owned_by_draas<K: ResourceExt>(o: &K) {
+    let fields = o.managed_fields();
+    assert!(fields.iter().any(|f| f.manager.as_deref() == Some("draas") && f.operation.as_deref() == Some("Apply")));
+    for f in fields {
+        let owns = f.fields_v1.as_ref().map(|v| serde_json::to_string(&v.0).unwrap()).unwrap_or_default();
+        if owns.contains("\"f:spec\"") || owns.contains("\"f:data\"") {
+            assert_eq!(f.manager.as_deref(), Some("draas"), "{}: {owns}", o.name_any());
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and_change_to_delete() {
+    let w = world(&[]).await;
+    let id = w.create("kube-life", json!({"memory": "256Mi", "cpus": 0.5})).await;
+    let name = format!("draas-{id}");
+
+    let op = w.run(&id, "start").await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(op["result"]["endpoint"], format!("http://{name}.{}.svc:8080", w.ns));
+    let (yaml, hash) = w.rendered(&id).await;
+    let cm = w.api::<ConfigMap>().get(&name).await.unwrap();
+    let d = w.api::<Deployment>().get(&name).await.unwrap();
+    let svc = w.api::<Service>().get(&name).await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap()["server.yaml"], yaml);
+    for labels in [cm.labels(), d.labels(), svc.labels()] {
+        assert_eq!(labels["app.kubernetes.io/name"], "drasi-server");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "draas");
+        assert_eq!(labels["draas.io/instance"], id);
+        assert_eq!(labels["draas.io/deployment"], w.app.prefix);
+    }
+    assert_eq!((annotation(&d), template_annotation(&d)), (Some(hash.clone()), Some(hash.clone())));
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let c = &spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c.args.as_deref().unwrap(), ["--config", "/app/config/server.yaml"]);
+    assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+    for probe in [&c.readiness_probe, &c.liveness_probe] {
+        assert_eq!(probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
+    }
+    let mount = &c.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/app/config", Some(true)));
+    let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!((limits["memory"].0.as_str(), limits["cpu"].0.as_str()), ("256Mi", "500m"));
+    let s = svc.spec.as_ref().unwrap();
+    assert_eq!((s.type_.as_deref(), s.ports.as_ref().unwrap()[0].port), (Some("ClusterIP"), 8080));
+    owned_by_draas(&cm);
+    owned_by_draas(&d);
+    owned_by_draas(&svc);
+    w.app.wait_instance(&id, "running", LONG, |i| i["status"] == "running").await;
+
+    let op = w.run(&id, "stop").await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let d = w.api::<Deployment>().get(&name).await.unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
+    assert!(w.api::<ConfigMap>().get_opt(&name).await.unwrap().is_some(), "stop keeps the ConfigMap");
+    assert!(w.api::<Service>().get_opt(&name).await.unwrap().is_some(), "stop keeps the Service");
+    w.app.wait_instance(&id, "stopped", LONG, |i| i["status"] == "stopped").await;
+
+    let op = w.run(&id, "start").await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let before = w.api::<Deployment>().get(&name).await.unwrap();
+    let res = w
+        .app
+        .req(Method::PATCH, &format!("/api/v1/instances/{id}/config"))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"logLevel": "debug"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (yaml, new_hash) = w.rendered(&id).await;
+    assert_ne!(new_hash, hash);
+    let after = eventually("the config change rolled out", LONG, || async {
+        let d = w.api::<Deployment>().get(&name).await.unwrap();
+        (template_annotation(&d) == Some(new_hash.clone())).then_some(d)
+    })
+    .await;
+    assert_eq!(annotation(&after), Some(new_hash.clone()));
+    assert!(after.metadata.generation > before.metadata.generation, "a new pod template: a rollout");
+    let cm = w.api::<ConfigMap>().get(&name).await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap()["server.yaml"], yaml);
+    assert!(yaml.contains("logLevel: debug"));
+    w.app.wait_instance(&id, "running the new config", LONG, |i| i["status"] == "running").await;
+
+    let res = w.app.req(Method::DELETE, &format!("/api/v1/instances/{id}?wait=30")).send().await.unwrap();
+    let op: Value = res.json().await.unwrap();
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(w.gone(&name).await, "delete leaves nothing behind");
+    let (status, _) = w.app.get_json(&format!("/api/v1/instances/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn objects_deleted_by_hand_are_put_back_by_the_reconciler() {
+    let w = world(&[]).await;
+    let id = w.create("kube-drift", json!({})).await;
+    let name = format!("draas-{id}");
+    assert_eq!(w.run(&id, "start").await["status"], "succeeded");
+    w.app.wait_instance(&id, "running", LONG, |i| i["status"] == "running").await;
+    let uid = |o: Option<String>| o.unwrap_or_default();
+
+    let svc = uid(w.api::<Service>().get(&name).await.unwrap().metadata.uid);
+    w.api::<Service>().delete(&name, &Default::default()).await.unwrap();
+    eventually("a new Service", LONG, || async {
+        let s = w.api::<Service>().get_opt(&name).await.unwrap()?;
+        (uid(s.metadata.uid) != svc).then_some(())
+    })
+    .await;
+
+    let d = uid(w.api::<Deployment>().get(&name).await.unwrap().metadata.uid);
+    w.api::<Deployment>().delete(&name, &Default::default()).await.unwrap();
+    eventually("a new Deployment", LONG, || async {
+        let d2 = w.api::<Deployment>().get_opt(&name).await.unwrap()?;
+        (uid(d2.metadata.uid) != d).then_some(())
+    })
+    .await;
+    w.app.wait_instance(&id, "running again", LONG, |i| i["status"] == "running").await;
+}
+
+/// Objects labelled as draas' for `instance`, of deployment `deployment`.
+async fn plant(w: &World, instance: &str, deployment: &str) -> String {
+    let name = format!("draas-{instance}");
+    let labels = json!({"app.kubernetes.io/name": "drasi-server", "app.kubernetes.io/managed-by": "draas",
+                        "draas.io/instance": instance, "draas.io/deployment": deployment});
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    w.api::<ConfigMap>().create(&PostParams::default(), &cm).await.unwrap();
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "drasi-server", "image": "drasi"}]}}},
+    }))
+    .unwrap();
+    w.api::<Deployment>().create(&PostParams::default(), &d).await.unwrap();
+    name
+}
+
+#[tokio::test]
+async fn an_orphan_is_reported_and_removed_while_another_deployments_objects_are_left_alone() {
+    let w = world(&[("DRAAS_RECONCILE__REMOVE_ORPHANS", "true")]).await;
+    let orphan = plant(&w, "ghost", &w.app.prefix).await;
+    let foreign = plant(&w, "neighbour", "another-draas").await;
+    eventually("the orphan removed", LONG, || async { w.gone(&orphan).await.then_some(()) }).await;
+    assert!(w.worker.logged(&["found a draas-managed object no instance owns", "ghost"]));
+    assert!(w.api::<Deployment>().get_opt(&foreign).await.unwrap().is_some(), "not this draas' object");
+    assert!(w.api::<ConfigMap>().get_opt(&foreign).await.unwrap().is_some(), "not this draas' object");
+}
+
+#[tokio::test]
+async fn a_crash_loop_in_the_pod_shows_its_reasons_in_the_observed_status() {
+    let w = world(&[("DRAAS_RECONCILE__REPAIR_ERROR", "false")]).await;
+    let id = w.create("kube-crash", json!({})).await;
+    let name = format!("draas-{id}");
+    assert_eq!(w.run(&id, "start").await["status"], "succeeded");
+    w.app.wait_instance(&id, "running", LONG, |i| i["status"] == "running").await;
+
+    w.controller.pause().await;
+    harness::set_unavailable(&w.admin, &w.ns, &name).await;
+    let crash = json!({
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+        "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+    });
+    harness::create_pod(&w.admin, &w.ns, &name, crash).await;
+    let i = w.app.wait_instance(&id, "error", LONG, |i| i["status"] == "error").await;
+    let text = i["statusMessage"].as_str().unwrap_or_default();
+    for needle in ["CrashLoopBackOff", "OOMKilled", "code 137", "MinimumReplicasUnavailable", "0/1 replicas available"]
+    {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_start_whose_image_cannot_be_pulled_fails_at_once_with_image_pull_failed() {
+    let w = world(&[]).await;
+    w.controller.pause().await;
+    let id = w.create("kube-pull", json!({"image": "registry.invalid/nothing:1"})).await;
+    let name = format!("draas-{id}");
+    let op = w.app.submit(&id, "start").await;
+    eventually("the Deployment", LONG, || async { w.api::<Deployment>().get_opt(&name).await.unwrap() }).await;
+    let pull = json!({"state": {"waiting": {"reason": "ImagePullBackOff",
+                                            "message": "Back-off pulling image \"registry.invalid/nothing:1\""}}});
+    harness::create_pod(&w.admin, &w.ns, &name, pull).await;
+    let op = w.app.wait_op(&op, LONG).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert_eq!(op["error"]["code"], "image_pull_failed", "{op}");
+    assert!(op["error"]["message"].as_str().unwrap().contains("ImagePullBackOff"), "{op}");
+    assert_eq!(op["attempt"], 1, "a permanent failure is not retried: {op}");
+}
+
+#[tokio::test]
+async fn the_worker_role_allows_the_workers_requests_and_refuses_the_rest() {
+    let kube = KubeApiServer::shared().await;
+    let admin = kube.client(Who::Admin).await;
+    let (ns, other) = (harness::unique_namespace(), harness::unique_namespace());
+    harness::prepare_namespace(&admin, &ns).await;
+    let ns_other: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": other}})).unwrap();
+    Api::all(admin.clone()).create(&PostParams::default(), &ns_other).await.unwrap();
+    let worker = kube.client(Who::Worker).await;
+
+    let cm: ConfigMap = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "draas-probe"}, "data": {"a": "b"}}))
+    .unwrap();
+    let apply = PatchParams::apply("draas");
+    let mine: Api<ConfigMap> = Api::namespaced(worker.clone(), &ns);
+    mine.patch("draas-probe", &apply, &Patch::Apply(&cm)).await.expect("apply in its namespace");
+    Api::<Pod>::namespaced(worker.clone(), &ns).list(&ListParams::default()).await.expect("list pods");
+    let logs = Api::<Pod>::namespaced(worker.clone(), &ns).logs("no-such-pod", &LogParams::default()).await;
+    assert!(matches!(&logs, Err(kube::Error::Api(s)) if s.code == 404), "pod logs may be read: {logs:?}");
+
+    let refused = |r: kube::Result<()>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+    let theirs: Api<ConfigMap> = Api::namespaced(worker.clone(), &other);
+    let r = theirs.patch("draas-probe", &apply, &Patch::Apply(&cm)).await.map(|_| ());
+    assert!(refused(r), "a write in another namespace is refused");
+    let r = Api::<Secret>::namespaced(worker.clone(), &ns).list(&ListParams::default()).await.map(|_| ());
+    assert!(refused(r), "secrets are not the worker's");
+    let r = Api::<ConfigMap>::all(worker.clone()).list(&ListParams::default()).await.map(|_| ());
+    assert!(refused(r), "nothing cluster-wide");
+    let r = Api::<Pod>::namespaced(worker, &ns).delete("x", &Default::default()).await.map(|_| ());
+    assert!(refused(r), "pods are only read");
+}

@@ -1,0 +1,305 @@
+//! The Kubernetes objects of one instance — a ConfigMap with drasi-server's YAML, a Deployment
+//! of one replica and a Service — built from its start spec and the settings. Pure functions,
+//! checked against golden files (`workers/tests/golden/`).
+//!
+//! Only `v1` ConfigMaps, Services and Pods and `apps/v1` Deployments are used, with fields that
+//! Kubernetes 1.20 serves.
+
+use std::collections::BTreeMap;
+
+use draas_jobs::ids::InstanceId;
+use draas_jobs::model::{RuntimeOptions, parse_memory};
+use draas_jobs::settings::{KubeResources, KubernetesSettings};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction, HTTPGetAction, KeyToPath,
+    Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::platform::StartSpec;
+
+/// The one field manager of every write draas makes.
+pub const MANAGER: &str = "draas";
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_INSTANCE: &str = "draas.io/instance";
+/// Which draas deployment (its key prefix) owns the object, so two never take each other's.
+pub const LABEL_DEPLOYMENT: &str = "draas.io/deployment";
+pub const ANNOTATION_SPEC_HASH: &str = "draas.io/spec-hash";
+/// Name of the container, and of its port.
+pub const CONTAINER: &str = "drasi-server";
+const PORT_NAME: &str = "http";
+const HEALTH_PATH: &str = "/health";
+const CONFIG_VOLUME: &str = "config";
+
+/// Where an instance's objects go and what they look like beyond its spec.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub settings: KubernetesSettings,
+    /// Value of the deployment label (a label-safe form of the key prefix).
+    pub deployment: String,
+}
+
+impl Layout {
+    /// The layout of the deployment with Redis key prefix `key_prefix`.
+    pub fn new(settings: KubernetesSettings, key_prefix: &str) -> Self {
+        Self { settings, deployment: deployment_label(key_prefix) }
+    }
+
+    /// The instance's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
+    /// Labels of every object of the instance.
+    pub fn labels(&self, id: &str) -> BTreeMap<String, String> {
+        let mut l = self.selector(id);
+        l.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
+        l
+    }
+
+    /// Labels that pick the instance's pods (Deployment selector, Service selector).
+    pub fn selector(&self, id: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_NAME.to_owned(), CONTAINER.to_owned()),
+            (LABEL_INSTANCE.to_owned(), id.to_owned()),
+            (LABEL_DEPLOYMENT.to_owned(), self.deployment.clone()),
+        ])
+    }
+
+    /// Label selector of the instance's objects and pods.
+    pub fn instance_selector(&self, id: &str) -> String {
+        to_selector(&self.labels(id))
+    }
+
+    /// Label selector of everything this deployment of draas manages.
+    pub fn managed_selector(&self) -> String {
+        format!("{LABEL_MANAGED_BY}={MANAGER},{LABEL_DEPLOYMENT}={}", self.deployment)
+    }
+
+    /// Where the reconciler reaches drasi-server with `probe_via: service`.
+    pub fn endpoint(&self, id: &InstanceId, port: u16) -> String {
+        self.settings
+            .endpoint
+            .replace("{name}", &name(id))
+            .replace("{namespace}", self.namespace())
+            .replace("{port}", &port.to_string())
+            .replace("{id}", id.as_str())
+    }
+
+    fn meta(&self, spec: &StartSpec) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name(&spec.instance_id)),
+            namespace: Some(self.namespace().to_owned()),
+            labels: Some(self.labels(spec.instance_id.as_str())),
+            annotations: Some(BTreeMap::from([(ANNOTATION_SPEC_HASH.to_owned(), spec.spec_hash.clone())])),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// Directory the ConfigMap is mounted on, and the file's name in it (checked by `Settings`).
+    fn config_file(&self) -> (&str, &str) {
+        self.settings.config_path.rsplit_once('/').unwrap_or(("/config", "server.yaml"))
+    }
+}
+
+/// Name of every object of an instance.
+pub fn name(id: &InstanceId) -> String {
+    format!("draas-{id}")
+}
+
+fn to_selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// A label value naming the deployment: the key prefix when it is a valid label value, else
+/// `x` and a hash of it (prefixes may hold `:`, labels may not).
+pub fn deployment_label(prefix: &str) -> String {
+    let b = prefix.as_bytes();
+    let valid = !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    if valid { prefix.to_owned() } else { format!("x{}", draas_jobs::render::spec_hash(prefix)) }
+}
+
+/// The ConfigMap holding drasi-server's configuration file.
+pub fn config_map(spec: &StartSpec, layout: &Layout) -> ConfigMap {
+    let (_, file) = layout.config_file();
+    ConfigMap {
+        metadata: layout.meta(spec),
+        data: Some(BTreeMap::from([(file.to_owned(), spec.yaml.clone())])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The Service in front of the instance's pod.
+pub fn service(spec: &StartSpec, layout: &Layout) -> Service {
+    Service {
+        metadata: layout.meta(spec),
+        spec: Some(ServiceSpec {
+            type_: Some(layout.settings.service_type.as_str().to_owned()),
+            selector: Some(layout.selector(spec.instance_id.as_str())),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.into()),
+                port: i32::from(spec.port),
+                target_port: Some(IntOrString::String(PORT_NAME.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The Deployment running drasi-server with `replicas` (1 to run, 0 when stopped). The spec hash
+/// is on the pod template too, so a new configuration rolls out a new pod.
+pub fn deployment(spec: &StartSpec, layout: &Layout, replicas: i32) -> Deployment {
+    let meta = layout.meta(spec);
+    let id = spec.instance_id.as_str();
+    Deployment {
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector { match_labels: Some(layout.selector(id)), ..LabelSelector::default() },
+            // Two servers of one instance would both react to every change: never overlap them.
+            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), ..DeploymentStrategy::default() }),
+            revision_history_limit: Some(2),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: meta.labels.clone(),
+                    annotations: meta.annotations.clone(),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(spec, layout)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        metadata: meta,
+        ..Deployment::default()
+    }
+}
+
+fn pod_spec(spec: &StartSpec, layout: &Layout) -> PodSpec {
+    let (_, file) = layout.config_file();
+    PodSpec {
+        containers: vec![container(spec, layout)],
+        volumes: Some(vec![Volume {
+            name: CONFIG_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name(&spec.instance_id),
+                items: Some(vec![KeyToPath { key: file.to_owned(), path: file.to_owned(), mode: None }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        // drasi-server needs no Kubernetes API access, and Service variables in its environment
+        // could shadow the `${VAR}` references of its configuration.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        ..PodSpec::default()
+    }
+}
+
+fn container(spec: &StartSpec, layout: &Layout) -> Container {
+    let health = |initial, period| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(HEALTH_PATH.into()),
+            port: IntOrString::String(PORT_NAME.into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    Container {
+        name: CONTAINER.into(),
+        image: Some(spec.runtime.image.clone().unwrap_or_else(|| layout.settings.image.clone())),
+        args: Some(vec!["--config".into(), layout.settings.config_path.clone()]),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.into()),
+            container_port: i32::from(spec.port),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(health(1, 5)),
+        liveness_probe: Some(health(10, 10)),
+        resources: Some(resources(&spec.runtime, &layout.settings)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: CONFIG_VOLUME.into(),
+            mount_path: layout.config_file().0.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        // drasi-server shuts down cleanly on SIGINT but dies at once on SIGTERM, the only
+        // signal Kubernetes 1.20 sends: ask it for SIGINT first. Without a shell in the image
+        // the hook fails and the kubelet goes on with SIGTERM.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["/bin/sh".into(), "-c".into(), "kill -INT 1; sleep 2".into()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+/// Requests and limits: the instance's runtime options over the settings; a request above its
+/// limit (which Kubernetes refuses) is lowered to the limit.
+pub fn resources(runtime: &RuntimeOptions, settings: &KubernetesSettings) -> ResourceRequirements {
+    let limits = KubeResources {
+        cpu: runtime.cpus.map(|c| format!("{}m", (c * 1000.0).round() as u64)).or_else(|| settings.limits.cpu.clone()),
+        memory: runtime.memory.clone().or_else(|| settings.limits.memory.clone()),
+    };
+    let requests = KubeResources {
+        cpu: capped(settings.requests.cpu.as_deref(), limits.cpu.as_deref(), cpu_millis),
+        memory: capped(settings.requests.memory.as_deref(), limits.memory.as_deref(), parse_memory),
+    };
+    ResourceRequirements {
+        requests: quantities(&requests),
+        limits: quantities(&limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn capped(request: Option<&str>, limit: Option<&str>, parse: fn(&str) -> Option<u64>) -> Option<String> {
+    match (request, limit) {
+        (Some(r), Some(l)) if matches!((parse(r), parse(l)), (Some(a), Some(b)) if a > b) => Some(l.to_owned()),
+        (r, _) => r.map(str::to_owned),
+    }
+}
+
+fn quantities(r: &KubeResources) -> Option<BTreeMap<String, Quantity>> {
+    let map: BTreeMap<String, Quantity> = [("cpu", &r.cpu), ("memory", &r.memory)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), Quantity(v.clone()))))
+        .collect();
+    (!map.is_empty()).then_some(map)
+}
+
+/// Millicores of a CPU quantity (`250m`, `0.5`, `2`).
+pub fn cpu_millis(q: &str) -> Option<u64> {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().filter(|c| c.is_finite() && *c >= 0.0).map(|c| (c * 1000.0).round() as u64),
+    }
+}
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;
