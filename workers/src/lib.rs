@@ -24,8 +24,21 @@ use rand::Rng;
 
 pub use context::Ctx;
 
-/// Heartbeats a worker may miss before apalis hands its in-flight jobs to another worker.
-const MISSED_HEARTBEATS: usize = 3;
+/// Node heartbeats a worker may miss before apalis hands its in-flight jobs to another worker.
+const MISSED_HEARTBEATS: u64 = 3;
+
+/// apalis-redis moves due jobs to a queue's list on the worker's apalis heartbeat, so an idle
+/// worker picks a new job up only then, whatever the poll interval (measured: 3.3 s with a 5 s
+/// heartbeat). Its apalis heartbeat is therefore short; the window before its jobs are handed
+/// to another worker stays `MISSED_HEARTBEATS` node heartbeats.
+const APALIS_HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// The apalis heartbeat and how many of them a worker may miss.
+fn apalis_heartbeat(w: &draas_jobs::settings::WorkerSettings) -> (Duration, usize) {
+    let window = Duration::from_secs(w.heartbeat_secs.max(1) * MISSED_HEARTBEATS);
+    let missed = window.as_millis().div_ceil(APALIS_HEARTBEAT.as_millis()).max(1);
+    (APALIS_HEARTBEAT, usize::try_from(missed).unwrap_or(usize::MAX))
+}
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +126,8 @@ pub async fn run(
 /// bounded pickup latency.
 fn backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<InstanceJob>, IntervalStrategy> {
     let w = &ctx.settings.worker;
-    let hb = Duration::from_secs(w.heartbeat_secs.max(1));
-    let config = queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(w.concurrency.max(1));
+    let (hb, missed) = apalis_heartbeat(w);
+    let config = queue_config(ctx.store.keys(), queue, hb, missed).batch_size(w.concurrency.max(1));
     RedisStorage::<InstanceJob>::new(ctx.store.connection())
         .with_config(config)
         .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
@@ -123,9 +136,9 @@ fn backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<InstanceJob>, Interv
 /// The apalis backend of a reconcile queue.
 fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJob>, IntervalStrategy> {
     let w = &ctx.settings.worker;
-    let hb = Duration::from_secs(w.heartbeat_secs.max(1));
+    let (hb, missed) = apalis_heartbeat(w);
     RedisStorage::<ReconcileJob>::new(ctx.store.connection())
-        .with_config(queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(1))
+        .with_config(queue_config(ctx.store.keys(), queue, hb, missed).batch_size(1))
         .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
 }
 
