@@ -35,3 +35,8 @@ ensure_base() {
   ensure_packages cc:build-essential pkg-config:pkg-config curl:curl jq:jq redis-server:redis-server
   ensure_rust
 }
+
+# Headless Chromium for the dashboard test (tests/tests/board.rs), from Debian.
+ensure_chromium() {
+  ensure_packages chromium:chromium
+}

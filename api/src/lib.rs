@@ -2,6 +2,7 @@
 //! (from the lifecycle issue on) enqueues jobs; it never touches a platform.
 
 pub mod auth;
+pub mod board;
 pub mod compat;
 pub mod dto;
 pub mod error;
@@ -32,7 +33,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, health, instances, operations, status};
+use crate::routes::{components, config, health, instances, operations, queues, status};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -53,7 +54,8 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole HTTP application: public health routes, and everything else behind the token.
+/// The whole HTTP application: public health routes and the (data-less) dashboard shell, and
+/// everything else behind the token.
 pub fn router(state: AppState) -> Router {
     let auth = Auth::new(&state.settings.api_tokens, &state.settings.admin_tokens, state.settings.dev);
     let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
@@ -73,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
+        .route("/api/v1/queues", get(queues::list))
         .route("/api/v1/instances/{id}/config", get(config::get).put(config::put).patch(config::patch))
         .route("/api/v1/instances/{id}/config/{kind}", get(components::list).post(components::create))
         .route(
@@ -94,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(public)
+        .merge(board::routes())
         .route_layer(middleware::from_fn(metrics::track))
         .merge(v1)
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })

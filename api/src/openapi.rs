@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{components, config, health, instances, operations, status};
+use crate::routes::{components, config, health, instances, operations, queues, status};
 
 /// The v1 API.
 #[derive(OpenApi)]
@@ -19,13 +19,13 @@ use crate::routes::{components, config, health, instances, operations, status};
         config::get, config::put, config::patch,
         components::list, components::create, components::get, components::put, components::delete,
         operations::start, operations::stop, operations::restart, operations::delete,
-        operations::get, operations::list, operations::cancel,
+        operations::get, operations::list, operations::cancel, queues::list,
         status::history, status::recent_changes, status::events, status::push, status::reconcile_one, status::reconcile_all,
     ),
     components(schemas(
         crate::error::Problem, draas_jobs::validate::FieldError, crate::dto::Instance, crate::dto::InstancePage,
         crate::dto::CreateInstance, crate::dto::UpdateInstance, crate::dto::Health,
-        operations::OperationDto, operations::OperationPage, draas_jobs::ops::OperationError,
+        operations::OperationDto, operations::OperationPage, queues::QueueDto, draas_jobs::ops::OperationError,
         draas_jobs::ops::OperationKind, draas_jobs::ops::OperationStatus,
         draas_jobs::store::history::StatusChange, status::History, status::StatusUpdate, status::StatusPushed,
         draas_jobs::drasi::DrasiConfig, draas_jobs::drasi::Source, draas_jobs::drasi::Query,

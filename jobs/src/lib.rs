@@ -13,6 +13,7 @@ pub mod model;
 pub mod nodes;
 pub mod ops;
 pub mod ports;
+pub mod queues;
 pub mod redact;
 pub mod render;
 pub mod settings;

@@ -38,12 +38,15 @@ pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
 }
 
 async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
+    // One line per delivery (debug): draas-scale counts them to show each job ran once.
+    tracing::debug!(operation = %job.operation_id, "job received");
     let (op, state) = read(ctx, job).await?;
     let Some(mut op) = op else {
         return Ok(()); // expired or unknown: nothing to report to
     };
     if op.status.is_final() {
-        return Ok(()); // a duplicate delivery
+        tracing::debug!(operation = %op.id, status = op.status.as_str(), "duplicate delivery: the operation has ended");
+        return Ok(());
     }
     if job.schema_version > SCHEMA_VERSION {
         let e = PlatformError::new(

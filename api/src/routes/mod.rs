@@ -5,4 +5,5 @@ pub mod config;
 pub mod health;
 pub mod instances;
 pub mod operations;
+pub mod queues;
 pub mod status;

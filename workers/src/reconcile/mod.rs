@@ -34,15 +34,12 @@ const TASK_RETENTION: Duration = Duration::from_secs(3600);
 
 /// Sweep every queue of this deployment.
 async fn maintain(ctx: &Ctx) {
-    use draas_jobs::jobs::{NODE_QUEUE_PREFIX, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, SHARED_QUEUE};
-    let nodes: Vec<String> =
-        redis::AsyncCommands::smembers(&mut ctx.store.connection(), ctx.store.keys().nodes()).await.unwrap_or_default();
-    let mut queues = vec![SHARED_QUEUE.to_owned(), RECONCILE_QUEUE.to_owned()];
-    for n in nodes {
-        queues.push(format!("{NODE_QUEUE_PREFIX}{n}"));
-        queues.push(format!("{RECONCILE_NODE_QUEUE_PREFIX}{n}"));
-    }
-    match draas_jobs::maintenance::sweep(&ctx.store.connection(), ctx.store.keys(), &queues, TASK_RETENTION).await {
+    let conn = ctx.store.connection();
+    let swept = match draas_jobs::queues::all(&conn, ctx.store.keys()).await {
+        Ok(queues) => draas_jobs::maintenance::sweep(&conn, ctx.store.keys(), &queues, TASK_RETENTION).await,
+        Err(e) => Err(e),
+    };
+    match swept {
         Ok(n) => tracing::info!(removed = n, "swept finished tasks and expired operation ids"),
         Err(e) => tracing::warn!(error = %e, "sweep failed"),
     }

@@ -1,0 +1,45 @@
+//! The jobs dashboard at `/board`: queues with their depth, operations by status, operations
+//! being retried and recent failures, refreshed every few seconds.
+//!
+//! It is a static page (HTML, CSS and vanilla JS embedded in the binary) that holds no data.
+//! A browser cannot send a bearer token when it navigates, so the three files are public and
+//! everything shown comes from the v1 API (`/api/v1/queues`, `/api/v1/operations`) behind the
+//! same token as every other route: the script asks for the token (or takes it from a
+//! `#token=…` URL fragment, which browsers never send to the server), keeps it in
+//! `sessionStorage` and sends it as `Authorization: Bearer`. Nothing is shown without a token.
+//! apalis-board is not used: its Redis views answer 500 and it has no authentication
+//! (shared/APALIS.md §5). A strict Content-Security-Policy allows only these files, so even a
+//! value that escaped the script's `textContent` could not run as code.
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+const INDEX: &str = include_str!("index.html");
+const SCRIPT: &str = include_str!("board.js");
+const STYLE: &str = include_str!("board.css");
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// The dashboard's public routes (no data: see the module documentation).
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/board", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route("/board/board.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
+        .route("/board/board.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+}
