@@ -50,10 +50,11 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     assert!(!ctx.settings.worker.inject_panic, "fault injection: start panics (worker.inject_panic)");
     let wanted = s.config.value.port.map(Port::get);
     let port = match platform.port_pool(&ctx.node) {
-        Some(pool) => {
-            let range = (ctx.settings.process.port_range_start, ctx.settings.process.port_range_end);
-            ctx.ports.allocate(&pool, &instance.id, range, wanted, &[]).await.map_err(port_error)?
-        }
+        Some(pool) => ctx
+            .ports
+            .allocate(&pool.name, &instance.id, pool.range, wanted, &[])
+            .await
+            .map_err(|e| port_error(&pool.name, e))?,
         None => wanted.unwrap_or(DEFAULT_PORT),
     };
     let rendered = render::render(s, &ctx.settings.process.host, Some(port))
@@ -84,13 +85,13 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     Ok(runtime.facts)
 }
 
-fn port_error(e: PortError) -> PlatformError {
+fn port_error(pool: &str, e: PortError) -> PlatformError {
     match e {
         PortError::Taken(p) => {
-            PlatformError::new("port_taken", format!("port {p} is already allocated to another instance on this node"))
+            PlatformError::new("port_taken", format!("port {p} is already allocated to another instance in pool '{pool}'"))
         }
         PortError::Exhausted(a, b) => {
-            PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} on this node"))
+            PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} in pool '{pool}'"))
         }
         PortError::Store(e) => PlatformError::new("store_unavailable", e.to_string()),
     }

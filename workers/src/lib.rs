@@ -49,6 +49,7 @@ pub async fn run(
     std::fs::create_dir_all(&ctx.settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
     let beat = tokio::spawn(heartbeat(ctx.clone()));
     let ticks = tokio::spawn(reconcile::produce_ticks(ctx.clone()));
+    tokio::spawn(report_platforms(ctx.clone()));
     tracing::info!(%node, %worker, "worker started");
     let mut monitor = Monitor::new();
     for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
@@ -108,6 +109,17 @@ fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJ
     RedisStorage::<ReconcileJob>::new(ctx.store.connection())
         .with_config(queue_config(ctx.store.keys(), queue, hb, MISSED_HEARTBEATS).batch_size(1))
         .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
+}
+
+/// Say at start-up which shared platforms answer; one that does not is only a warning (it is
+/// tried again on every use).
+async fn report_platforms(ctx: Arc<Ctx>) {
+    for p in &ctx.shared {
+        match p.reachable().await {
+            Ok(()) => tracing::info!(platform = p.kind().as_str(), "platform reachable"),
+            Err(e) => tracing::warn!(platform = p.kind().as_str(), error = %e, "platform not reachable yet"),
+        }
+    }
 }
 
 /// Keep this node alive in Redis and its instance logs under their cap.

@@ -6,6 +6,7 @@
 //! and node reconcile pass look after them. The others (docker, kubernetes) are shared: any
 //! worker may act on them and the global reconcile pass probes them.
 
+pub mod docker;
 pub mod process;
 
 use draas_jobs::ids::InstanceId;
@@ -56,7 +57,13 @@ pub trait Platform: Send + Sync {
     fn kind(&self) -> model::Platform;
 
     /// The pool host ports are allocated from (`None`: the platform needs no host port).
-    fn port_pool(&self, node: &str) -> Option<String>;
+    fn port_pool(&self, node: &str) -> Option<PortPool>;
+
+    /// Can this worker reach the platform now? The reconciler leaves the instances of an
+    /// unreachable platform alone rather than judging them from nothing.
+    async fn reachable(&self) -> Result<(), PlatformError> {
+        Ok(())
+    }
 
     /// Start (or adopt) the server of `spec` and return once drasi-server is healthy.
     async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError>;
@@ -78,6 +85,15 @@ pub trait Platform: Send + Sync {
 
     /// The last lines the server wrote, for errors (empty when unknown).
     async fn log_tail(&self, id: &InstanceId) -> String;
+}
+
+/// Host ports of one pool: every worker allocating from the same pool name shares its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPool {
+    /// Pool name: the node for processes, the engine for containers.
+    pub name: String,
+    /// First and last port.
+    pub range: (u16, u16),
 }
 
 /// What a platform reports about a running instance: stored as the observed runtime facts.
@@ -121,6 +137,10 @@ impl PlatformError {
                 | "ports_exhausted"
                 | "platform_unavailable"
                 | "render_failed"
+                | "image_missing"
+                | "image_pull_failed"
+                | "docker_rejected"
+                | "docker_misconfigured"
         )
     }
 }

@@ -265,6 +265,7 @@ async fn kill_orphans(ctx: &Ctx) -> Result<(), StoreError> {
 /// repaired like a node pass does, then the platforms' orphans.
 pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     let started = Instant::now();
+    let platforms = reachable_platforms(ctx).await;
     let mut alive = std::collections::HashMap::new();
     let (mut instances, mut touched) = (0, 0);
     let mut batches = Batches::new(ctx);
@@ -290,15 +291,30 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
                 unowned(ctx, &s, node.as_deref()).await?;
             }
         }
-        let reachable: Vec<InstanceState> =
-            shared.into_iter().filter(|s| ctx.platform(s.instance.value.platform).is_ok()).collect();
+        let reachable: Vec<InstanceState> = shared
+            .into_iter()
+            .filter(|s| platforms.iter().any(|p| p.kind() == s.instance.value.platform))
+            .collect();
         touched += reachable.len();
         probe_and_settle(ctx, reachable).await?;
     }
-    for platform in &ctx.shared {
+    for platform in &platforms {
         shared_orphans(ctx, platform.as_ref()).await?;
     }
     Ok(PassStats { instances, probed: touched, elapsed: started.elapsed() })
+}
+
+/// The shared platforms that answer now; the instances of the others are left as they are
+/// (judging them from an engine that does not answer would call every one of them crashed).
+async fn reachable_platforms(ctx: &Ctx) -> Vec<Arc<dyn crate::platform::Platform>> {
+    let mut up = Vec::new();
+    for p in &ctx.shared {
+        match p.reachable().await {
+            Ok(()) => up.push(p.clone()),
+            Err(e) => tracing::warn!(platform = p.kind().as_str(), error = %e, "platform unreachable; not reconciled"),
+        }
+    }
+    up
 }
 
 /// What a shared platform runs for this deployment that no instance owns: reported, and
