@@ -510,7 +510,10 @@ mod tests {
         assert_eq!(s.api.request_timeout_secs, d.api.request_timeout_secs);
         assert_eq!(s.docker.image, d.docker.image);
         assert_eq!(s.docker.image_policy, d.docker.image_policy);
-        assert_eq!((s.docker.port_range_start, s.docker.port_range_end), (d.docker.port_range_start, d.docker.port_range_end));
+        assert_eq!(
+            (s.docker.port_range_start, s.docker.port_range_end),
+            (d.docker.port_range_start, d.docker.port_range_end)
+        );
         assert_eq!(s.docker.enabled, d.docker.enabled);
     }
 

@@ -135,8 +135,10 @@ fn static_standin() -> PathBuf {
 
 /// Every container (running or not) of a test's deployment.
 pub async fn containers(docker: &Docker, prefix: &str) -> Vec<ContainerSummary> {
-    let filters =
-        HashMap::from([("label".to_owned(), vec!["draas.managed=true".to_owned(), format!("draas.deployment={prefix}")])]);
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec!["draas.managed=true".to_owned(), format!("draas.deployment={prefix}")],
+    )]);
     let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
     docker.list_containers(Some(options)).await.expect("list containers")
 }

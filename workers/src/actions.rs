@@ -87,9 +87,10 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
 
 fn port_error(pool: &str, e: PortError) -> PlatformError {
     match e {
-        PortError::Taken(p) => {
-            PlatformError::new("port_taken", format!("port {p} is already allocated to another instance in pool '{pool}'"))
-        }
+        PortError::Taken(p) => PlatformError::new(
+            "port_taken",
+            format!("port {p} is already allocated to another instance in pool '{pool}'"),
+        ),
         PortError::Exhausted(a, b) => {
             PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} in pool '{pool}'"))
         }

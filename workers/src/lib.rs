@@ -111,14 +111,11 @@ fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJ
         .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
 }
 
-/// Say at start-up which shared platforms answer; one that does not is only a warning (it is
-/// tried again on every use).
+/// Say at start-up which shared platforms answer (the platform logs it); one that does not is
+/// only a warning: it is tried again on every use.
 async fn report_platforms(ctx: Arc<Ctx>) {
     for p in &ctx.shared {
-        match p.reachable().await {
-            Ok(()) => tracing::info!(platform = p.kind().as_str(), "platform reachable"),
-            Err(e) => tracing::warn!(platform = p.kind().as_str(), error = %e, "platform not reachable yet"),
-        }
+        let _ = p.reachable().await;
     }
 }
 

@@ -291,10 +291,8 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
                 unowned(ctx, &s, node.as_deref()).await?;
             }
         }
-        let reachable: Vec<InstanceState> = shared
-            .into_iter()
-            .filter(|s| platforms.iter().any(|p| p.kind() == s.instance.value.platform))
-            .collect();
+        let reachable: Vec<InstanceState> =
+            shared.into_iter().filter(|s| platforms.iter().any(|p| p.kind() == s.instance.value.platform)).collect();
         touched += reachable.len();
         probe_and_settle(ctx, reachable).await?;
     }
@@ -311,7 +309,7 @@ async fn reachable_platforms(ctx: &Ctx) -> Vec<Arc<dyn crate::platform::Platform
     for p in &ctx.shared {
         match p.reachable().await {
             Ok(()) => up.push(p.clone()),
-            Err(e) => tracing::warn!(platform = p.kind().as_str(), error = %e, "platform unreachable; not reconciled"),
+            Err(e) => tracing::debug!(platform = p.kind().as_str(), error = %e, "platform unreachable; not reconciled"),
         }
     }
     up
@@ -395,7 +393,11 @@ async fn fail_stranded(ctx: &Ctx, s: &InstanceState, node: &str) -> Result<(), S
 /// Reconcile one instance now (status push, `POST …/reconcile`), under the caller's lease.
 pub async fn one(ctx: &Ctx, s: &InstanceState, lease: &Lease) -> Result<(), StoreError> {
     let kind = s.instance.value.platform;
-    if probe::placed_on(s, &ctx.node) || (kind != Platform::Process && ctx.platform(kind).is_ok()) {
+    let shared = match ctx.platform(kind) {
+        Ok(p) if kind != Platform::Process => p.reachable().await.is_ok(),
+        _ => false,
+    };
+    if probe::placed_on(s, &ctx.node) || shared {
         let p = probe::probe(ctx, s, &ctx.http).await;
         probe::record(ctx, &[(s.instance.value.id.clone(), p.clone())]).await?;
         settle_probed(ctx, s, &p, Some(lease), true).await?;

@@ -4,7 +4,7 @@
 //! Connecting does no I/O: the API version is negotiated on first use (the engine may be
 //! older than bollard's default API version), and again after the engine was unreachable.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use bollard::errors::Error as DockerError;
 use bollard::{API_DEFAULT_VERSION, Docker};
@@ -15,10 +15,16 @@ use crate::platform::PlatformError;
 /// Engine requests may take this long (a stop waits out its grace period).
 const MIN_REQUEST_TIMEOUT_SECS: u64 = 120;
 
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
 /// A client of the engine, version-negotiated on first use.
 pub struct Engine {
     docker: Docker,
     negotiated: AtomicBool,
+    /// What the last ping found: `UNKNOWN`, `UP` or `DOWN`.
+    last_ping: AtomicU8,
     endpoint: String,
 }
 
@@ -46,7 +52,12 @@ impl Engine {
             )));
         }
         .map_err(|e| misconfigured(format!("cannot set up the docker client for '{endpoint}': {e}")))?;
-        Ok(Self { docker, negotiated: AtomicBool::new(false), endpoint: endpoint.to_owned() })
+        Ok(Self {
+            docker,
+            negotiated: AtomicBool::new(false),
+            last_ping: AtomicU8::new(UNKNOWN),
+            endpoint: endpoint.to_owned(),
+        })
     }
 
     /// The client, once the engine answered with its API version.
@@ -59,10 +70,20 @@ impl Engine {
         Ok(&self.docker)
     }
 
-    /// Does the engine answer?
+    /// Does the engine answer? A change either way is logged once (not on every pass).
     pub async fn ping(&self) -> Result<(), PlatformError> {
-        let docker = self.client().await?;
-        docker.ping().await.map(|_| ()).map_err(|e| self.classify(e))
+        let result = match self.client().await {
+            Ok(docker) => docker.ping().await.map(|_| ()).map_err(|e| self.classify(e)),
+            Err(e) => Err(e),
+        };
+        let now = if result.is_ok() { UP } else { DOWN };
+        if self.last_ping.swap(now, Ordering::AcqRel) != now {
+            match &result {
+                Ok(()) => tracing::info!(endpoint = %self.endpoint, "docker engine answers"),
+                Err(e) => tracing::warn!(endpoint = %self.endpoint, error = %e, "docker engine does not answer"),
+            }
+        }
+        result
     }
 
     /// What an engine error means: unreachable and server-side trouble are transient, a

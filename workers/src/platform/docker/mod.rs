@@ -78,7 +78,10 @@ impl DockerPlatform {
         docker.create_container(Some(options), body).await.map_err(|e| self.engine.classify(e))?;
         let archive = spec::config_archive(&self.settings.config_path, &spec.yaml)?;
         let upload = UploadToContainerOptions { path: "/".into(), ..Default::default() };
-        docker.upload_to_container(&name, Some(upload), body_full(archive.into())).await.map_err(|e| self.engine.classify(e))?;
+        docker
+            .upload_to_container(&name, Some(upload), body_full(archive.into()))
+            .await
+            .map_err(|e| self.engine.classify(e))?;
         docker.start_container(&name, None).await.map_err(|e| self.engine.classify(e))?;
         tracing::info!(instance = %spec.instance_id, container = %name, %image, port = spec.port, "container started");
         let c = self.wait_healthy(spec, &name).await?;
@@ -116,8 +119,11 @@ impl DockerPlatform {
             let seen = spec::inspection(&c, &self.advertise);
             if !seen.alive {
                 let how = seen.message.unwrap_or_default();
-                return Err(PlatformError::new("crashed_on_start", format!("drasi-server {how} before it became healthy"))
-                    .with_detail(self.tail(name).await));
+                return Err(PlatformError::new(
+                    "crashed_on_start",
+                    format!("drasi-server {how} before it became healthy"),
+                )
+                .with_detail(self.tail(name).await));
             }
             if self.healthy(Some(&endpoint)).await {
                 return Ok(c);
