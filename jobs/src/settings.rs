@@ -218,6 +218,9 @@ pub struct DockerSettings {
     pub port_range_start: u16,
     /// Last host port of that pool.
     pub port_range_end: u16,
+    /// Follow the engine's events, so a container that dies is repaired at once rather than
+    /// on the next reconcile tick.
+    pub follow_events: bool,
 }
 
 impl Default for DockerSettings {
@@ -237,6 +240,7 @@ impl Default for DockerSettings {
             health_timeout_secs: 30,
             port_range_start: 9100,
             port_range_end: 9999,
+            follow_events: true,
         }
     }
 }

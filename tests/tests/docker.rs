@@ -187,7 +187,8 @@ async fn a_config_change_replaces_the_container_with_the_new_config() {
 #[tokio::test]
 async fn a_killed_container_is_repaired_within_two_ticks() {
     let w = world().await;
-    let _worker = w.worker("node-a", &[FAST]);
+    // The ticks alone: the event stream (tested below) would see it sooner.
+    let _worker = w.worker("node-a", &[FAST, ("DRAAS_DOCKER__FOLLOW_EVENTS", "false")]);
     let id = w.create("crashme", minimal(), json!({})).await;
     let before = w.start(&id).await["result"]["containerId"].as_str().unwrap().to_owned();
     let killed = chrono::Utc::now();
@@ -214,6 +215,31 @@ async fn a_killed_container_is_repaired_within_two_ticks() {
         "{ops}"
     );
     assert_eq!(w.count().await, 1);
+}
+
+#[tokio::test]
+async fn a_container_death_is_recorded_from_the_engine_events_before_the_next_tick() {
+    let w = world().await;
+    // One tick a minute: a repair within seconds can only come from the event stream.
+    let worker = w.worker("node-a", &[("DRAAS_RECONCILE__INTERVAL_SECS", "60")]);
+    let id = w.create("evented", minimal(), json!({})).await;
+    let before = w.start(&id).await["result"]["containerId"].as_str().unwrap().to_owned();
+    let killed = chrono::Utc::now();
+    let options = KillContainerOptions { signal: "SIGKILL".into() };
+    w.docker.kill_container(&format!("draas-{id}"), Some(options)).await.unwrap();
+    let (crash, _) = eventually("crashed, then running again", Duration::from_secs(20), || async {
+        let h = history(&w.app, &id).await;
+        let crash = h.iter().position(|c| c["to"] == "error" && c["reason"] == "crashed")?;
+        let back = h[crash..].iter().position(|c| c["to"] == "running")?;
+        let c = w.container(&id).await?;
+        (c.id.as_deref() != Some(before.as_str())).then(|| (h[crash].clone(), h[crash + back].clone()))
+    })
+    .await;
+    let at = crash["at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let seen = (at - killed).to_std().unwrap();
+    eprintln!("kill → crash recorded from the event {seen:?}");
+    assert!(seen < Duration::from_secs(2), "{seen:?}");
+    assert!(worker.logged(&["reports the server died", &id]), "the event path acted");
 }
 
 async fn history(app: &TestApp, id: &str) -> Vec<Value> {

@@ -50,6 +50,7 @@ pub async fn run(
     let beat = tokio::spawn(heartbeat(ctx.clone()));
     let ticks = tokio::spawn(reconcile::produce_ticks(ctx.clone()));
     tokio::spawn(report_platforms(ctx.clone()));
+    let deaths = tokio::spawn(reconcile::events::follow(ctx.clone()));
     tracing::info!(%node, %worker, "worker started");
     let mut monitor = Monitor::new();
     for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
@@ -87,6 +88,7 @@ pub async fn run(
         .await;
     beat.abort();
     ticks.abort();
+    deaths.abort();
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
 }

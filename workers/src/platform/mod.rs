@@ -85,6 +85,11 @@ pub trait Platform: Send + Sync {
 
     /// The last lines the server wrote, for errors (empty when unknown).
     async fn log_tail(&self, id: &InstanceId) -> String;
+
+    /// Send the instance id (as labelled) of every server of this deployment that dies, as
+    /// the platform reports it (an event stream), for as long as `tx` is open. Platforms
+    /// without events return at once; the reconcile ticks see every death anyway.
+    async fn watch_exits(&self, _tx: tokio::sync::mpsc::Sender<String>) {}
 }
 
 /// Host ports of one pool: every worker allocating from the same pool name shares its ports.

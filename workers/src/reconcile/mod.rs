@@ -3,6 +3,7 @@
 //! however many workers run (shared/APALIS.md §4). A node pass probes and repairs the node's own
 //! process instances; the global pass looks after instances no live node owns.
 
+pub mod events;
 pub mod probe;
 pub mod settle;
 
@@ -184,7 +185,7 @@ pub async fn node_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     Ok(PassStats { instances, probed, elapsed: started.elapsed() })
 }
 
-async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), StoreError> {
+pub(crate) async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), StoreError> {
     let leased = leased(ctx, &batch).await?;
     let free: Vec<InstanceState> = batch.into_iter().zip(leased).filter(|(_, l)| !l).map(|(s, _)| s).collect();
     let probes: Vec<(InstanceState, probe::Probe)> = futures::stream::iter(free)

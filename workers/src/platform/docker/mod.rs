@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use bollard::body_full;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    CreateContainerOptions, EventsOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions, UploadToContainerOptions,
 };
 use draas_jobs::ids::InstanceId;
 use draas_jobs::settings::DockerSettings;
@@ -256,5 +256,33 @@ impl Platform for DockerPlatform {
 
     async fn log_tail(&self, id: &InstanceId) -> String {
         self.tail(&spec::container_name(id)).await
+    }
+
+    /// Follow the engine's `die` events of this deployment's containers; reconnect (from the
+    /// last event seen) whenever the stream ends or the engine goes away.
+    async fn watch_exits(&self, tx: tokio::sync::mpsc::Sender<String>) {
+        if !self.settings.follow_events {
+            return;
+        }
+        let mut since = chrono::Utc::now().timestamp();
+        loop {
+            if let Ok(docker) = self.engine.client().await {
+                let mut filters = spec::deployment_filters(&self.deployment);
+                filters.insert("type".into(), vec!["container".into()]);
+                filters.insert("event".into(), vec!["die".into()]);
+                let options = EventsOptions { since: Some(since.to_string()), filters: Some(filters), until: None };
+                let mut events = docker.events(Some(options));
+                while let Some(Ok(event)) = events.next().await {
+                    since = since.max(event.time.unwrap_or(since));
+                    let Some(id) = event.actor.and_then(|a| a.attributes?.get(spec::INSTANCE).cloned()) else {
+                        continue;
+                    };
+                    if tx.send(id).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
