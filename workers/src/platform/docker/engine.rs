@@ -129,3 +129,37 @@ pub fn is_not_found(e: &DockerError) -> bool {
 fn misconfigured(message: impl Into<String>) -> PlatformError {
     PlatformError::new("docker_misconfigured", message)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn code(s: &DockerSettings) -> Option<&'static str> {
+        Engine::connect(s).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn endpoints_are_checked_before_any_io() {
+        let d = DockerSettings::default();
+        assert_eq!(code(&d), None, "the local socket");
+        assert_eq!(code(&DockerSettings { endpoint: "tcp://10.0.0.5:2375".into(), ..d.clone() }), None);
+        let https = DockerSettings { endpoint: "https://10.0.0.5:2376".into(), ..d.clone() };
+        assert_eq!(code(&https), Some("docker_misconfigured"), "TLS without certificates");
+        let half = DockerSettings { tls_ca: Some("/ca.pem".into()), ..https };
+        assert_eq!(code(&half), Some("docker_misconfigured"), "TLS files come together");
+        assert_eq!(code(&DockerSettings { endpoint: "ssh://host".into(), ..d }), Some("docker_misconfigured"));
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_an_unreachable_engine_is_retried() {
+        let engine = Engine::connect(&DockerSettings::default()).unwrap();
+        let refused = DockerError::DockerResponseServerError { status_code: 400, message: "bad memory".into() };
+        assert!(!engine.classify(refused).is_transient());
+        let conflict = DockerError::DockerResponseServerError { status_code: 409, message: "in use".into() };
+        assert!(engine.classify(conflict).is_transient());
+        let gone = engine.classify(DockerError::SocketNotFoundError("/var/run/docker.sock".into()));
+        assert_eq!(gone.code, "docker_unavailable");
+        assert!(gone.is_transient());
+    }
+}
