@@ -40,3 +40,27 @@ ensure_base() {
 ensure_chromium() {
   ensure_packages chromium:chromium
 }
+
+# dockerd_answers: does the local engine answer on its unix socket?
+dockerd_answers() {
+  as_root curl -sf --max-time 2 --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1
+}
+
+# ensure_docker: install Debian's docker.io when dockerd is missing, and start dockerd (as root,
+# on its unix socket, log in /var/log/draas-dockerd.log) when none answers. The docker tests
+# need a real engine: this fails rather than let them skip.
+ensure_docker() {
+  ensure_packages dockerd:docker.io
+  dockerd_answers && return 0
+  local log=/var/log/draas-dockerd.log
+  echo "starting dockerd (log: $log)" >&2
+  as_root sh -c "setsid nohup dockerd >>'$log' 2>&1 </dev/null &"
+  local i
+  for i in $(seq 1 120); do
+    dockerd_answers && return 0
+    sleep 0.5
+  done
+  echo "dockerd did not answer within 60 s; the end of its log:" >&2
+  as_root tail -n 40 "$log" >&2 || true
+  return 1
+}

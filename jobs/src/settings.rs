@@ -3,8 +3,8 @@
 //!
 //! Public environment contract: `DRAAS_REDIS_URL`, `DRAAS_KEY_PREFIX`, `DRAAS_LISTEN`,
 //! `DRAAS_API_TOKENS` (comma-separated), `DRAAS_DATA_DIR`, `DRAAS_DEV`, `DRAAS_NODE_ID`,
-//! `DRAAS_PROCESS_EXECUTABLE`, `DRAAS_KUBECONFIG`, `DRAAS_KUBE_NAMESPACE`; any other setting as
-//! `DRAAS_<SECTION>__<KEY>`.
+//! `DRAAS_PROCESS_EXECUTABLE`, `DRAAS_DOCKER_IMAGE`, `DRAAS_KUBECONFIG`, `DRAAS_KUBE_NAMESPACE`;
+//! any other setting as `DRAAS_<SECTION>__<KEY>`.
 
 mod kubernetes;
 pub use kubernetes::{KubeResources, KubernetesSettings, ProbeVia, ServiceType};
@@ -47,6 +47,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Local process platform.
     pub process: ProcessSettings,
+    /// Docker platform.
+    pub docker: DockerSettings,
     /// Operation records.
     pub operations: OperationSettings,
     /// Reconciliation: health checks, drift repair, history.
@@ -194,6 +196,79 @@ pub struct ProcessSettings {
     pub host: String,
 }
 
+/// Docker platform: drasi-server in containers of one Docker engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DockerSettings {
+    /// Offer the docker platform on this worker. The engine is contacted lazily: an engine
+    /// that does not answer makes docker operations retry (`docker_unavailable`), nothing else.
+    pub enabled: bool,
+    /// Engine endpoint: `unix:///path/docker.sock`, `tcp://host:port` or `http://host:port`,
+    /// and `https://host:port` (or `tcp://` with the TLS files below) for TLS.
+    pub endpoint: String,
+    /// CA certificate, client certificate and client key (PEM) of a TLS endpoint.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Image of instances that name none (also `DRAAS_DOCKER_IMAGE`).
+    pub image: String,
+    /// When to pull the image: `always`, `if-missing` or `never`.
+    pub image_policy: ImagePolicy,
+    /// Host address the container port is published on.
+    pub host_ip: String,
+    /// Host name or address draas reaches published ports at (default: `host_ip`, or the
+    /// engine's host, or 127.0.0.1 when `host_ip` is a wildcard).
+    pub advertise_host: Option<String>,
+    /// Path of the configuration file inside the container (drasi-server's default).
+    pub config_path: String,
+    /// Time between the stop signal (SIGINT) and SIGKILL.
+    pub stop_grace_secs: u64,
+    /// Time allowed for a started container to answer drasi-server's health endpoint.
+    pub health_timeout_secs: u64,
+    /// First host port of the pool every worker using this deployment's Docker engine shares.
+    pub port_range_start: u16,
+    /// Last host port of that pool.
+    pub port_range_end: u16,
+    /// Follow the engine's events, so a container that dies is repaired at once rather than
+    /// on the next reconcile tick.
+    pub follow_events: bool,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: "unix:///var/run/docker.sock".into(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            image: "ghcr.io/drasi-project/drasi-server:latest".into(),
+            image_policy: ImagePolicy::IfMissing,
+            host_ip: "127.0.0.1".into(),
+            advertise_host: None,
+            config_path: "/app/config/server.yaml".into(),
+            stop_grace_secs: 10,
+            health_timeout_secs: 30,
+            port_range_start: 9100,
+            port_range_end: 9999,
+            follow_events: true,
+        }
+    }
+}
+
+/// When the docker platform pulls an instance's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImagePolicy {
+    /// Pull before every container is created.
+    Always,
+    /// Pull only when the engine does not have the image.
+    #[default]
+    IfMissing,
+    /// Never pull: a missing image fails the operation (`image_missing`).
+    Never,
+}
+
 /// The signal that asks a server to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum StopSignal {
@@ -230,6 +305,7 @@ impl Default for Settings {
             node_id: None,
             worker: WorkerSettings::default(),
             process: ProcessSettings::default(),
+            docker: DockerSettings::default(),
             operations: OperationSettings::default(),
             reconcile: ReconcileSettings::default(),
             compat: CompatSettings::default(),
@@ -303,6 +379,7 @@ fn clean_tokens(tokens: &[SecretString]) -> Vec<SecretString> {
 /// Environment variables of the public contract that do not follow `SECTION__KEY`.
 const ENV_ALIASES: &[(&str, &str)] = &[
     ("DRAAS_PROCESS_EXECUTABLE", "process.executable"),
+    ("DRAAS_DOCKER_IMAGE", "docker.image"),
     ("DRAAS_KUBECONFIG", "kubernetes.kubeconfig"),
     ("DRAAS_KUBE_NAMESPACE", "kubernetes.namespace"),
 ];
@@ -365,6 +442,9 @@ impl Settings {
             return Err(SettingsError::Invalid("process port range is empty".into()));
         }
         self.kubernetes.check().map_err(SettingsError::Invalid)?;
+        if self.docker.port_range_start == 0 || self.docker.port_range_start > self.docker.port_range_end {
+            return Err(SettingsError::Invalid("docker port range is empty".into()));
+        }
         Ok(())
     }
 
@@ -416,6 +496,9 @@ mod tests {
                 ("DRAAS_NODE_ID", "node-7"),
                 ("DRAAS_PROCESS_EXECUTABLE", "/opt/drasi/bin/drasi-server"),
                 ("DRAAS_WORKER__CONCURRENCY", "3"),
+                ("DRAAS_DOCKER_IMAGE", "registry.example/drasi-server:0.2.2"),
+                ("DRAAS_DOCKER__IMAGE_POLICY", "never"),
+                ("DRAAS_DOCKER__ENDPOINT", "tcp://docker.internal:2375"),
             ]),
         )
         .expect("settings");
@@ -431,6 +514,9 @@ mod tests {
         assert_eq!(s.node_id(), "node-7");
         assert_eq!(s.process.executable, "/opt/drasi/bin/drasi-server");
         assert_eq!(s.worker.concurrency, 3);
+        assert_eq!(s.docker.image, "registry.example/drasi-server:0.2.2");
+        assert_eq!(s.docker.image_policy, ImagePolicy::Never);
+        assert_eq!(s.docker.endpoint, "tcp://docker.internal:2375");
         assert!(!s.dev);
     }
 
@@ -444,6 +530,13 @@ mod tests {
         assert_eq!(s.process.port_range_start, d.process.port_range_start);
         assert_eq!(s.operations.ttl_secs, d.operations.ttl_secs);
         assert_eq!(s.api.request_timeout_secs, d.api.request_timeout_secs);
+        assert_eq!(s.docker.image, d.docker.image);
+        assert_eq!(s.docker.image_policy, d.docker.image_policy);
+        assert_eq!(
+            (s.docker.port_range_start, s.docker.port_range_end),
+            (d.docker.port_range_start, d.docker.port_range_end)
+        );
+        assert_eq!(s.docker.enabled, d.docker.enabled);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and helpers that look into Redis from outside. Silent unless `TEST_LOG=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod docker;
 pub mod kube;
 pub mod redis_server;
 

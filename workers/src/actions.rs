@@ -51,9 +51,11 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     let wanted = s.config.value.port.map(Port::get);
     let port = match platform.port_pool(&ctx.node) {
         Some(pool) => {
-            let range = (ctx.settings.process.port_range_start, ctx.settings.process.port_range_end);
-            let busy = platform.busy_ports(&instance.id, range);
-            ctx.ports.allocate(&pool, &instance.id, range, wanted, &busy).await.map_err(port_error)?
+            let busy = platform.busy_ports(&instance.id, pool.range);
+            ctx.ports
+                .allocate(&pool.name, &instance.id, pool.range, wanted, &busy)
+                .await
+                .map_err(|e| port_error(&pool.name, e))?
         }
         None => wanted.unwrap_or(DEFAULT_PORT),
     };
@@ -85,13 +87,14 @@ pub async fn start(ctx: &Ctx, lease: &Lease, s: &InstanceState) -> Result<Facts,
     Ok(runtime.facts)
 }
 
-fn port_error(e: PortError) -> PlatformError {
+fn port_error(pool: &str, e: PortError) -> PlatformError {
     match e {
-        PortError::Taken(p) => {
-            PlatformError::new("port_taken", format!("port {p} is already allocated to another instance on this node"))
-        }
+        PortError::Taken(p) => PlatformError::new(
+            "port_taken",
+            format!("port {p} is already allocated to another instance in pool '{pool}'"),
+        ),
         PortError::Exhausted(a, b) => {
-            PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} on this node"))
+            PlatformError::new("ports_exhausted", format!("no free port left in {a}-{b} in pool '{pool}'"))
         }
         PortError::Store(e) => PlatformError::new("store_unavailable", e.to_string()),
     }

@@ -13,6 +13,7 @@ use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
 use draas_jobs::submit::Submitter;
 
+use crate::platform::docker::DockerPlatform;
 use crate::platform::process::ProcessPlatform;
 use crate::platform::{Platform, PlatformError};
 
@@ -64,7 +65,7 @@ impl Ctx {
                 node.clone(),
                 settings.key_prefix.clone(),
             ),
-            shared: Vec::new(),
+            shared: shared_platforms(&settings),
             heartbeat_failed_at: std::sync::Mutex::new(None),
             store,
             settings: Arc::new(settings),
@@ -103,4 +104,17 @@ impl Ctx {
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.settings.worker.lease_ttl_secs.max(1))
     }
+}
+
+/// The shared platforms the settings enable. A misconfigured one is left out (and logged):
+/// its jobs fail with `platform_unavailable` rather than the worker refusing to run.
+fn shared_platforms(settings: &Settings) -> Vec<Arc<dyn Platform>> {
+    let mut shared: Vec<Arc<dyn Platform>> = Vec::new();
+    if settings.docker.enabled {
+        match DockerPlatform::new(settings.docker.clone(), settings.key_prefix.clone()) {
+            Ok(p) => shared.push(Arc::new(p)),
+            Err(e) => tracing::error!(error = %e, "docker platform disabled: invalid settings"),
+        }
+    }
+    shared
 }

@@ -78,6 +78,8 @@ pub async fn run(
             }
         })
     });
+    tokio::spawn(report_platforms(ctx.clone()));
+    let deaths = tokio::spawn(reconcile::events::follow(ctx.clone()));
     tracing::info!(%node, %worker, "worker started");
     let mut monitor = Monitor::new();
     for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
@@ -118,6 +120,7 @@ pub async fn run(
     if let Some(m) = metrics {
         m.abort();
     }
+    deaths.abort();
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
 }
@@ -157,6 +160,14 @@ async fn kubernetes(settings: &Settings) -> Option<Arc<dyn platform::Platform>> 
             tracing::error!(error = %e, "kubernetes platform unavailable on this worker");
             None
         }
+    }
+}
+
+/// Say at start-up which shared platforms answer (the platform logs it); one that does not is
+/// only a warning: it is tried again on every use.
+async fn report_platforms(ctx: Arc<Ctx>) {
+    for p in &ctx.shared {
+        let _ = p.reachable().await;
     }
 }
 

@@ -61,6 +61,12 @@ impl Keys {
         format!("{}:crashloop:{id}", self.tag)
     }
 
+    /// STRING with a short expiry: a worker claimed the platform's report that the instance's
+    /// server died (every worker sees the event; one acts on it).
+    pub fn exit_seen(&self, id: &InstanceId) -> String {
+        format!("{}:exit:{id}", self.tag)
+    }
+
     /// HASH `data` (JSON): the last health probe of an instance.
     pub fn probe(&self, id: &InstanceId) -> String {
         format!("{}:probe:{id}", self.tag)

@@ -6,6 +6,7 @@
 //! and node reconcile pass look after them. The others (docker, kubernetes) are shared: any
 //! worker may act on them and the global reconcile pass probes them.
 
+pub mod docker;
 pub mod kubernetes;
 pub mod process;
 
@@ -60,7 +61,13 @@ pub trait Platform: Send + Sync {
     fn kind(&self) -> model::Platform;
 
     /// The pool host ports are allocated from (`None`: the platform needs no host port).
-    fn port_pool(&self, node: &str) -> Option<String>;
+    fn port_pool(&self, node: &str) -> Option<PortPool>;
+
+    /// Can this worker reach the platform now? The reconciler leaves the instances of an
+    /// unreachable platform alone rather than judging them from nothing.
+    async fn reachable(&self) -> Result<(), PlatformError> {
+        Ok(())
+    }
 
     /// Ports in `range` that something other than instance `id` listens on, so the allocator
     /// skips them even when its table says they are free.
@@ -88,6 +95,20 @@ pub trait Platform: Send + Sync {
 
     /// The last lines the server wrote, for errors (empty when unknown).
     async fn log_tail(&self, id: &InstanceId) -> String;
+
+    /// Send the instance id (as labelled) of every server of this deployment that dies, as
+    /// the platform reports it (an event stream), for as long as `tx` is open. Platforms
+    /// without events return at once; the reconcile ticks see every death anyway.
+    async fn watch_exits(&self, _tx: tokio::sync::mpsc::Sender<String>) {}
+}
+
+/// Host ports of one pool: every worker allocating from the same pool name shares its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPool {
+    /// Pool name: the node for processes, the engine for containers.
+    pub name: String,
+    /// First and last port.
+    pub range: (u16, u16),
 }
 
 /// What a platform reports about a running instance: stored as the observed runtime facts.
@@ -139,6 +160,9 @@ impl PlatformError {
                 | "crash_loop"
                 | "oom_killed"
                 | "container_config_error"
+                | "image_missing"
+                | "docker_rejected"
+                | "docker_misconfigured"
         )
     }
 }

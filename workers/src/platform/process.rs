@@ -20,7 +20,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use super::{Inspection, Managed, Platform, PlatformError, Runtime, StartSpec};
+use super::{Inspection, Managed, Platform, PlatformError, PortPool, Runtime, StartSpec};
 
 /// File in the instance directory where the reaper notes how the server ended.
 const EXIT_FILE: &str = "exit-status";
@@ -295,8 +295,8 @@ impl Platform for ProcessPlatform {
         draas_jobs::model::Platform::Process
     }
 
-    fn port_pool(&self, node: &str) -> Option<String> {
-        Some(node.to_owned())
+    fn port_pool(&self, node: &str) -> Option<PortPool> {
+        Some(PortPool { name: node.to_owned(), range: (self.settings.port_range_start, self.settings.port_range_end) })
     }
 
     fn busy_ports(&self, id: &InstanceId, range: (u16, u16)) -> Vec<u16> {

@@ -3,6 +3,7 @@
 //! however many workers run (shared/APALIS.md §4). A node pass probes and repairs the node's own
 //! process instances; the global pass looks after instances no live node owns.
 
+pub mod events;
 pub mod probe;
 pub mod settle;
 
@@ -224,7 +225,7 @@ pub async fn node_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     Ok(PassStats { instances, probed, elapsed: started.elapsed() })
 }
 
-async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), StoreError> {
+pub(crate) async fn probe_and_settle(ctx: &Ctx, batch: Vec<InstanceState>) -> Result<(), StoreError> {
     let leased = leased(ctx, &batch).await?;
     let free: Vec<InstanceState> = batch.into_iter().zip(leased).filter(|(_, l)| !l).map(|(s, _)| s).collect();
     let probes: Vec<(InstanceState, probe::Probe)> = futures::stream::iter(free)
@@ -310,6 +311,7 @@ async fn kill_orphans(ctx: &Ctx) -> Result<(), StoreError> {
 /// repaired like a node pass does, then the platforms' orphans.
 pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     let started = Instant::now();
+    let platforms = reachable_platforms(ctx).await;
     let mut alive = std::collections::HashMap::new();
     let (mut instances, mut touched) = (0, 0);
     // Just back from a Redis outage: every node's key may have expired meanwhile. Nodes get
@@ -348,11 +350,11 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
             }
         }
         let reachable: Vec<InstanceState> =
-            shared.into_iter().filter(|s| ctx.platform(s.instance.value.platform).is_ok()).collect();
+            shared.into_iter().filter(|s| platforms.iter().any(|p| p.kind() == s.instance.value.platform)).collect();
         touched += reachable.len();
         probe_and_settle(ctx, reachable).await?;
     }
-    for platform in &ctx.shared {
+    for platform in &platforms {
         shared_orphans(ctx, platform.as_ref()).await?;
     }
     // Instances by platform and status, for every replica's `/metrics`.
@@ -364,6 +366,19 @@ pub async fn global_pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     }
     let _: () = pipe.query_async(&mut ctx.store.connection()).await?;
     Ok(PassStats { instances, probed: touched, elapsed: started.elapsed() })
+}
+
+/// The shared platforms that answer now; the instances of the others are left as they are
+/// (judging them from an engine that does not answer would call every one of them crashed).
+async fn reachable_platforms(ctx: &Ctx) -> Vec<Arc<dyn crate::platform::Platform>> {
+    let mut up = Vec::new();
+    for p in &ctx.shared {
+        match p.reachable().await {
+            Ok(()) => up.push(p.clone()),
+            Err(e) => tracing::debug!(platform = p.kind().as_str(), error = %e, "platform unreachable; not reconciled"),
+        }
+    }
+    up
 }
 
 /// What a shared platform runs for this deployment that no instance owns: reported, and
@@ -444,7 +459,11 @@ async fn fail_stranded(ctx: &Ctx, s: &InstanceState, node: &str) -> Result<(), S
 /// Reconcile one instance now (status push, `POST …/reconcile`), under the caller's lease.
 pub async fn one(ctx: &Ctx, s: &InstanceState, lease: &Lease) -> Result<(), StoreError> {
     let kind = s.instance.value.platform;
-    if probe::placed_on(s, &ctx.node) || (kind != Platform::Process && ctx.platform(kind).is_ok()) {
+    let shared = match ctx.platform(kind) {
+        Ok(p) if kind != Platform::Process => p.reachable().await.is_ok(),
+        _ => false,
+    };
+    if probe::placed_on(s, &ctx.node) || shared {
         let p = probe::probe(ctx, s, &ctx.http).await;
         probe::record(ctx, &[(s.instance.value.id.clone(), p.clone())]).await?;
         settle_probed(ctx, s, &p, Some(lease), true).await?;

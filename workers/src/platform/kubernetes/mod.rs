@@ -233,7 +233,7 @@ impl Platform for KubernetesPlatform {
         draas_jobs::model::Platform::Kubernetes
     }
 
-    fn port_pool(&self, _node: &str) -> Option<String> {
+    fn port_pool(&self, _node: &str) -> Option<super::PortPool> {
         None
     }
 

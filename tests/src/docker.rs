@@ -1,0 +1,182 @@
+//! Docker test support: a client of the real engine (a test fails loudly when dockerd does
+//! not answer; it never skips), the stand-in image built `FROM scratch` around a statically
+//! linked stand-in (once per test binary, reused while the binary's hash is the same), and a
+//! guard that removes a test's containers however the test ends.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use bollard::Docker;
+use bollard::body_full;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{CreateImageOptions, ListContainersOptions, RemoveContainerOptions};
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+
+/// The stand-in image (healthy at once).
+pub const IMAGE: &str = "draas-standin:test";
+/// The same stand-in, taking 2 s before it binds its port (for "killed mid-start" tests).
+pub const SLOW_IMAGE: &str = "draas-standin:slow";
+/// Label of the stand-in images holding the hash of the binary inside.
+const HASH_LABEL: &str = "draas.standin-sha256";
+
+/// The engine every test talks to.
+pub const ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+/// A client of the local engine, version-negotiated; panics (fails the test) when dockerd
+/// does not answer.
+pub async fn docker() -> Docker {
+    let path = ENDPOINT.trim_start_matches("unix://");
+    let docker = Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION).expect("docker client");
+    match docker.negotiate_version().await {
+        Ok(d) => d,
+        Err(e) => panic!(
+            "dockerd does not answer at {ENDPOINT} ({e}); the docker tests need a real engine: \
+             run scripts/test (it installs docker.io and starts dockerd) or start dockerd yourself"
+        ),
+    }
+}
+
+/// Make sure the stand-in images exist (built once per test binary run) and return [`IMAGE`].
+pub fn standin_images() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // Its own thread and runtime: each test has a runtime of its own, and a client must
+        // not outlive the runtime it was used on.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(build_images());
+        })
+        .join()
+        .expect("building the stand-in image failed");
+    });
+    IMAGE
+}
+
+async fn build_images() {
+    let binary = static_standin();
+    let bytes = std::fs::read(&binary).expect("read the static stand-in");
+    let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let docker = docker().await;
+    for (image, env) in [(IMAGE, None), (SLOW_IMAGE, Some("DRASI_STANDIN_STARTUP_DELAY_MS=2000"))] {
+        let current = docker.inspect_image(image).await.ok().and_then(|i| i.config?.labels?.get(HASH_LABEL).cloned());
+        if current.as_deref() == Some(hash.as_str()) {
+            continue;
+        }
+        import(&docker, image, &bytes, &hash, env).await;
+    }
+}
+
+/// Import a root filesystem holding only the stand-in as `image`.
+async fn import(docker: &Docker, image: &str, binary: &[u8], hash: &str, env: Option<&str>) {
+    let (repo, tag) = image.split_once(':').expect("image with a tag");
+    let mut changes = vec![
+        r#"ENTRYPOINT ["/usr/local/bin/drasi-server"]"#.to_owned(),
+        "WORKDIR /app".to_owned(),
+        format!("LABEL {HASH_LABEL}={hash}"),
+    ];
+    changes.extend(env.map(|e| format!("ENV {e}")));
+    let options = CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(tag.into()),
+        changes,
+        ..Default::default()
+    };
+    docker
+        .create_image(Some(options), Some(body_full(rootfs(binary).into())), None)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .unwrap_or_else(|e| panic!("cannot import {image}: {e}"));
+}
+
+/// `usr/local/bin/drasi-server`, `app/`, `tmp/`.
+fn rootfs(binary: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in ["app/", "tmp/", "usr/", "usr/local/", "usr/local/bin/"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_path(dir).expect("path");
+        h.set_mode(if dir == "tmp/" { 0o1777 } else { 0o755 });
+        h.set_size(0);
+        h.set_cksum();
+        tar.append(&h, std::io::empty()).expect("tar dir");
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_path("usr/local/bin/drasi-server").expect("path");
+    h.set_mode(0o755);
+    h.set_size(binary.len() as u64);
+    h.set_cksum();
+    tar.append(&h, binary).expect("tar binary");
+    tar.into_inner().expect("tar")
+}
+
+/// The stand-in built statically (`+crt-static` on the gnu target: pure Rust, no DNS), in a
+/// target directory of its own beside the workspace's (a nested cargo must not wait on the
+/// lock of the build that runs these tests). A no-op once built.
+fn static_standin() -> PathBuf {
+    let target_dir = crate::bin_dir().parent().expect("target dir").join("standin-static");
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--locked", "-q", "-p", "drasi-server-standin", "--target", &triple])
+        .current_dir(workspace)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("run cargo to build the static stand-in");
+    assert!(status.success(), "building the static stand-in failed");
+    target_dir.join(triple).join("debug").join("drasi-server-standin")
+}
+
+/// Every container (running or not) of a test's deployment.
+pub async fn containers(docker: &Docker, prefix: &str) -> Vec<ContainerSummary> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec!["draas.managed=true".to_owned(), format!("draas.deployment={prefix}")],
+    )]);
+    let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    docker.list_containers(Some(options)).await.expect("list containers")
+}
+
+/// Removes every container of a deployment when dropped, however the test ended.
+pub struct ContainerGuard {
+    pub prefix: String,
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let docker = docker().await;
+                for c in containers(&docker, &prefix).await {
+                    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                    let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(options)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Environment of a worker that runs this test's docker instances with the stand-in image.
+pub fn worker_env(ports: (u16, u16)) -> Vec<(String, String)> {
+    [
+        ("DRAAS_DOCKER__ENDPOINT", ENDPOINT.to_owned()),
+        ("DRAAS_DOCKER_IMAGE", standin_images().to_owned()),
+        ("DRAAS_DOCKER__IMAGE_POLICY", "never".to_owned()),
+        ("DRAAS_DOCKER__PORT_RANGE_START", ports.0.to_string()),
+        ("DRAAS_DOCKER__PORT_RANGE_END", ports.1.to_string()),
+        ("DRAAS_DOCKER__STOP_GRACE_SECS", "3".to_owned()),
+        ("DRAAS_DOCKER__HEALTH_TIMEOUT_SECS", "15".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}

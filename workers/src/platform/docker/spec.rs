@@ -1,0 +1,266 @@
+//! What draas asks of the engine for one instance, and what it reads back: the container
+//! body (labels, published port, limits, restart policy, stop signal), the config archive,
+//! and the mapping from engine state to an [`Inspection`]. Pure functions, no engine calls.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, HealthConfig, HostConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use draas_jobs::ids::InstanceId;
+use draas_jobs::settings::DockerSettings;
+
+use crate::platform::{Inspection, PlatformError, StartSpec};
+
+/// Label every draas container carries.
+pub const MANAGED: &str = "draas.managed";
+/// Label naming the instance.
+pub const INSTANCE: &str = "draas.instance";
+/// Label with the spec hash of what runs.
+pub const SPEC_HASH: &str = "draas.spec-hash";
+/// Label naming the deployment (key prefix), so deployments sharing an engine keep apart.
+pub const DEPLOYMENT: &str = "draas.deployment";
+
+/// The container's name on the engine.
+pub fn container_name(id: &InstanceId) -> String {
+    format!("draas-{id}")
+}
+
+/// The label filters that find this deployment's containers.
+pub fn deployment_filters(deployment: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), vec![format!("{MANAGED}=true"), format!("{DEPLOYMENT}={deployment}")])])
+}
+
+/// The container of `spec`: image, labels, the config path on the command line, the port
+/// published on the allocated host port, limits, no restart policy (the reconciler decides),
+/// SIGINT to stop (drasi-server's clean shutdown), and the image's own health check off (it
+/// probes a fixed port; draas probes the published one itself).
+pub fn container_body(
+    spec: &StartSpec,
+    image: &str,
+    settings: &DockerSettings,
+    deployment: &str,
+) -> Result<ContainerCreateBody, PlatformError> {
+    let port = format!("{}/tcp", spec.port);
+    let labels = HashMap::from([
+        (MANAGED.to_owned(), "true".to_owned()),
+        (INSTANCE.to_owned(), spec.instance_id.to_string()),
+        (SPEC_HASH.to_owned(), spec.spec_hash.clone()),
+        (DEPLOYMENT.to_owned(), deployment.to_owned()),
+    ]);
+    let binding = PortBinding { host_ip: Some(settings.host_ip.clone()), host_port: Some(spec.port.to_string()) };
+    let host_config = HostConfig {
+        port_bindings: Some(HashMap::from([(port.clone(), Some(vec![binding]))])),
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
+        memory: memory_limit(spec)?,
+        nano_cpus: spec.runtime.cpus.map(|c| (c * 1e9).round() as i64),
+        ..Default::default()
+    };
+    Ok(ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(vec!["--config".to_owned(), settings.config_path.clone()]),
+        labels: Some(labels),
+        exposed_ports: Some(vec![port]),
+        stop_signal: Some("SIGINT".to_owned()),
+        stop_timeout: i64::try_from(settings.stop_grace_secs).ok(),
+        healthcheck: Some(HealthConfig { test: Some(vec!["NONE".to_owned()]), ..Default::default() }),
+        host_config: Some(host_config),
+        ..Default::default()
+    })
+}
+
+fn memory_limit(spec: &StartSpec) -> Result<Option<i64>, PlatformError> {
+    let Some(q) = spec.runtime.memory.as_deref() else { return Ok(None) };
+    spec.runtime
+        .memory_bytes()
+        .and_then(|b| i64::try_from(b).ok())
+        .map(Some)
+        .ok_or_else(|| PlatformError::new("docker_rejected", format!("memory limit '{q}' is not a quantity")))
+}
+
+/// A tar archive holding the YAML at `config_path` (relative to `/`), owned by root and
+/// read-only (0444): drasi-server's user can read it but not write it back.
+pub fn config_archive(config_path: &str, yaml: &str) -> Result<Vec<u8>, PlatformError> {
+    let io = |e: std::io::Error| PlatformError::new("io_error", format!("cannot build the config archive: {e}"));
+    let mut header = tar::Header::new_gnu();
+    header.set_path(config_path.trim_start_matches('/')).map_err(io)?;
+    header.set_size(yaml.len() as u64);
+    header.set_mode(0o444);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(chrono::Utc::now().timestamp().max(0).unsigned_abs());
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, yaml.as_bytes()).map_err(io)?;
+    builder.into_inner().map_err(io)
+}
+
+/// The engine's view of a container as an [`Inspection`]; `advertise` is the host its
+/// published port is reached at.
+pub fn inspection(c: &ContainerInspectResponse, advertise: &str) -> Inspection {
+    let state = c.state.clone().unwrap_or_default();
+    let alive = state.running == Some(true) && state.restarting != Some(true) && state.paused != Some(true);
+    let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
+    Inspection {
+        alive,
+        spec_hash: labels.and_then(|l| l.get(SPEC_HASH)).cloned(),
+        message: (!alive).then(|| describe(&state)),
+        endpoint: published_port(c).map(|p| format!("http://{}:{p}", url_host(advertise))),
+        healthy: None,
+    }
+}
+
+/// How a container that is not running stands: `exited with code N` (with the OOM flag),
+/// `restarting`, `paused`, `created, never started`.
+pub fn describe(state: &ContainerState) -> String {
+    let code = state.exit_code.unwrap_or_default();
+    match state.status {
+        _ if state.restarting == Some(true) => "restarting".into(),
+        Some(ContainerStateStatusEnum::PAUSED) => "paused".into(),
+        Some(ContainerStateStatusEnum::CREATED) => "created, never started".into(),
+        Some(ContainerStateStatusEnum::REMOVING) => "being removed".into(),
+        _ if state.oom_killed == Some(true) => format!("exited with code {code} (OOM-killed)"),
+        _ => format!("exited with code {code}"),
+    }
+}
+
+/// The host port the container's port is published on.
+pub fn published_port(c: &ContainerInspectResponse) -> Option<u16> {
+    let ports = c.network_settings.as_ref()?.ports.as_ref()?;
+    ports
+        .iter()
+        .filter(|(k, _)| k.ends_with("/tcp"))
+        .filter_map(|(_, b)| b.as_ref()?.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))
+        .next()
+}
+
+/// Where draas reaches published ports: the setting, else `host_ip` unless it is a wildcard,
+/// else the engine's own host (tcp endpoints), else loopback.
+pub fn advertise_host(settings: &DockerSettings) -> String {
+    if let Some(h) = settings.advertise_host.as_deref().filter(|h| !h.is_empty()) {
+        return h.to_owned();
+    }
+    match settings.host_ip.as_str() {
+        "" | "0.0.0.0" | "::" | "[::]" => engine_host(&settings.endpoint).unwrap_or_else(|| "127.0.0.1".to_owned()),
+        h => h.to_owned(),
+    }
+}
+
+/// The host of a `tcp://`, `http://` or `https://` endpoint.
+fn engine_host(endpoint: &str) -> Option<String> {
+    let rest = ["tcp://", "http://", "https://"].iter().find_map(|p| endpoint.strip_prefix(p))?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
+}
+
+/// The reference to pull: the image with `:latest` when it names no tag or digest (an
+/// untagged pull would fetch every tag).
+pub fn pull_reference(image: &str) -> String {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    if name.contains(':') || name.contains('@') { image.to_owned() } else { format!("{image}:latest") }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use bollard::models::NetworkSettings;
+    use draas_jobs::model::RuntimeOptions;
+
+    fn spec(runtime: RuntimeOptions) -> StartSpec {
+        StartSpec {
+            instance_id: "01jabcdefghjkmnpqrstvwxyz0".parse().unwrap(),
+            yaml: "port: 9101\n".into(),
+            spec_hash: "abc123".into(),
+            host: "0.0.0.0".into(),
+            port: 9101,
+            runtime,
+        }
+    }
+
+    #[test]
+    fn the_container_body_carries_labels_port_limits_and_no_restart_policy() {
+        let runtime = RuntimeOptions { image: None, memory: Some("512Mi".into()), cpus: Some(0.5) };
+        let body = container_body(&spec(runtime), "img:1", &DockerSettings::default(), "fleet").unwrap();
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[MANAGED], "true");
+        assert_eq!(labels[SPEC_HASH], "abc123");
+        assert_eq!(labels[DEPLOYMENT], "fleet");
+        let host = body.host_config.unwrap();
+        assert_eq!(host.memory, Some(512 * 1024 * 1024));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::NO));
+        let binding = &host.port_bindings.unwrap()["9101/tcp"].clone().unwrap()[0];
+        assert_eq!((binding.host_ip.as_deref(), binding.host_port.as_deref()), (Some("127.0.0.1"), Some("9101")));
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(body.cmd.unwrap(), ["--config", "/app/config/server.yaml"]);
+    }
+
+    #[test]
+    fn engine_states_map_to_messages_with_exit_code_and_oom_flag() {
+        let exited = |code, oom| ContainerState {
+            status: Some(ContainerStateStatusEnum::EXITED),
+            exit_code: Some(code),
+            oom_killed: Some(oom),
+            ..Default::default()
+        };
+        assert_eq!(describe(&exited(0, false)), "exited with code 0");
+        assert_eq!(describe(&exited(137, true)), "exited with code 137 (OOM-killed)");
+        let restarting = ContainerState { restarting: Some(true), running: Some(true), ..Default::default() };
+        assert_eq!(describe(&restarting), "restarting");
+        let c = ContainerInspectResponse { state: Some(restarting), ..Default::default() };
+        assert!(!inspection(&c, "127.0.0.1").alive);
+    }
+
+    #[test]
+    fn the_endpoint_comes_from_the_published_port() {
+        let binding = PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some("9105".into()) };
+        let c = ContainerInspectResponse {
+            state: Some(ContainerState { running: Some(true), ..Default::default() }),
+            network_settings: Some(NetworkSettings {
+                ports: Some(HashMap::from([("9105/tcp".to_owned(), Some(vec![binding]))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let i = inspection(&c, "127.0.0.1");
+        assert!(i.alive);
+        assert_eq!(i.endpoint.as_deref(), Some("http://127.0.0.1:9105"));
+    }
+
+    #[test]
+    fn wildcard_host_ips_advertise_the_engine_host() {
+        let mut s = DockerSettings { host_ip: "0.0.0.0".into(), ..Default::default() };
+        assert_eq!(advertise_host(&s), "127.0.0.1");
+        s.endpoint = "tcp://docker.internal:2376".into();
+        assert_eq!(advertise_host(&s), "docker.internal");
+        s.advertise_host = Some("10.1.2.3".into());
+        assert_eq!(advertise_host(&s), "10.1.2.3");
+    }
+
+    #[test]
+    fn untagged_images_are_pulled_as_latest() {
+        assert_eq!(pull_reference("ghcr.io/drasi-project/drasi-server"), "ghcr.io/drasi-project/drasi-server:latest");
+        assert_eq!(pull_reference("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(pull_reference("x:1.2"), "x:1.2");
+        assert_eq!(pull_reference("x@sha256:ab"), "x@sha256:ab");
+    }
+
+    #[test]
+    fn the_config_archive_holds_one_read_only_file() {
+        let tar = config_archive("/app/config/server.yaml", "port: 1\n").unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(entry.path().unwrap().to_str(), Some("app/config/server.yaml"));
+        assert_eq!(entry.header().mode().unwrap(), 0o444);
+    }
+}
