@@ -14,7 +14,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use redis::AsyncCommands;
 
-use crate::jobs::{Enqueuer, NODE_QUEUE_PREFIX, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, SHARED_QUEUE};
 use crate::store::{Store, StoreError};
 
 /// Label pairs of a series.
@@ -96,16 +95,9 @@ impl Metrics {
     /// Refresh the shared-state gauges from Redis.
     async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
         let mut conn = store.connection();
-        let nodes: Vec<String> = conn.smembers(store.keys().nodes()).await?;
-        let mut queues = vec![SHARED_QUEUE.to_owned(), RECONCILE_QUEUE.to_owned()];
-        for n in &nodes {
-            queues.push(format!("{NODE_QUEUE_PREFIX}{n}"));
-            queues.push(format!("{RECONCILE_NODE_QUEUE_PREFIX}{n}"));
-        }
-        let enqueuer = Enqueuer::new(conn.clone(), store.keys().clone());
-        for q in queues {
-            let depth = enqueuer.depth(&q).await?;
-            self.queue_depth.get_or_create(&vec![("queue", q)]).set(i64::try_from(depth).unwrap_or(i64::MAX));
+        for q in crate::queues::depths(&conn, store.keys()).await? {
+            let depth = i64::try_from(q.waiting + q.scheduled).unwrap_or(i64::MAX);
+            self.queue_depth.get_or_create(&vec![("queue", q.name)]).set(depth);
         }
         let counts: Vec<(String, i64)> = conn.hgetall(store.keys().instance_counts()).await?;
         self.instances.clear();

@@ -144,6 +144,9 @@ pub struct ApiSettings {
     pub max_page_size: usize,
     /// Serve `/metrics` (API and workers) without a token, for scrapers inside a trusted network.
     pub metrics_public: bool,
+    /// Longest a `?wait=` long-poll is held (at most 60; less behind a proxy with a shorter
+    /// timeout): the request then answers 202 and the client polls on.
+    pub max_wait_secs: u64,
 }
 
 /// Worker runtime.
@@ -316,7 +319,13 @@ impl Default for Settings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 90, max_page_size: 500, metrics_public: false }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 90,
+            max_page_size: 500,
+            metrics_public: false,
+            max_wait_secs: 60,
+        }
     }
 }
 

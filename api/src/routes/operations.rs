@@ -99,6 +99,8 @@ async fn lifecycle(
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::bad_request("invalid_wait", format!("wait must be at most {MAX_WAIT_SECS} seconds")));
     }
+    // Operators may hold requests for less (a proxy in front with a shorter timeout).
+    let wait = wait.min(state.settings.api.max_wait_secs);
     if if_match.is_present() {
         if_match.check(load(&state, &id).await?.instance.version)?;
     }
@@ -162,7 +164,7 @@ pub async fn get(
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
-    let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS);
+    let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS).min(state.settings.api.max_wait_secs);
     let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
     Ok(Json(OperationDto::from(&op)).into_response())
 }
