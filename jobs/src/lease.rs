@@ -75,6 +75,20 @@ impl Leases {
         Ok((fence > 0).then(|| Lease { key, value: format!("{fence}:{holder}"), fence }))
     }
 
+    /// Take a lock on any key (no fencing: `fence` is 0), held as `holder` for `ttl`; renewed
+    /// and released like an instance lease.
+    pub async fn try_lock(&self, key: String, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(taken.map(|_| Lease { key, value: holder.to_owned(), fence: 0 }))
+    }
+
     /// Extend a held lease; false when it was lost.
     pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
         self.keep(lease, ttl.as_millis().max(1) as u64).await

@@ -110,22 +110,12 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
     // cannot unlock) blocks the passes after it for one hold at most.
     let hold = Duration::from_secs(ctx.settings.reconcile.interval_secs.max(1) * 3);
     let token = job.task_id();
-    let taken: bool = redis::cmd("SET")
-        .arg(&lock)
-        .arg(&token)
-        .arg("NX")
-        .arg("PX")
-        .arg(hold.as_millis() as u64)
-        .query_async::<Option<String>>(&mut conn)
-        .await
-        .map(|r| r.is_some())
-        .unwrap_or(false);
-    if !taken {
+    let Some(held) = ctx.leases.try_lock(lock.clone(), &token, hold).await.unwrap_or(None) else {
         let holder: Option<String> = redis::AsyncCommands::get(&mut conn, &lock).await.unwrap_or_default();
         tracing::info!(%scope, tick = job.tick, holder = holder.as_deref().unwrap_or("-"),
             "previous pass still running; tick skipped");
         return Ok(());
-    }
+    };
     tracing::debug!(%scope, tick = job.tick, "pass started");
     let counter = ctx.store.keys().reconcile_pass(&token);
     let _: Result<(), _> =
@@ -144,26 +134,16 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
         }
     };
     let renew = async {
-        let script = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
-        );
         loop {
             tokio::time::sleep(hold / 3).await;
-            let _: Result<i32, _> =
-                script.key(&lock).arg(&token).arg(hold.as_millis() as u64).invoke_async(&mut conn.clone()).await;
+            let _ = ctx.leases.renew(&held, hold).await;
         }
     };
     let result = tokio::select! {
         r = pass => r,
         () = renew => unreachable!("the renewal loop never ends"),
     };
-    let _: Result<i32, _> = redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-    )
-    .key(&lock)
-    .arg(&token)
-    .invoke_async(&mut conn)
-    .await;
+    let _ = ctx.leases.release(&held).await;
     match &result {
         Ok(stats) => {
             let kind = if job.node.is_some() { "node" } else { "global" };
