@@ -314,6 +314,22 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Send `body` with `content_type` (a merge patch, YAML, raw bytes) and return the response.
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.req(method, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// GET a path and return status and JSON answer.
     pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
         let res = self.req(Method::GET, path).send().await.expect("request");

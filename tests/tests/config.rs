@@ -38,16 +38,6 @@ async fn stored_config(app: &TestApp, id: &str) -> Option<String> {
     redis::cmd("HGET").arg(format!("{{{}}}:config:{id}", app.prefix)).arg("data").query_async(&mut c).await.unwrap()
 }
 
-async fn send_body(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> Response {
-    app.req(method, path).header(header::CONTENT_TYPE, content_type).body(body).send().await.unwrap()
-}
-
 async fn get_yaml(app: &TestApp, id: &str) -> Response {
     app.req(Method::GET, &config_path(id)).header(header::ACCEPT, "application/yaml").send().await.unwrap()
 }
@@ -148,9 +138,9 @@ async fn spec_hash_changes_when_the_config_changes() {
     let id = create(&app, "hashed", sample_config()).await;
     let before = get_yaml(&app, &id).await.headers()["x-draas-spec-hash"].to_str().unwrap().to_owned();
 
-    let res =
-        send_body(&app, Method::PATCH, &config_path(&id), "application/merge-patch+json", r#"{"logLevel":"debug"}"#)
-            .await;
+    let res = app
+        .send_body(Method::PATCH, &config_path(&id), "application/merge-patch+json", r#"{"logLevel":"debug"}"#)
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
 
     let after = get_yaml(&app, &id).await;
@@ -297,7 +287,7 @@ async fn put_accepts_a_yaml_body() {
     let gen_before = generation(&app, &id).await;
     let yaml = "logLevel: debug\nsources:\n  - kind: mock\n    id: s\n    note: \"a: b # c\"\n    password: ${DB_PASSWORD}\nqueries:\n  - id: q\n    query: |\n      MATCH (n)\n      RETURN n\n    sources:\n      - sourceId: s\n";
 
-    let res = send_body(&app, Method::PUT, &config_path(&id), "application/yaml", yaml).await;
+    let res = app.send_body(Method::PUT, &config_path(&id), "application/yaml", yaml).await;
 
     assert_eq!(res.status(), StatusCode::OK);
     let (_, stored) = app.get_json(&config_path(&id)).await;
@@ -320,7 +310,7 @@ async fn put_of_the_rendered_yaml_is_accepted_back() {
     let yaml = get_yaml(&app, &id).await.text().await.unwrap();
     let effective: Value = serde_norway::from_str(&yaml).unwrap();
 
-    let res = send_body(&app, Method::PUT, &config_path(&id), "application/yaml", yaml).await;
+    let res = app.send_body(Method::PUT, &config_path(&id), "application/yaml", yaml).await;
 
     assert_eq!(res.status(), StatusCode::OK);
     let (_, stored) = app.get_json(&config_path(&id)).await;
@@ -339,7 +329,7 @@ async fn json_patch_adds_replaces_and_removes_and_bumps_generation() {
         {"op": "remove", "path": "/reactions/0"}
     ]);
 
-    let res = send_body(&app, Method::PATCH, &config_path(&id), "application/json-patch+json", ops.to_string()).await;
+    let res = app.send_body(Method::PATCH, &config_path(&id), "application/json-patch+json", ops.to_string()).await;
 
     assert_eq!(res.status(), StatusCode::OK);
     assert_ne!(etag(&res), etag_before);
@@ -360,14 +350,14 @@ async fn merge_patch_sets_and_removes_fields_and_bumps_generation() {
     let id = create(&app, "merged", sample_config()).await;
     let gen_before = generation(&app, &id).await;
 
-    let res = send_body(
-        &app,
-        Method::PATCH,
-        &config_path(&id),
-        "application/merge-patch+json",
-        r#"{"logLevel": null, "persistIndex": true, "port": 9100}"#,
-    )
-    .await;
+    let res = app
+        .send_body(
+            Method::PATCH,
+            &config_path(&id),
+            "application/merge-patch+json",
+            r#"{"logLevel": null, "persistIndex": true, "port": 9100}"#,
+        )
+        .await;
 
     assert_eq!(res.status(), StatusCode::OK);
     let mut expected = sample_config();
@@ -422,7 +412,7 @@ async fn rejected_patches_answer_422_and_leave_the_stored_config_byte_identical(
         let raw = stored_config(&app, &id).await;
         assert!(raw.is_some());
 
-        let res = send_body(&app, Method::PATCH, &config_path(&id), ct, patch.to_string()).await;
+        let res = app.send_body(Method::PATCH, &config_path(&id), ct, patch.to_string()).await;
 
         let (status, body) = problem(res).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{patch}: {body}");
@@ -438,14 +428,14 @@ async fn a_patch_naming_a_missing_source_points_at_the_faulty_field() {
     let app = spawn_app().await;
     let id = create(&app, "pointed", sample_config()).await;
 
-    let res = send_body(
-        &app,
-        Method::PATCH,
-        &config_path(&id),
-        "application/json-patch+json",
-        json!([{"op": "replace", "path": "/queries/0/sources/0/sourceId", "value": "missing"}]).to_string(),
-    )
-    .await;
+    let res = app
+        .send_body(
+            Method::PATCH,
+            &config_path(&id),
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/queries/0/sources/0/sourceId", "value": "missing"}]).to_string(),
+        )
+        .await;
 
     let (status, body) = problem(res).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -458,9 +448,9 @@ async fn stale_if_match_on_put_and_patch_is_refused_with_412_and_changes_nothing
     let app = spawn_app().await;
     let id = create(&app, "stale", sample_config()).await;
     let stale = config_etag(&app, &id).await;
-    let res =
-        send_body(&app, Method::PATCH, &config_path(&id), "application/merge-patch+json", r#"{"logLevel":"debug"}"#)
-            .await;
+    let res = app
+        .send_body(Method::PATCH, &config_path(&id), "application/merge-patch+json", r#"{"logLevel":"debug"}"#)
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let snapshot = app.snapshot().await;
 
@@ -561,7 +551,7 @@ async fn config_of_an_unknown_instance_is_404() {
     let get = app.req(Method::GET, &path).send().await.unwrap();
     let yaml = app.req(Method::GET, &path).header(header::ACCEPT, "application/yaml").send().await.unwrap();
     let put = app.req(Method::PUT, &path).json(&sample_config()).send().await.unwrap();
-    let patch = send_body(&app, Method::PATCH, &path, "application/merge-patch+json", r#"{"logLevel":"debug"}"#).await;
+    let patch = app.send_body(Method::PATCH, &path, "application/merge-patch+json", r#"{"logLevel":"debug"}"#).await;
 
     for res in [get, yaml, put, patch] {
         let (status, body) = problem(res).await;

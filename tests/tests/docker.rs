@@ -163,12 +163,13 @@ async fn a_config_change_replaces_the_container_with_the_new_config() {
     let before = w.start(&id).await["result"]["containerId"].as_str().unwrap().to_owned();
     let res = w
         .app
-        .req(Method::PATCH, &format!("/api/v1/instances/{id}/config"))
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"logLevel": "debug"}"#)
-        .send()
-        .await
-        .unwrap();
+        .send_body(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}/config"),
+            "application/merge-patch+json",
+            r#"{"logLevel": "debug"}"#,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let (yaml, hash) = w.served_yaml(&id).await;
     let c = eventually("a container with the new spec hash", LONG, || async {

@@ -164,12 +164,13 @@ async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and
     let before = w.api::<Deployment>().get(&name).await.unwrap();
     let res = w
         .app
-        .req(Method::PATCH, &format!("/api/v1/instances/{id}/config"))
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"logLevel": "debug"}"#)
-        .send()
-        .await
-        .unwrap();
+        .send_body(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}/config"),
+            "application/merge-patch+json",
+            r#"{"logLevel": "debug"}"#,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let (yaml, new_hash) = w.rendered(&id).await;
     assert_ne!(new_hash, hash);

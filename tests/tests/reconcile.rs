@@ -67,12 +67,13 @@ async fn a_config_change_redeploys_and_the_new_process_gets_the_new_yaml() {
     let _worker = app.start_worker("node-a", &[FAST]);
     let (id, started) = running_instance(&app, "redeploy").await;
     let res = app
-        .req(Method::PATCH, &format!("/api/v1/instances/{id}/config"))
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"logLevel": "debug"}"#)
-        .send()
-        .await
-        .unwrap();
+        .send_body(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}/config"),
+            "application/merge-patch+json",
+            r#"{"logLevel": "debug"}"#,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let port = started["result"]["port"].as_u64().unwrap();
     let served = eventually("the server to run the new config", LONG, || async {
