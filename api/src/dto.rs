@@ -1,8 +1,8 @@
 //! Wire types of the v1 API: requests and responses, converted from and to domain records.
 
 use chrono::{DateTime, Utc};
-use draas_jobs::model::{DesiredState, Platform, ProbeRecord, RuntimeOptions, Status};
-use draas_jobs::store::InstanceState;
+use draas_jobs::domain::model::InstanceState;
+use draas_jobs::domain::model::{DesiredState, Platform, ProbeRecord, RuntimeOptions, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};

@@ -3,9 +3,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use draas_jobs::ids::IdError;
+use draas_jobs::domain::ids::IdError;
+use draas_jobs::domain::validate::{ConfigError, FieldError};
 use draas_jobs::store::StoreError;
-use draas_jobs::validate::{ConfigError, FieldError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -183,7 +183,7 @@ impl From<StoreError> for ApiError {
                 Self::conflict("contended", "the instance is being changed concurrently; retry").retry_after(1)
             }
             StoreError::NotFound => Self::not_found("instance_not_found", "instance does not exist"),
-            e @ (StoreError::Corrupt { .. } | StoreError::Redis(_)) => Self::internal(&e),
+            e @ (StoreError::Corrupt { .. } | StoreError::Redis(_) | StoreError::Protocol(_)) => Self::internal(&e),
         }
     }
 }

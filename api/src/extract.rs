@@ -191,3 +191,16 @@ impl IfMatch {
 pub fn etag(version: u64) -> (header::HeaderName, String) {
     (header::ETAG, format!("\"{version}\""))
 }
+
+/// The request's id (`x-request-id`, set by the request-id layer when the client sent none):
+/// the correlation id of the operations a request causes.
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        Ok(Self(id.to_owned()))
+    }
+}

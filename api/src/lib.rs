@@ -22,10 +22,9 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use draas_jobs::ops::Operations;
+use draas_jobs::queue::submit::Submitter;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
-use draas_jobs::submit::Submitter;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -39,7 +38,6 @@ use crate::routes::{components, config, health, instances, operations, queues, s
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub ops: Operations,
     pub submitter: Submitter,
     pub settings: Arc<Settings>,
 }
@@ -47,8 +45,7 @@ pub struct AppState {
 impl AppState {
     /// State over one store connection.
     pub fn new(store: Store, settings: Settings) -> Self {
-        let submitter = Submitter::new(store.clone(), &settings);
-        Self { ops: submitter.ops.clone(), submitter, store, settings: Arc::new(settings) }
+        Self { submitter: Submitter::new(store.clone(), &settings), store, settings: Arc::new(settings) }
     }
 }
 

@@ -1,66 +1,78 @@
 //! Submit-and-poll: a lifecycle request records the new desired state, creates an operation
-//! and enqueues a typed job; the client polls the operation (or waits with `?wait=`).
+//! and enqueues a typed job in one step; the client polls the operation (or waits with
+//! `?wait=`, answered as the operation ends).
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use chrono::Utc;
-use draas_jobs::ids::{InstanceId, OperationId};
-use draas_jobs::ops::{Operation, OperationKind, OperationStatus};
-use draas_jobs::submit::SubmitError;
+use draas_jobs::domain::ids::OperationId;
+use draas_jobs::domain::operation::Operation;
+use draas_jobs::queue::submit::{Request, SubmitError};
+use draas_jobs::store::events::Event;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Record the intent of `kind` on instance `id`, create its operation and enqueue its job.
-pub async fn submit(
-    state: &AppState,
-    id: &InstanceId,
-    kind: OperationKind,
-    reason: &str,
-    correlation_id: &str,
-) -> Result<Operation, ApiError> {
-    state.submitter.submit(id, kind, reason, correlation_id).await.map_err(|e| match e {
-        SubmitError::NotFound => ApiError::instance_not_found(id.as_str()),
+/// How often a `?wait` looks at the operation when no notification comes (Redis pub/sub
+/// delivers at most once, and nothing while the subscription reconnects).
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Submit an operation (see [`Request`]).
+pub async fn submit(state: &AppState, r: Request<'_>) -> Result<Operation, ApiError> {
+    state.submitter.submit(r).await.map_err(|e| match e {
+        SubmitError::NotFound => ApiError::instance_not_found(r.instance.map(|i| i.as_str()).unwrap_or_default()),
         SubmitError::Deleting => ApiError::conflict("instance_deleting", "the instance is being deleted"),
         e @ SubmitError::Stale { .. } => ApiError::conflict("instance_changed", e.to_string()),
+        SubmitError::Precondition { current } => ApiError::precondition_failed(current),
         e @ SubmitError::QueueFull { .. } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string()).retry_after(5)
         }
         SubmitError::Store(e) => e.into(),
-        SubmitError::Enqueue(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "enqueue_failed", "the job could not be queued; retry")
-                .retry_after(1)
-        }
     })
 }
 
-/// Poll `id` until it ends or `wait` passes; the last record read.
+/// Hold until `op` ends or `wait` passes; the last record read. Woken by the notification
+/// the operation's end publishes, with a slow poll besides.
 pub async fn wait_for(state: &AppState, op: Operation, wait: Duration) -> Result<Operation, ApiError> {
+    if op.status.is_final() || wait.is_zero() {
+        return Ok(op);
+    }
+    // Subscribe before the first read, so an end between the read and the wait is not missed.
+    let mut events = state.store.events().subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     let mut current = op;
-    while !current.status.is_final() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(op) = state.ops.get(&current.id).await? {
+    loop {
+        if let Some(op) = state.store.operations().get(&current.id).await? {
             current = op;
         }
+        if current.status.is_final() {
+            return Ok(current);
+        }
+        let until = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
+        loop {
+            match tokio::time::timeout_at(until, events.recv()).await {
+                Ok(Ok(Event::OperationEnded(id))) if id == current.id.as_str() => break,
+                Ok(Ok(_)) => continue,
+                // Lagged or closed: look at the record.
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(state.store.operations().get(&current.id).await?.unwrap_or(current));
+        }
     }
-    Ok(current)
 }
 
 /// Cancel a queued operation; its instance's desired state goes back to what it was when
 /// nothing has changed it since.
 pub async fn cancel(state: &AppState, id: &OperationId) -> Result<Operation, ApiError> {
-    let op = state
-        .ops
+    let ops = state.store.operations();
+    let op = ops
         .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
-    let mut cancelled = op.clone();
-    cancelled.status = OperationStatus::Cancelled;
-    cancelled.finished_at = Some(Utc::now());
-    if !state.ops.transition(&cancelled, &[OperationStatus::Queued]).await? {
-        let now = state.ops.get(id).await?.map_or("gone", |o| o.status.as_str());
+    if !ops.cancel(id).await? {
+        let now = ops.get(id).await?.map_or("gone", |o| o.status.as_str());
         return Err(ApiError::conflict(
             "not_cancellable",
             format!("only a queued operation can be cancelled; this one is {now}"),
@@ -69,6 +81,7 @@ pub async fn cancel(state: &AppState, id: &OperationId) -> Result<Operation, Api
     if let (Some(instance), Some(previous)) = (&op.instance_id, op.previous_desired) {
         let reverted = state
             .store
+            .instances()
             .update(instance, |s| {
                 if s.instance.value.generation == op.target_generation {
                     s.instance.value.desired_state = previous;
@@ -82,5 +95,5 @@ pub async fn cancel(state: &AppState, id: &OperationId) -> Result<Operation, Api
             return Err(e);
         }
     }
-    Ok(cancelled)
+    Ok(ops.get(id).await?.unwrap_or(op))
 }

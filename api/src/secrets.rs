@@ -1,7 +1,7 @@
 //! Secrets in API reads: redacted (`***`) unless an admin asks with `?reveal=true`.
 
 use axum::http::StatusCode;
-use draas_jobs::redact::redact;
+use draas_jobs::domain::redact::redact;
 use serde_json::Value;
 
 use crate::auth::Caller;

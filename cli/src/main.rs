@@ -49,12 +49,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Api => {
             let settings = Settings::load()?;
             draas_jobs::telemetry::init(settings.log_format);
+            bound_shutdown(settings.shutdown_grace_secs);
             let url = settings.redis_url.clone().context("DRAAS_REDIS_URL is not set")?;
             run_api(settings, &url).await
         }
         Command::Worker => {
             let settings = Settings::load()?;
             draas_jobs::telemetry::init(settings.log_format);
+            bound_shutdown(settings.shutdown_grace_secs);
             let url = settings.redis_url.clone().context("DRAAS_REDIS_URL is not set")?;
             run_worker(settings, &url).await
         }
@@ -83,6 +85,21 @@ pub async fn run_worker(settings: Settings, redis_url: &SecretString) -> anyhow:
     Ok(())
 }
 
+/// Once SIGINT or SIGTERM arrives, give the process `grace_secs` to stop by itself, then end
+/// it: a graceful stop may wait on a Redis that is gone (apalis flushing acknowledgements,
+/// an operation reporting its end), and a process asked to stop must stop. What it could not
+/// report is left to the leases' expiry: another worker takes those jobs up.
+pub fn bound_shutdown(grace_secs: u64) {
+    let grace = std::time::Duration::from_secs(grace_secs.max(1));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(grace_secs = grace.as_secs(), "still stopping after the shutdown grace; exiting now");
+        up::stop_private_redis_now();
+        std::process::exit(1);
+    });
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let term = async {
@@ -97,5 +114,5 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-    tracing::info!("shutting down");
+    tracing::debug!("shutting down");
 }

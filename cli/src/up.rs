@@ -13,10 +13,21 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::process::{Child, Command};
 
+/// Pid of the private redis-server this process started, for an exit that cannot wait.
+static PRIVATE_REDIS: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// Stop the private redis-server at once (the process is exiting without its clean stop).
+pub fn stop_private_redis_now() {
+    if let Some(pid) = PRIVATE_REDIS.get() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
 /// Run the all-in-one stack until SIGINT or SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let mut settings = load_settings_with_token()?;
     draas_jobs::telemetry::init(settings.log_format);
+    crate::bound_shutdown(settings.shutdown_grace_secs);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = settings.data_dir.canonicalize()?;
@@ -106,6 +117,9 @@ async fn start_private_redis(data_dir: &Path) -> anyhow::Result<(Child, SecretSt
         .kill_on_drop(true)
         .spawn()
         .context("cannot start redis-server")?;
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = PRIVATE_REDIS.set(pid);
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
         if tokio::time::Instant::now() > deadline {

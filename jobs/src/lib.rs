@@ -1,23 +1,17 @@
-//! draas shared kernel: validated domain types, drasi-server configuration, the Redis state
-//! store and its key schema, settings and telemetry. No HTTP framework, no platform SDKs.
+//! draas shared kernel. No HTTP framework, no platform SDKs.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`domain`] | validated ids, instance and operation records, the drasi-server configuration with its validation, redaction and rendering |
+//! | [`store`] | the Redis state store: one `Store`, its key schema, scripts and typed views (the only code that sends Redis commands) |
+//! | [`queue`] | job payloads, queue names, submitting operations, sweeping finished tasks |
+//! | [`settings`] | one `Settings`, loaded in layers |
+//! | [`auth`], [`metrics`], [`telemetry`] | bearer tokens, Prometheus metrics, tracing set-up |
 
 pub mod auth;
-pub mod crashloop;
-pub mod drasi;
-pub mod ids;
-pub mod jobs;
-pub mod lease;
-pub mod maintenance;
+pub mod domain;
 pub mod metrics;
-pub mod model;
-pub mod nodes;
-pub mod ops;
-pub mod ports;
-pub mod queues;
-pub mod redact;
-pub mod render;
+pub mod queue;
 pub mod settings;
 pub mod store;
-pub mod submit;
 pub mod telemetry;
-pub mod validate;

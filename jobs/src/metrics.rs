@@ -6,15 +6,13 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::store::{Store, StoreError};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use redis::AsyncCommands;
-
-use crate::store::{Store, StoreError};
 
 /// Label pairs of a series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -94,12 +92,11 @@ impl Metrics {
 
     /// Refresh the shared-state gauges from Redis.
     async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
-        let mut conn = store.connection();
-        for q in crate::queues::depths(&conn, store.keys()).await? {
+        for q in crate::queue::depths(store).await? {
             let depth = i64::try_from(q.waiting + q.scheduled).unwrap_or(i64::MAX);
             self.queue_depth.get_or_create(&vec![("queue", q.name)]).set(depth);
         }
-        let counts: Vec<(String, i64)> = conn.hgetall(store.keys().instance_counts()).await?;
+        let counts = store.passes().counts().await?;
         self.instances.clear();
         for (field, n) in counts {
             if let Some((platform, status)) = field.split_once('|') {

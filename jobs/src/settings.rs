@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::model::Platform;
+use crate::domain::model::Platform;
 
 /// Everything draas can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +57,10 @@ pub struct Settings {
     pub compat: CompatSettings,
     /// Kubernetes platform.
     pub kubernetes: KubernetesSettings,
+    /// After SIGTERM or SIGINT, how long the process may take to finish what it is doing
+    /// before it exits anyway (jobs it could not report are left to their leases' expiry, so
+    /// another worker takes them up).
+    pub shutdown_grace_secs: u64,
 }
 
 /// The original DRaaS API (`/api/server`, `/api/configuration`, `/api/status`).
@@ -313,6 +317,7 @@ impl Default for Settings {
             reconcile: ReconcileSettings::default(),
             compat: CompatSettings::default(),
             kubernetes: KubernetesSettings::default(),
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -440,7 +445,7 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
-        crate::store::keys::check_prefix(&self.key_prefix).map_err(SettingsError::Invalid)?;
+        crate::domain::ids::check_prefix(&self.key_prefix).map_err(SettingsError::Invalid)?;
         let i = self.reconcile.interval_secs;
         if !(i > 0 && (i < 60 && 60_u64.is_multiple_of(i) || i.is_multiple_of(60) && 60_u64.is_multiple_of(i / 60))) {
             return Err(SettingsError::Invalid(format!(

@@ -2,9 +2,9 @@
 //! to YAML that parses back to the same configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::render::{RenderContext, effective, to_yaml};
-use draas_jobs::validate::parse_config;
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::render::{RenderContext, effective, to_yaml};
+use draas_jobs::domain::validate::parse_config;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

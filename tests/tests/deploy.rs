@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use draas_jobs::ids::{InstanceId, OperationId};
-use draas_jobs::jobs::{Enqueuer, InstanceJob, JobKind, SCHEMA_VERSION, SHARED_QUEUE, queue_config, queue_name};
+use draas_jobs::domain::ids::{InstanceId, OperationId};
+use draas_jobs::domain::operation::OperationKind;
+use draas_jobs::queue::{InstanceJob, SCHEMA_VERSION, SHARED_QUEUE, queue_config, queue_name};
 use draas_jobs::settings::Settings;
 use draas_jobs::store::{Keys, Store};
 use draas_tests::{TestRedis, eventually};
@@ -309,11 +310,12 @@ fn the_scaled_object_targets_the_worker_deployment_through_its_redis_secret() {
 fn job() -> InstanceJob {
     InstanceJob {
         schema_version: SCHEMA_VERSION,
-        kind: JobKind::StartInstance,
+        kind: OperationKind::Start,
         instance_id: InstanceId::generate(),
         operation_id: OperationId::generate(),
         target_generation: 1,
         correlation_id: "deploy-test".into(),
+        platform: None,
     }
 }
 
@@ -342,9 +344,8 @@ async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
     let prefix = Settings::default().key_prefix;
     let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
     let queue = queue_name(store.keys(), SHARED_QUEUE);
-    let enqueuer = Enqueuer::new(store.connection(), store.keys().clone());
     for _ in 0..JOBS {
-        enqueuer.push(SHARED_QUEUE, job()).await.unwrap();
+        job().push(&store, SHARED_QUEUE).await.unwrap();
     }
 
     // No worker: apalis-redis parks every push in the scheduled ZSET; the list stays empty.
@@ -369,6 +370,6 @@ async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
     assert_eq!(taken, CONCURRENCY as u64, "the worker holds one batch");
     let waiting = count(&redis, "LLEN", &list).await;
     assert_eq!(waiting, JOBS - taken, "every other job waits in the list");
-    assert_eq!(enqueuer.depth(SHARED_QUEUE).await.unwrap(), waiting, "admission control counts the same jobs");
+    assert_eq!(store.queues().depth(SHARED_QUEUE).await.unwrap(), waiting, "admission control counts the same jobs");
     running.abort();
 }

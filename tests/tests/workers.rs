@@ -188,10 +188,7 @@ async fn the_sweep_forgets_finished_tasks_and_expired_operation_ids() {
 
     let store =
         draas_jobs::store::Store::open(&secrecy::SecretString::from(app.redis.url.clone()), &app.prefix).unwrap();
-    let removed =
-        draas_jobs::maintenance::sweep(&store.connection(), store.keys(), &["shared".to_owned()], Duration::ZERO)
-            .await
-            .unwrap();
+    let removed = store.queues().sweep(&["shared".to_owned()], Duration::ZERO).await.unwrap();
     assert!(removed >= 2, "a task and an index entry: {removed}");
     let done: i64 = redis::cmd("SCARD").arg(&done_key).query_async(&mut redis).await.unwrap();
     let data: i64 =

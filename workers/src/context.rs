@@ -1,30 +1,22 @@
-//! What every job handler of a worker process shares. Nothing here is state of its own:
-//! all of it is handles to the shared Redis and this node's platform.
+//! What every job handler of a worker process shares. Nothing here is state of its own: the
+//! store (the shared Redis), the submitter (repairs go in like requests), and this node's
+//! platforms.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use draas_jobs::jobs::Enqueuer;
-use draas_jobs::lease::Leases;
-use draas_jobs::nodes::Nodes;
-use draas_jobs::ops::Operations;
-use draas_jobs::ports::Ports;
+use draas_jobs::queue::submit::Submitter;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
-use draas_jobs::submit::Submitter;
 
 use crate::platform::docker::DockerPlatform;
+use crate::platform::kubernetes::KubernetesPlatform;
 use crate::platform::process::ProcessPlatform;
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{ErrorCode, Platform, PlatformError};
 
 /// Shared handles of one worker process.
 pub struct Ctx {
     pub store: Store,
-    pub ops: Operations,
-    pub leases: Leases,
-    pub ports: Ports,
-    pub nodes: Nodes,
-    pub enqueuer: Enqueuer,
     /// Submits repairs like the API submits requests.
     pub submitter: Submitter,
     /// Client of the health probes.
@@ -34,19 +26,29 @@ pub struct Ctx {
     pub node: String,
     /// Unique name of this worker process (node + random suffix).
     pub worker: String,
+    /// This node's processes.
     pub process: ProcessPlatform,
     /// Shared platforms (docker, kubernetes) this worker can reach.
     pub shared: Vec<Arc<dyn Platform>>,
     /// When this worker last failed to heartbeat (Redis unreachable).
-    pub heartbeat_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    heartbeat_failed_at: Mutex<Option<Instant>>,
 }
 
 impl Ctx {
-    /// Handles over `store`'s connection.
-    pub fn new(store: Store, settings: Settings, node: String, worker: String) -> Arc<Self> {
-        let conn = store.connection();
-        let keys = store.keys().clone();
-        let ttl = Duration::from_secs(settings.operations.ttl_secs);
+    /// The context of worker `worker` on `node`, with the shared platforms the settings enable.
+    pub async fn new(store: Store, settings: Settings, node: String, worker: String) -> Arc<Self> {
+        let shared = shared_platforms(&settings).await;
+        Self::with_platforms(store, settings, node, worker, shared)
+    }
+
+    /// The context with the given shared platforms.
+    pub fn with_platforms(
+        store: Store,
+        settings: Settings,
+        node: String,
+        worker: String,
+        shared: Vec<Arc<dyn Platform>>,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.reconcile.probe_timeout_ms.max(1)))
             .build()
@@ -54,19 +56,14 @@ impl Ctx {
         Arc::new(Self {
             submitter: Submitter::new(store.clone(), &settings),
             http,
-            ops: Operations::new(conn.clone(), keys.clone(), ttl),
-            leases: Leases::new(conn.clone(), keys.clone()),
-            ports: Ports::new(conn.clone(), keys.clone()),
-            nodes: Nodes::new(conn.clone(), keys.clone()),
-            enqueuer: Enqueuer::new(conn, keys),
             process: ProcessPlatform::new(
                 settings.process.clone(),
                 &settings.data_dir,
                 node.clone(),
                 settings.key_prefix.clone(),
             ),
-            shared: shared_platforms(&settings),
-            heartbeat_failed_at: std::sync::Mutex::new(None),
+            shared,
+            heartbeat_failed_at: Mutex::new(None),
             store,
             settings: Arc::new(settings),
             node,
@@ -75,13 +72,13 @@ impl Ctx {
     }
 
     /// The platform of `kind`, when this worker can reach it.
-    pub fn platform(&self, kind: draas_jobs::model::Platform) -> Result<&dyn Platform, PlatformError> {
-        if kind == draas_jobs::model::Platform::Process {
+    pub fn platform(&self, kind: draas_jobs::domain::model::Platform) -> Result<&dyn Platform, PlatformError> {
+        if kind == draas_jobs::domain::model::Platform::Process {
             return Ok(&self.process);
         }
         self.shared.iter().find(|p| p.kind() == kind).map(|p| p.as_ref()).ok_or_else(|| {
             PlatformError::new(
-                "platform_unavailable",
+                ErrorCode::PlatformUnavailable,
                 format!("the {} platform is not available on this worker", kind.as_str()),
             )
         })
@@ -90,6 +87,13 @@ impl Ctx {
     /// How long a node's heartbeat key lives without renewal.
     pub fn heartbeat_ttl(&self) -> Duration {
         Duration::from_secs(self.settings.worker.heartbeat_secs.max(1)) * 3
+    }
+
+    /// Note that a heartbeat failed now.
+    pub fn heartbeat_failed(&self) {
+        if let Ok(mut t) = self.heartbeat_failed_at.lock() {
+            *t = Some(Instant::now());
+        }
     }
 
     /// Did this worker fail to heartbeat within the last heartbeat expiry (and a period)? Then
@@ -106,14 +110,24 @@ impl Ctx {
     }
 }
 
-/// The shared platforms the settings enable. A misconfigured one is left out (and logged):
-/// its jobs fail with `platform_unavailable` rather than the worker refusing to run.
-fn shared_platforms(settings: &Settings) -> Vec<Arc<dyn Platform>> {
+/// The shared platforms the settings enable. A misconfigured or unreachable one is left out
+/// (and logged): its jobs fail with `platform_unavailable` rather than the worker refusing to
+/// run.
+async fn shared_platforms(settings: &Settings) -> Vec<Arc<dyn Platform>> {
     let mut shared: Vec<Arc<dyn Platform>> = Vec::new();
     if settings.docker.enabled {
         match DockerPlatform::new(settings.docker.clone(), settings.key_prefix.clone()) {
             Ok(p) => shared.push(Arc::new(p)),
             Err(e) => tracing::error!(error = %e, "docker platform disabled: invalid settings"),
+        }
+    }
+    if settings.kubernetes.enabled {
+        match KubernetesPlatform::connect(&settings.kubernetes, &settings.key_prefix).await {
+            Ok(k) => {
+                tracing::info!(namespace = %settings.kubernetes.namespace, "kubernetes platform enabled");
+                shared.push(Arc::new(k));
+            }
+            Err(e) => tracing::error!(error = %e, "kubernetes platform unavailable on this worker"),
         }
     }
     shared

@@ -1,10 +1,11 @@
-//! The lifecycle job handler. Level-triggered and idempotent: it reads the operation and the
-//! instance, takes the instance's lease, acts on the difference, records the outcome.
+//! The lifecycle job handler. Level-triggered and idempotent: one script begins the attempt
+//! (operation, instance, lease and port in one step), the action converges the platform, one
+//! script finishes it (observed state, outcome, lease release in one step).
 //!
 //! Retries, backoff, timeouts and panics are handled here, in our own operation record, not by
 //! apalis-redis (whose retry cap ignores the policy and which stores timeouts and panics as
-//! `Running`, see shared/APALIS.md §3.3): the handler only ever returns `Ok` for a job it has
-//! settled, and an error (apalis retries) only when Redis itself failed.
+//! `Running`): the handler only ever returns `Ok` for a job it has settled, and an error
+//! (apalis redelivers) only when Redis itself failed or the lease stayed busy.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -12,27 +13,36 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
-use draas_jobs::jobs::{InstanceJob, JobKind, NODE_QUEUE_PREFIX, SCHEMA_VERSION};
-use draas_jobs::lease::Lease;
-use draas_jobs::model::Platform;
-use draas_jobs::ops::{Operation, OperationError, OperationStatus};
-use draas_jobs::store::{InstanceState, StoreError};
+use draas_jobs::domain::model::Cause;
+use draas_jobs::domain::operation::{Operation, OperationError, OperationKind, OperationStatus};
+use draas_jobs::metrics::metrics;
+use draas_jobs::queue::{InstanceJob, SCHEMA_VERSION, node_queue};
+use draas_jobs::store::StoreError;
+use draas_jobs::store::events::Event;
+use draas_jobs::store::leases::Lease;
+use draas_jobs::store::operations::{Begin, Begun, Finish, PortRequest, Ready};
 use futures::FutureExt;
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::actions::{self, Facts};
+use crate::actions::{self, Attempt, Done};
 use crate::context::Ctx;
-use crate::platform::PlatformError;
-use draas_jobs::metrics::metrics;
+use crate::platform::{ErrorCode, PlatformError};
+
+/// How often a start waiting for its server looks at the instance's generation when no
+/// notification comes.
+const SUPERSEDE_POLL: Duration = Duration::from_millis(500);
+/// How often a job waiting for a busy lease tries again when no release is announced.
+const LEASE_POLL: Duration = Duration::from_millis(250);
 
 /// apalis entry point.
 pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
     let ctx: Arc<Ctx> = (*ctx).clone();
     let span = tracing::info_span!("job", instance = %job.instance_id, operation = %job.operation_id,
-        kind = ?job.kind, correlation_id = %job.correlation_id, worker = %ctx.worker);
+        kind = job.kind.as_str(), correlation_id = %job.correlation_id, worker = %ctx.worker);
     run(&ctx, &job).instrument(span).await.map_err(|e| {
-        tracing::warn!(error = %e, operation = %job.operation_id, "state store failed; the job will be redelivered");
+        tracing::warn!(error = %e, operation = %job.operation_id, "the job will be redelivered");
         Box::new(e) as BoxDynError
     })
 }
@@ -40,181 +50,225 @@ pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
 async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
     // One line per delivery (debug): draas-scale counts them to show each job ran once.
     tracing::debug!(operation = %job.operation_id, "job received");
-    let (op, state) = read(ctx, job).await?;
-    let Some(mut op) = op else {
-        return Ok(()); // expired or unknown: nothing to report to
-    };
-    if op.status.is_final() {
-        tracing::debug!(operation = %op.id, status = op.status.as_str(), "duplicate delivery: the operation has ended");
-        return Ok(());
-    }
     if job.schema_version > SCHEMA_VERSION {
         let e = PlatformError::new(
-            "unsupported_job",
+            ErrorCode::UnsupportedJob,
             format!("job schema {} is newer than this worker", job.schema_version),
         );
-        return finish(ctx, &mut op, Err(e)).await;
+        ctx.store.operations().settle(&job.operation_id, OperationStatus::Failed, Some(&(&e).into())).await?;
+        return Ok(());
     }
-    let Some(state) = state else {
-        return finish(ctx, &mut op, gone(job)).await;
-    };
-    if job.target_generation < state.instance.value.generation {
-        return supersede(ctx, &mut op).await;
-    }
-    if let Some(owner) = foreign_owner(ctx, &state) {
-        if !ctx.recently_cut_off() && !ctx.nodes.is_alive(&owner).await? {
-            let lost = PlatformError::new(
-                "node_lost",
-                format!("node '{owner}', which runs this instance, stopped heartbeating"),
-            );
-            return finish(ctx, &mut op, Err(lost)).await;
+    let deadline = tokio::time::Instant::now() + ctx.lease_ttl();
+    let mut events = ctx.store.events().subscribe();
+    let ready = loop {
+        match begin(ctx, job, None).await? {
+            Begun::Ready(ready) => break ready,
+            Begun::Busy if tokio::time::Instant::now() < deadline => {
+                wait_for_release(&mut events, job, deadline).await;
+            }
+            // Held for a whole lease period: let apalis deliver the job again later.
+            Begun::Busy => return Err(StoreError::Contended),
+            other => return settle(ctx, job, other).await,
         }
-        return forward(ctx, job, &owner).await;
-    }
-    let Some(lease) = acquire(ctx, job).await? else {
-        return Err(StoreError::Contended); // lease busy for too long: let apalis redeliver
     };
+    attempts(ctx, job, ready).await
+}
+
+/// Wait until the instance's lease is announced free, a poll interval passes, or `deadline`.
+async fn wait_for_release(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    job: &InstanceJob,
+    deadline: tokio::time::Instant,
+) {
+    let until = deadline.min(tokio::time::Instant::now() + LEASE_POLL);
+    while let Ok(Ok(event)) = tokio::time::timeout_at(until, events.recv()).await {
+        if event == Event::LeaseReleased(job.instance_id.to_string()) {
+            return;
+        }
+    }
+}
+
+/// Begin (or, with `held`, resume) an attempt.
+async fn begin(ctx: &Ctx, job: &InstanceJob, held: Option<&Lease>) -> Result<Begun, StoreError> {
+    let starts = matches!(job.kind, OperationKind::Start | OperationKind::Restart);
+    let platform = job.platform.and_then(|p| ctx.platform(p).ok());
+    let pool = platform.filter(|_| starts).and_then(|p| p.port_pool(&ctx.node).map(|pool| (p, pool)));
+    let skip = pool.as_ref().map(|(p, pool)| p.busy_ports(&job.instance_id, pool.range)).unwrap_or_default();
+    let check_placement = job.platform.is_none_or(|p| p == draas_jobs::domain::model::Platform::Process);
+    let b = Begin {
+        op: &job.operation_id,
+        instance: &job.instance_id,
+        holder: &ctx.worker,
+        lease_ttl: ctx.lease_ttl(),
+        target_generation: job.target_generation,
+        held,
+        node: &ctx.node,
+        check_placement,
+        port: pool.as_ref().map(|(_, pool)| PortRequest { pool: &pool.name, range: pool.range, skip: &skip }),
+    };
+    ctx.store.operations().begin(&b).await
+}
+
+/// A job that did not begin: say why, where someone waits for it.
+async fn settle(ctx: &Ctx, job: &InstanceJob, begun: Begun) -> Result<(), StoreError> {
+    let ops = ctx.store.operations();
+    match begun {
+        Begun::Gone => {}
+        Begun::Final(status) => {
+            tracing::debug!(operation = %job.operation_id, status = status.as_str(), "duplicate delivery: the operation has ended");
+        }
+        Begun::Superseded => metrics().job(job.kind.as_str(), "superseded", Duration::ZERO),
+        Begun::NoInstance if job.kind == OperationKind::Delete => {
+            ops.settle(&job.operation_id, OperationStatus::Succeeded, None).await?;
+        }
+        Begun::NoInstance => {
+            let e = PlatformError::new(ErrorCode::InstanceNotFound, "the instance no longer exists");
+            ops.settle(&job.operation_id, OperationStatus::Failed, Some(&(&e).into())).await?;
+        }
+        Begun::Foreign { node, alive } if !alive && !ctx.recently_cut_off() => {
+            let e = PlatformError::new(
+                ErrorCode::NodeLost,
+                format!("node '{node}', which runs this instance, stopped heartbeating"),
+            );
+            ops.settle(&job.operation_id, OperationStatus::Failed, Some(&(&e).into())).await?;
+        }
+        Begun::Foreign { node, .. } => {
+            tracing::info!(operation = %job.operation_id, %node, "forwarding to the node that owns the instance");
+            job.push(&ctx.store, &node_queue(&node)).await?;
+        }
+        Begun::LeaseLost => {
+            let e = PlatformError::new(ErrorCode::LeaseLost, "another worker took over this instance");
+            ops.settle(&job.operation_id, OperationStatus::Failed, Some(&(&e).into())).await?;
+        }
+        Begun::Busy | Begun::Ready(_) => {}
+    }
+    Ok(())
+}
+
+/// Run attempts until success, a permanent failure, or the attempt cap; the lease is renewed
+/// meanwhile.
+async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(), StoreError> {
+    let lease = first.lease.clone();
     let renewal = keep_lease(ctx, lease.clone());
-    let result = attempts(ctx, job, &mut op, &lease).await;
+    let mut ready = first;
+    let kind = ready.op.kind.as_str();
+    let result = loop {
+        let (attempt_no, max) = (ready.op.attempt, ready.op.max_attempts);
+        if attempt_no == 1 {
+            let waited = (Utc::now() - ready.op.created_at).to_std().unwrap_or_default();
+            metrics().pickup(kind, waited);
+        }
+        let started = std::time::Instant::now();
+        let outcome = attempt(ctx, job, &ready).await;
+        match outcome {
+            Err(e) if e.is_transient() && attempt_no < max => {
+                tracing::warn!(attempt = attempt_no, code = %e.code, error = %e, "attempt failed; retrying");
+                metrics().job(kind, "retried", started.elapsed());
+                match ctx.store.operations().requeue(&ready.op.id, &(&e).into()).await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()), // cancelled meanwhile
+                    Err(e) => break Err(e),
+                }
+                tokio::time::sleep(backoff(ctx, attempt_no)).await;
+                match begin(ctx, job, Some(&lease)).await {
+                    Ok(Begun::Ready(next)) => ready = next,
+                    Ok(other) => break settle(ctx, job, other).await,
+                    Err(e) => break Err(e),
+                }
+            }
+            outcome => {
+                let label = match &outcome {
+                    Ok(_) => "succeeded",
+                    Err(e) if e.code == ErrorCode::Superseded => "superseded",
+                    Err(_) => "failed",
+                };
+                metrics().job(kind, label, started.elapsed());
+                break finish(ctx, &ready, outcome).await;
+            }
+        }
+    };
     renewal.abort();
-    ctx.leases.release(&lease).await?;
+    // The finish script released the lease; this only matters when the attempts ended
+    // another way (cancelled, superseded while backing off, a store failure).
+    let _ = ctx.store.leases().release(&lease).await;
     result
 }
 
-/// The operation and the instance, read concurrently (one round trip on the multiplexed
-/// connection).
-async fn read(ctx: &Ctx, job: &InstanceJob) -> Result<(Option<Operation>, Option<InstanceState>), StoreError> {
-    tokio::try_join!(ctx.ops.get(&job.operation_id), ctx.store.load(&job.instance_id))
-}
-
-/// The outcome of a job whose instance no longer exists: a delete is done, anything else fails.
-fn gone(job: &InstanceJob) -> Result<Facts, PlatformError> {
-    if job.kind == JobKind::DeleteInstance {
-        Ok(Facts::new())
-    } else {
-        Err(PlatformError::new("instance_not_found", "the instance no longer exists"))
-    }
-}
-
-/// A placed process instance whose node is another one: its jobs run there.
-fn foreign_owner(ctx: &Ctx, s: &InstanceState) -> Option<String> {
-    let node = s.observed.as_ref()?.value.node.clone()?;
-    (s.instance.value.platform == Platform::Process && node != ctx.node).then_some(node)
-}
-
-async fn forward(ctx: &Ctx, job: &InstanceJob, owner: &str) -> Result<(), StoreError> {
-    tracing::info!(operation = %job.operation_id, node = owner, "forwarding to the node that owns the instance");
-    ctx.enqueuer
-        .push(&format!("{NODE_QUEUE_PREFIX}{owner}"), job.clone())
-        .await
-        .map_err(|e| StoreError::Unavailable(redis::RedisError::from(std::io::Error::other(e.to_string()))))
-}
-
-/// Wait for the instance's lease (up to a lease period).
-async fn acquire(ctx: &Ctx, job: &InstanceJob) -> Result<Option<Lease>, StoreError> {
-    let deadline = tokio::time::Instant::now() + ctx.lease_ttl();
-    loop {
-        if let Some(lease) = ctx.leases.try_acquire(&job.instance_id, &ctx.worker, ctx.lease_ttl()).await? {
-            return Ok(Some(lease));
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn keep_lease(ctx: &Ctx, lease: Lease) -> tokio::task::JoinHandle<()> {
-    let leases = ctx.leases.clone();
-    let ttl = ctx.lease_ttl();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            if !matches!(leases.renew(&lease, ttl).await, Ok(true)) {
-                tracing::warn!("lost the instance lease");
-                return;
-            }
-        }
-    })
-}
-
-/// Run attempts until success, a permanent failure, or the attempt cap.
-async fn attempts(ctx: &Ctx, job: &InstanceJob, op: &mut Operation, lease: &Lease) -> Result<(), StoreError> {
-    loop {
-        // Re-read under the lease: a client may have cancelled it, or a newer change superseded it.
-        let (current, state) = read(ctx, job).await?;
-        match current {
-            Some(current) if !current.status.is_final() => *op = current,
-            _ => return Ok(()),
-        }
-        let Some(state) = state else {
-            return finish(ctx, op, gone(job)).await;
-        };
-        if job.target_generation < state.instance.value.generation {
-            return supersede(ctx, op).await;
-        }
-        op.attempt += 1;
-        op.status = OperationStatus::Running;
-        if op.started_at.is_none() {
-            let waited = (Utc::now() - op.created_at).to_std().unwrap_or_default();
-            metrics().pickup(kind_label(op), waited);
-        }
-        op.started_at.get_or_insert_with(Utc::now);
-        let attempt_started = std::time::Instant::now();
-        op.worker = Some(ctx.worker.clone());
-        if !ctx.ops.transition(op, &[OperationStatus::Queued, OperationStatus::Running]).await? {
-            return Ok(()); // cancelled in between
-        }
-        let outcome = attempt(ctx, job, lease, &state).await;
-        match outcome {
-            Err(e) if e.is_transient() && op.attempt < op.max_attempts => {
-                tracing::warn!(attempt = op.attempt, code = e.code, error = %e, "attempt failed; retrying");
-                metrics().job(kind_label(op), "retried", attempt_started.elapsed());
-                op.status = OperationStatus::Queued;
-                op.error = Some(op_error(&e));
-                ctx.ops.transition(op, &[OperationStatus::Running]).await?;
-                tokio::time::sleep(backoff(ctx, op.attempt)).await;
-            }
-            outcome => {
-                if let Err(e) = &outcome {
-                    actions::record_error(ctx, lease, &state, e).await;
-                }
-                let label = if outcome.is_ok() { "succeeded" } else { "failed" };
-                metrics().job(kind_label(op), label, attempt_started.elapsed());
-                return finish(ctx, op, outcome).await;
-            }
-        }
-    }
-}
-
-/// One attempt, bounded in time, with panics caught (so they fail the attempt, not the worker).
-async fn attempt(ctx: &Ctx, job: &InstanceJob, lease: &Lease, s: &InstanceState) -> Result<Facts, PlatformError> {
+/// One attempt, bounded in time, with panics caught (so they fail the attempt, not the
+/// worker), given way to when a newer operation on the instance arrives while it waits.
+async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, PlatformError> {
+    let superseded = CancellationToken::new();
+    let watcher = tokio::spawn(watch_generation(ctx.store.clone(), job.clone(), superseded.clone()));
+    let a = Attempt { lease: &ready.lease, state: &ready.state, port: ready.port, superseded, force: ready.op.force };
     let limit = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs);
     let work = async {
         match job.kind {
-            JobKind::StartInstance => actions::start(ctx, lease, s).await,
-            JobKind::StopInstance => actions::stop(ctx, lease, s).await,
-            JobKind::RestartInstance => actions::restart(ctx, lease, s).await,
-            JobKind::DeleteInstance => actions::delete(ctx, s).await,
-            JobKind::Reconcile => crate::reconcile::one(ctx, s, lease)
-                .await
-                .map(|()| Facts::new())
-                .map_err(|e| PlatformError::new("store_unavailable", e.to_string())),
+            OperationKind::Start => actions::start(ctx, &a, a.state.observed_or_default()).await,
+            OperationKind::Stop => actions::stop(ctx, &a, a.state.observed_or_default()).await,
+            OperationKind::Restart => actions::restart(ctx, &a).await,
+            OperationKind::Delete => actions::delete(ctx, &a).await,
+            OperationKind::Reconcile => {
+                crate::reconcile::one(ctx, a.state, a.lease).await?;
+                Ok(Done::default())
+            }
         }
     };
-    match tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()).await {
+    let outcome = match tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned());
-            Err(PlatformError::new("panicked", format!("the job panicked: {}", what.unwrap_or_default())))
+            Err(PlatformError::new(ErrorCode::Panicked, format!("the job panicked: {}", what.unwrap_or_default())))
         }
-        Err(_) => {
-            Err(PlatformError::new("attempt_timeout", format!("the attempt took longer than {} s", limit.as_secs())))
+        Err(_) => Err(PlatformError::new(
+            ErrorCode::AttemptTimeout,
+            format!("the attempt took longer than {} s", limit.as_secs()),
+        )),
+    };
+    watcher.abort();
+    outcome
+}
+
+/// Cancel `superseded` once the instance's generation moves past the job's: told by the
+/// notification a submit publishes, or seen on a slower poll.
+async fn watch_generation(store: draas_jobs::store::Store, job: InstanceJob, superseded: CancellationToken) {
+    let mut events = store.events().subscribe();
+    let id = job.instance_id.to_string();
+    loop {
+        let newer = match tokio::time::timeout(SUPERSEDE_POLL, events.recv()).await {
+            Ok(Ok(Event::Generation { instance, generation })) if instance == id => generation > job.target_generation,
+            Ok(Ok(_)) => false,
+            // Lagged, closed, or quiet for a while: look at the record.
+            Ok(Err(_)) | Err(_) => store
+                .instances()
+                .generation(&job.instance_id)
+                .await
+                .ok()
+                .flatten()
+                .is_none_or(|g| g > job.target_generation),
+        };
+        if newer {
+            tracing::info!(instance = %id, "a newer operation arrived; this attempt gives way");
+            superseded.cancel();
+            return;
         }
     }
+}
+
+fn keep_lease(ctx: &Ctx, lease: Lease) -> tokio::task::JoinHandle<()> {
+    let store = ctx.store.clone();
+    let ttl = ctx.lease_ttl();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            if !matches!(store.leases().renew(&lease, ttl).await, Ok(true)) {
+                tracing::warn!("lost the instance lease");
+                return;
+            }
+        }
+    })
 }
 
 /// Exponential backoff with full jitter, between the settings' bounds.
@@ -224,42 +278,33 @@ fn backoff(ctx: &Ctx, attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
 }
 
-fn op_error(e: &PlatformError) -> OperationError {
-    OperationError { code: e.code.to_owned(), message: e.message.clone(), detail: e.detail.clone() }
-}
-
-async fn finish(ctx: &Ctx, op: &mut Operation, outcome: Result<Facts, PlatformError>) -> Result<(), StoreError> {
-    match outcome {
-        Ok(facts) => {
+/// End the operation with `outcome`: what was observed, the outcome and the lease release in
+/// one step.
+async fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) -> Result<(), StoreError> {
+    let mut op: Operation = ready.op.clone();
+    op.finished_at = Some(Utc::now());
+    let source = format!("worker:{}", ctx.worker);
+    let observed = match outcome {
+        Ok(done) => {
             op.status = OperationStatus::Succeeded;
-            op.result = facts;
+            op.result = done.facts;
             op.error = None;
+            done.observed
+        }
+        Err(e) if e.code == ErrorCode::Superseded => {
+            tracing::info!(operation = %op.id, "superseded by a newer operation");
+            op.status = OperationStatus::Superseded;
+            None
         }
         Err(e) => {
-            tracing::warn!(code = e.code, error = %e, "operation failed");
+            tracing::warn!(code = %e.code, error = %e, "operation failed");
             op.status = OperationStatus::Failed;
-            op.error = Some(op_error(&e));
+            op.error = Some(OperationError::from(&e));
+            (op.kind != OperationKind::Reconcile).then(|| (actions::errored(&ready.state, &e), e.code.as_str()))
         }
-    }
-    op.finished_at = Some(Utc::now());
-    ctx.ops.transition(op, &[OperationStatus::Queued, OperationStatus::Running]).await?;
-    Ok(())
-}
-
-fn kind_label(op: &Operation) -> &'static str {
-    match op.kind {
-        draas_jobs::ops::OperationKind::Start => "start",
-        draas_jobs::ops::OperationKind::Stop => "stop",
-        draas_jobs::ops::OperationKind::Restart => "restart",
-        draas_jobs::ops::OperationKind::Delete => "delete",
-        draas_jobs::ops::OperationKind::Reconcile => "reconcile",
-    }
-}
-
-async fn supersede(ctx: &Ctx, op: &mut Operation) -> Result<(), StoreError> {
-    metrics().job(kind_label(op), "superseded", Duration::ZERO);
-    op.status = OperationStatus::Superseded;
-    op.finished_at = Some(Utc::now());
-    ctx.ops.transition(op, &[OperationStatus::Queued, OperationStatus::Running]).await?;
+    };
+    let observed = observed.as_ref().map(|(o, reason)| (o, Cause { source: &source, reason }));
+    let f = Finish { op: &op, lease: Some(&ready.lease), observed };
+    ctx.store.operations().finish(&f).await?;
     Ok(())
 }

@@ -7,22 +7,23 @@ pub mod handler;
 mod metrics_server;
 pub mod platform;
 pub mod reconcile;
+mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use draas_jobs::jobs::{
-    InstanceJob, NODE_QUEUE_PREFIX, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, ReconcileJob, SHARED_QUEUE,
-    queue_config,
+use draas_jobs::domain::ids::check_node_id;
+use draas_jobs::queue::{
+    InstanceJob, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, ReconcileJob, SHARED_QUEUE, node_queue, queue_config,
 };
-use draas_jobs::nodes::check_node_id;
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
 use rand::Rng;
 
 pub use context::Ctx;
+use wake::Wakers;
 
 /// Node heartbeats a worker may miss before apalis hands its in-flight jobs to another worker.
 const MISSED_HEARTBEATS: u64 = 3;
@@ -52,7 +53,8 @@ pub enum WorkerError {
     Runtime(String),
 }
 
-/// Run a worker until `shutdown` resolves; in-flight jobs finish (or go back to the queue).
+/// Run a worker until `shutdown` resolves; in-flight jobs finish (or go back to the queue)
+/// within the worker's shutdown grace.
 pub async fn run(
     store: Store,
     settings: Settings,
@@ -62,51 +64,50 @@ pub async fn run(
     check_node_id(&node).map_err(WorkerError::Invalid)?;
     let suffix: u32 = rand::rng().random();
     let worker = format!("{node}-{suffix:08x}");
-    let mut ctx = Ctx::new(store, settings, node.clone(), worker.clone());
-    if let Some(k) = kubernetes(&ctx.settings).await
-        && let Some(c) = Arc::get_mut(&mut ctx)
-    {
-        c.shared.push(k);
-    }
-    std::fs::create_dir_all(&ctx.settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
-    let beat = tokio::spawn(heartbeat(ctx.clone()));
-    let ticks = tokio::spawn(reconcile::produce_ticks(ctx.clone()));
-    let metrics = ctx.settings.worker.metrics_listen.map(|addr| {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
+    let ctx = Ctx::new(store, settings, node.clone(), worker.clone()).await;
+    let mut tasks = vec![
+        tokio::spawn(heartbeat(ctx.clone())),
+        tokio::spawn(reconcile::ticks::produce(ctx.clone())),
+        tokio::spawn(report_platforms(ctx.clone())),
+        tokio::spawn(reconcile::events::follow(ctx.clone())),
+    ];
+    if let Some(addr) = ctx.settings.worker.metrics_listen {
         let s = &ctx.settings;
         let auth = (!s.api.metrics_public).then(|| draas_jobs::auth::Auth::new(&s.api_tokens, &s.admin_tokens, s.dev));
         let store = ctx.store.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = metrics_server::serve(addr, store, auth).await {
                 tracing::error!(%addr, error = %e, "worker metrics listener failed");
             }
-        })
-    });
-    tokio::spawn(report_platforms(ctx.clone()));
-    let deaths = tokio::spawn(reconcile::events::follow(ctx.clone()));
+        }));
+    }
+    let job_queues = [SHARED_QUEUE.to_owned(), node_queue(&node)];
+    let pass_queues = [RECONCILE_QUEUE.to_owned(), format!("{RECONCILE_NODE_QUEUE_PREFIX}{node}")];
+    let wakers = Wakers::start(&ctx.store, &[job_queues.clone(), pass_queues.clone()].concat());
     tracing::info!(%node, %worker, "worker started");
     let mut monitor = Monitor::new();
-    for queue in [SHARED_QUEUE.to_owned(), format!("{NODE_QUEUE_PREFIX}{node}")] {
-        let ctx = ctx.clone();
+    for queue in job_queues {
+        let (ctx, wakers) = (ctx.clone(), wakers.clone());
         monitor = monitor.register(move |restarts| {
-            let w = &ctx.settings.worker;
             WorkerBuilder::new(format!("{}-{queue}-{restarts}", ctx.worker))
-                .backend(backend(&ctx, &queue))
-                .concurrency(w.concurrency.max(1))
+                .backend(backend::<InstanceJob>(&ctx, &wakers, &queue, ctx.settings.worker.concurrency.max(1)))
+                .concurrency(ctx.settings.worker.concurrency.max(1))
                 .data(ctx.clone())
                 .build(handler::handle)
         });
     }
-    for queue in [RECONCILE_QUEUE.to_owned(), format!("{RECONCILE_NODE_QUEUE_PREFIX}{node}")] {
-        let ctx = ctx.clone();
+    for queue in pass_queues {
+        let (ctx, wakers) = (ctx.clone(), wakers.clone());
         monitor = monitor.register(move |restarts| {
             WorkerBuilder::new(format!("{}-{queue}-{restarts}", ctx.worker))
-                .backend(reconcile_backend(&ctx, &queue))
+                .backend(backend::<ReconcileJob>(&ctx, &wakers, &queue, 1))
                 .concurrency(1)
                 .data(ctx.clone())
                 .build(reconcile::handle)
         });
     }
-    let grace = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs + 5);
+    let grace = Duration::from_secs(ctx.settings.shutdown_grace_secs.max(1));
     let result = monitor
         .should_restart(|_, e| {
             tracing::warn!(error = %e, "worker stopped; restarting it");
@@ -118,52 +119,22 @@ pub async fn run(
             Ok(())
         })
         .await;
-    beat.abort();
-    ticks.abort();
-    if let Some(m) = metrics {
-        m.abort();
+    for t in tasks {
+        t.abort();
     }
-    deaths.abort();
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
 }
 
 /// The apalis backend of `queue`: explicit name, no apalis locking (our leases do that),
-/// bounded pickup latency.
-fn backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<InstanceJob>, IntervalStrategy> {
+/// fetched as soon as a push announces work, and polled besides.
+fn backend<T>(ctx: &Ctx, wakers: &Wakers, queue: &str, batch: usize) -> PollWith<RedisStorage<T>, Strategy> {
     let w = &ctx.settings.worker;
     let (hb, missed) = apalis_heartbeat(w);
-    let config = queue_config(ctx.store.keys(), queue, hb, missed).batch_size(w.concurrency.max(1));
-    RedisStorage::<InstanceJob>::new(ctx.store.connection())
-        .with_config(config)
-        .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
-}
-
-/// The apalis backend of a reconcile queue.
-fn reconcile_backend(ctx: &Ctx, queue: &str) -> PollWith<RedisStorage<ReconcileJob>, IntervalStrategy> {
-    let w = &ctx.settings.worker;
-    let (hb, missed) = apalis_heartbeat(w);
-    RedisStorage::<ReconcileJob>::new(ctx.store.connection())
-        .with_config(queue_config(ctx.store.keys(), queue, hb, missed).batch_size(1))
-        .poll_with_interval(Duration::from_millis(w.poll_interval_ms.max(10)))
-}
-
-/// The Kubernetes platform when the settings enable it. A cluster this worker cannot use is
-/// logged, not fatal: its jobs then fail with `platform_unavailable`.
-async fn kubernetes(settings: &Settings) -> Option<Arc<dyn platform::Platform>> {
-    if !settings.kubernetes.enabled {
-        return None;
-    }
-    match platform::kubernetes::KubernetesPlatform::connect(&settings.kubernetes, &settings.key_prefix).await {
-        Ok(k) => {
-            tracing::info!(namespace = %settings.kubernetes.namespace, "kubernetes platform enabled");
-            Some(Arc::new(k))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "kubernetes platform unavailable on this worker");
-            None
-        }
-    }
+    let config = queue_config(ctx.store.keys(), queue, hb, missed).batch_size(batch);
+    let strategy =
+        Strategy::new().stream(wakers.stream(queue)).interval(Duration::from_millis(w.poll_interval_ms.max(10)));
+    RedisStorage::<T>::new(ctx.store.connection()).with_config(config).poll_with_strategy(strategy)
 }
 
 /// Say at start-up which shared platforms answer (the platform logs it); one that does not is
@@ -178,11 +149,9 @@ async fn report_platforms(ctx: Arc<Ctx>) {
 async fn heartbeat(ctx: Arc<Ctx>) {
     let period = Duration::from_secs(ctx.settings.worker.heartbeat_secs.max(1));
     loop {
-        if let Err(e) = ctx.nodes.heartbeat(&ctx.node, ctx.heartbeat_ttl()).await {
+        if let Err(e) = ctx.store.nodes().heartbeat(&ctx.node, ctx.heartbeat_ttl()).await {
             tracing::warn!(error = %e, "node heartbeat failed");
-            if let Ok(mut t) = ctx.heartbeat_failed_at.lock() {
-                *t = Some(std::time::Instant::now());
-            }
+            ctx.heartbeat_failed();
         }
         ctx.process.rotate_logs();
         tokio::time::sleep(period).await;

@@ -27,6 +27,7 @@ pub async fn patch(State(state): State<AppState>, PathParams(p): PathParams<Inst
     let id = instance_id(&p.instance_id)?;
     let (after, ()) = state
         .store
+        .instances()
         .update(&id, |s| {
             let before = json::config_out(&s.config.value)?;
             let mut doc = before.clone();

@@ -7,8 +7,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use draas_jobs::domain::validate::ConfigError;
 use draas_jobs::store::StoreError;
-use draas_jobs::validate::ConfigError;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;

@@ -2,8 +2,8 @@
 //! matched case-insensitively, `null` members dropped, as the original's Newtonsoft binding
 //! did), and the original `Configuration` shape mapped onto ours (`queryText` ⇄ `query`).
 
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::validate::parse_config;
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::validate::parse_config;
 use serde_json::{Map, Value};
 
 use super::error::CompatError;

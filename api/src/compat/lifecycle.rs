@@ -6,18 +6,19 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use draas_jobs::ids::InstanceId;
-use draas_jobs::ops::{Operation, OperationKind, OperationStatus};
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::operation::{Operation, OperationKind, OperationStatus};
+use draas_jobs::queue::submit::Request;
 use serde_json::Value;
 
 use super::error::{Answer, CompatError};
 use super::json;
 use super::model::InstanceRuntimeInfo;
-use super::{InstancePath, correlation, instance_id, load};
+use super::{InstancePath, instance_id, load};
 use crate::AppState;
-use crate::extract::{PathParams, RawBody};
+use crate::extract::{PathParams, RawBody, RequestId};
 use crate::lifecycle;
 
 /// How long to wait: the setting, but always less than the request timeout, so the client
@@ -27,16 +28,6 @@ fn wait(state: &AppState) -> Duration {
     Duration::from_secs(state.settings.compat.wait_secs.min(limit))
 }
 
-fn verb(kind: OperationKind) -> &'static str {
-    match kind {
-        OperationKind::Start => "start",
-        OperationKind::Stop => "stop",
-        OperationKind::Restart => "restart",
-        OperationKind::Delete => "delete",
-        OperationKind::Reconcile => "reconcile",
-    }
-}
-
 /// Submit `kind` on `id` for the user and wait until it ends; anything but success is an error.
 pub async fn run_to_end(
     state: &AppState,
@@ -44,7 +35,7 @@ pub async fn run_to_end(
     kind: OperationKind,
     correlation: &str,
 ) -> Answer<Operation> {
-    let op = lifecycle::submit(state, id, kind, "user", correlation)
+    let op = lifecycle::submit(state, Request::new(kind, Some(id), "user", correlation))
         .await
         .map_err(|e| CompatError::from(e).for_instance(id.as_str()))?;
     let wait = wait(state);
@@ -59,7 +50,7 @@ pub async fn run_to_end(
                 format!(
                     "Operation timed out after {} s: the {} operation '{op_id}' carries on; see /api/v1/operations/{op_id}",
                     wait.as_secs(),
-                    verb(kind)
+                    kind.as_str()
                 ),
             )
             .with("operationId", op_id))
@@ -67,7 +58,7 @@ pub async fn run_to_end(
         OperationStatus::Failed => Err(failed(&op, kind)),
         OperationStatus::Superseded | OperationStatus::Cancelled => Err(CompatError::conflict(format!(
             "Failed to {} instance: the operation was {} by a newer request",
-            verb(kind),
+            kind.as_str(),
             op.status.as_str()
         ))
         .with("operationId", op_id)),
@@ -82,16 +73,16 @@ fn failed(op: &Operation, kind: OperationKind) -> CompatError {
         "instance_not_found" => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_GATEWAY,
     };
-    CompatError::new(status, format!("Failed to {} instance: {message}", verb(kind)))
+    CompatError::new(status, format!("Failed to {} instance: {message}", kind.as_str()))
         .with("code", code)
         .with("operationId", op.id.to_string())
 }
 
 /// Run `kind` to its end and answer `{message, runtimeInfo}`.
-async fn sync(state: &AppState, id: &InstanceId, kind: OperationKind, headers: &HeaderMap, done: &str) -> Answer {
-    run_to_end(state, id, kind, &correlation(headers)).await?;
+async fn sync(state: &AppState, id: &InstanceId, kind: OperationKind, rid: &str, done: &str) -> Answer {
+    run_to_end(state, id, kind, rid).await?;
     let after = load(state, id).await?;
-    let history = state.store.history(id).await?;
+    let history = state.store.history().of(id).await?;
     let body = serde_json::json!({
         "message": format!("Instance '{id}' {done} successfully"),
         "runtimeInfo": InstanceRuntimeInfo::of(&after, &history),
@@ -103,7 +94,7 @@ async fn sync(state: &AppState, id: &InstanceId, kind: OperationKind, headers: &
 pub async fn start(
     State(state): State<AppState>,
     PathParams(p): PathParams<InstancePath>,
-    headers: HeaderMap,
+    RequestId(rid): RequestId,
     body: RawBody,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
@@ -116,9 +107,10 @@ pub async fn start(
         Some(_) => return Err(CompatError::bad_request("the body must be a Configuration object")),
     };
     if let Some(doc) = given {
-        let config = draas_jobs::validate::parse_config(doc)?;
+        let config = draas_jobs::domain::validate::parse_config(doc)?;
         state
             .store
+            .instances()
             .update(&id, |s| {
                 s.config.value = config.clone();
                 Ok::<_, CompatError>(())
@@ -127,27 +119,27 @@ pub async fn start(
             .map_err(|e| e.for_instance(id.as_str()))?;
         tracing::info!(instance = %id, "configuration replaced by the body of a compat start");
     }
-    sync(&state, &id, OperationKind::Start, &headers, "started").await
+    sync(&state, &id, OperationKind::Start, &rid, "started").await
 }
 
 /// Row 12: stop.
 pub async fn stop(
     State(state): State<AppState>,
     PathParams(p): PathParams<InstancePath>,
-    headers: HeaderMap,
+    RequestId(rid): RequestId,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
     load(&state, &id).await?;
-    sync(&state, &id, OperationKind::Stop, &headers, "stopped").await
+    sync(&state, &id, OperationKind::Stop, &rid, "stopped").await
 }
 
 /// Row 13: restart with the stored configuration.
 pub async fn restart(
     State(state): State<AppState>,
     PathParams(p): PathParams<InstancePath>,
-    headers: HeaderMap,
+    RequestId(rid): RequestId,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
     load(&state, &id).await?;
-    sync(&state, &id, OperationKind::Restart, &headers, "restarted").await
+    sync(&state, &id, OperationKind::Restart, &rid, "restarted").await
 }

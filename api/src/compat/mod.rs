@@ -22,11 +22,11 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
-use draas_jobs::ids::InstanceId;
-use draas_jobs::store::InstanceState;
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::InstanceState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -154,12 +154,7 @@ pub fn instance_id(raw: &str) -> Result<InstanceId, CompatError> {
 
 /// Load an instance or answer the original's 404.
 pub async fn load(state: &AppState, id: &InstanceId) -> Result<InstanceState, CompatError> {
-    state.store.load(id).await?.ok_or_else(|| CompatError::not_found(id.as_str()))
-}
-
-/// The request id, which becomes the operation's correlation id.
-pub fn correlation(headers: &HeaderMap) -> String {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    state.store.instances().load(id).await?.ok_or_else(|| CompatError::not_found(id.as_str()))
 }
 
 #[cfg(test)]

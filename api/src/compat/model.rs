@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::model::{DesiredState, Platform, Status};
-use draas_jobs::store::InstanceState;
-use draas_jobs::store::history::StatusChange;
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::model::InstanceState;
+use draas_jobs::domain::model::StatusChange;
+use draas_jobs::domain::model::{DesiredState, Platform, Status};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -218,10 +218,6 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn fact(facts: &Map<String, Value>, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| facts.get(*k)).map(text)
-}
-
 impl InstanceRuntimeInfo {
     /// Runtime info of `s`; `history` is its transitions, newest first.
     pub fn of(s: &InstanceState, history: &[StatusChange]) -> Self {
@@ -234,7 +230,12 @@ impl InstanceRuntimeInfo {
             .map(|c| c.at)
             .filter(|t| started_at.is_none_or(|s| *t >= s));
         let facts = &observed.runtime;
-        let mut metadata: BTreeMap<String, String> = facts.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+        // The original kept every runtime fact as text in one map; so do we.
+        let all = match serde_json::to_value(facts) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let mut metadata: BTreeMap<String, String> = all.iter().map(|(k, v)| (k.clone(), text(v))).collect();
         if let Some(node) = &observed.node {
             metadata.entry("node".into()).or_insert_with(|| node.clone());
         }
@@ -248,10 +249,10 @@ impl InstanceRuntimeInfo {
             status,
             started_at,
             stopped_at,
-            container_id: fact(facts, &["containerId"]),
-            process_id: fact(facts, &["pid"]),
-            pod_name: fact(facts, &["podName", "pod"]),
-            namespace: fact(facts, &["namespace"]),
+            container_id: facts.container_id.clone(),
+            process_id: facts.pid.map(|p| p.to_string()),
+            pod_name: facts.pod_name.clone(),
+            namespace: facts.namespace.clone(),
             runtime_metadata: metadata,
             error_message: observed.message.filter(|_| status == InstanceStatus::Error),
         }

@@ -3,24 +3,24 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::Utc;
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::ids::{InstanceId, InstanceName};
-use draas_jobs::model::{DesiredState, InstanceRecord};
-use draas_jobs::ops::OperationKind;
-use draas_jobs::store::history::Cause;
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::ids::{InstanceId, InstanceName};
+use draas_jobs::domain::model::Cause;
+use draas_jobs::domain::model::{DesiredState, InstanceRecord};
+use draas_jobs::domain::operation::OperationKind;
 use serde_json::{Map, Value};
 
 use super::error::{Answer, CompatError};
 use super::json::{self, SERVER_KEYS};
 use super::lifecycle::run_to_end;
 use super::model::{DrasiInstance, InstanceStatus, OriginalEnum, PlatformType};
-use super::{InstancePath, correlation, instance_id, load};
+use super::{InstancePath, instance_id, load};
 use crate::AppState;
 use crate::dto::MAX_DESCRIPTION;
-use crate::extract::{PathParams, RawBody};
+use crate::extract::{PathParams, RawBody, RequestId};
 
 const CREATE_KEYS: &[&str] = &["name", "description", "serverConfiguration", "platformType"];
 
@@ -46,12 +46,13 @@ pub fn initial_config(server: Option<&Value>) -> Result<DrasiConfig, CompatError
         }
         Some(_) => return Err(CompatError::bad_request("serverConfiguration must be an object")),
     };
-    Ok(draas_jobs::validate::parse_config(Value::Object(doc))?)
+    Ok(draas_jobs::domain::validate::parse_config(Value::Object(doc))?)
 }
 
 fn new_record(state: &AppState, obj: &Map<String, Value>) -> Result<InstanceRecord, CompatError> {
     let name = string_field(obj, "name")?.unwrap_or_default();
-    let name: InstanceName = name.parse().map_err(|e: draas_jobs::ids::IdError| CompatError::bad_request(e.message))?;
+    let name: InstanceName =
+        name.parse().map_err(|e: draas_jobs::domain::ids::IdError| CompatError::bad_request(e.message))?;
     let description = string_field(obj, "description")?.unwrap_or_default();
     if description.len() > MAX_DESCRIPTION || description.contains('\0') {
         return Err(CompatError::bad_request(format!(
@@ -83,7 +84,7 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Answer {
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), CREATE_KEYS)?;
     let record = new_record(&state, &obj)?;
     let config = initial_config(obj.get("serverConfiguration"))?;
-    state.store.create_instance(&record, &config).await.map_err(|e| match e {
+    state.store.instances().create(&record, &config).await.map_err(|e| match e {
         draas_jobs::store::StoreError::NameTaken => {
             CompatError::conflict(format!("an instance named '{}' already exists", record.name))
         }
@@ -100,8 +101,8 @@ pub async fn list(State(state): State<AppState>) -> Answer {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
-        let ids = state.store.ids_after(cursor.as_ref(), 500).await?;
-        let states = state.store.load_many(&ids).await?;
+        let ids = state.store.instances().ids_after(cursor.as_ref(), 500).await?;
+        let states = state.store.instances().load_many(&ids).await?;
         out.extend(states.iter().flatten().map(DrasiInstance::of));
         match ids.last() {
             Some(last) if ids.len() == 500 => cursor = Some(last.clone()),
@@ -120,11 +121,11 @@ pub async fn get(State(state): State<AppState>, PathParams(p): PathParams<Instan
 pub async fn delete(
     State(state): State<AppState>,
     PathParams(p): PathParams<InstancePath>,
-    headers: HeaderMap,
+    RequestId(rid): RequestId,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
     load(&state, &id).await?;
-    run_to_end(&state, &id, OperationKind::Delete, &correlation(&headers)).await?;
+    run_to_end(&state, &id, OperationKind::Delete, &rid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -151,7 +152,7 @@ pub async fn set_status(
     observed.message = Some("status set through the original API".into());
     observed.observed_at = Some(Utc::now());
     let cause = Cause { source: "compat", reason: "status-set" };
-    if !state.store.observe(&id, &observed, &cause, None).await? {
+    if !state.store.instances().observe(&id, &observed, cause, None, None).await? {
         return Err(CompatError::conflict("a worker is acting on the instance; its status cannot be set now"));
     }
     Ok(Json(DrasiInstance::of(&load(&state, &id).await?)).into_response())

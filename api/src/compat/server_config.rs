@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::validate::parse_config;
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::validate::parse_config;
 use serde_json::{Map, Value};
 
 use super::error::{Answer, CompatError};
@@ -49,6 +49,7 @@ async fn edit(state: &AppState, raw_id: &str, change: impl Fn(&mut Value) -> Res
     let id = instance_id(raw_id)?;
     let (after, ()) = state
         .store
+        .instances()
         .update(&id, |s| {
             let mut v = view(&s.config.value)?;
             change(&mut v)?;

@@ -6,19 +6,20 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use draas_jobs::ops::OperationKind;
-use draas_jobs::store::history::Cause;
+use draas_jobs::domain::model::Cause;
+use draas_jobs::domain::operation::OperationKind;
+use draas_jobs::queue::submit::Request;
 use serde_json::{Map, Value};
 
 use super::error::{Answer, CompatError};
 use super::json;
 use super::model::{InstanceRuntimeInfo, InstanceStatus, OriginalEnum, StatusChangeRecord};
-use super::{InstancePath, correlation, instance_id, load};
+use super::{InstancePath, instance_id, load};
 use crate::AppState;
-use crate::extract::{PathParams, QueryParams, RawBody};
+use crate::extract::{PathParams, QueryParams, RawBody, RequestId};
 use crate::lifecycle;
 
 const UPDATE_KEYS: &[&str] = &["instanceId", "status", "source", "metadata"];
@@ -49,7 +50,7 @@ fn metadata(v: Option<&Value>) -> Result<HashMap<String, String>, CompatError> {
 
 /// Row 16: a daemon reports a status. It is recorded in the history (as a v1 push is) and
 /// the instance is reconciled at once; 202 with an empty body.
-pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBody) -> Answer {
+pub async fn push(State(state): State<AppState>, RequestId(rid): RequestId, body: RawBody) -> Answer {
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), UPDATE_KEYS)?;
     let (raw_id, source) = (text(&obj, "instanceId"), text(&obj, "source"));
     if raw_id.is_empty() || source.is_empty() {
@@ -71,10 +72,10 @@ pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBo
         observed.observed_at = Some(Utc::now());
         let push_source = format!("push:{source}");
         let cause = Cause { source: &push_source, reason: "status-push" };
-        let recorded = state.store.observe(&id, &observed, &cause, None).await?;
+        let recorded = state.store.instances().observe(&id, &observed, cause, None, None).await?;
         tracing::info!(instance = %id, %source, recorded, "status pushed through the original API");
     }
-    lifecycle::submit(&state, &id, OperationKind::Reconcile, "status-push", &correlation(&headers))
+    lifecycle::submit(&state, Request::new(OperationKind::Reconcile, Some(&id), "status-push", &rid))
         .await
         .map_err(|e| CompatError::from(e).for_instance(id.as_str()))?;
     Ok(StatusCode::ACCEPTED.into_response())
@@ -84,7 +85,7 @@ pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBo
 pub async fn runtime(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>) -> Answer {
     let id = instance_id(&p.instance_id)?;
     let s = load(&state, &id).await?;
-    let history = state.store.history(&id).await?;
+    let history = state.store.history().of(&id).await?;
     Ok(Json(InstanceRuntimeInfo::of(&s, &history)).into_response())
 }
 
@@ -126,7 +127,7 @@ pub async fn recent_changes(
     };
     let start = format!("{}-0", since.timestamp_millis().max(1) - 1);
     let cap = state.settings.reconcile.history_global.max(1);
-    let changes = state.store.changes_after(Some(&start), cap).await?;
+    let changes = state.store.history().after(Some(&start), cap).await?;
     let records: Vec<StatusChangeRecord> = changes
         .into_iter()
         .filter(|c| c.at >= since)

@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::store::InstanceState;
-use draas_jobs::validate::{FieldError, parse_config};
-use draas_jobs::{redact, render};
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::model::InstanceState;
+use draas_jobs::domain::validate::{FieldError, parse_config};
+use draas_jobs::domain::{redact, render};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -54,6 +54,7 @@ pub async fn edit_config(
     let id = parse_id(id)?;
     let (after, ()) = state
         .store
+        .instances()
         .update(&id, |s| {
             if_match.check(s.config.version)?;
             s.config.value = keep_secrets(&s.config.value, edit(&s.config.value)?)?;

@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::ids::{InstanceId, InstanceName};
-use draas_jobs::model::{DesiredState, InstanceRecord, RuntimeOptions};
-use draas_jobs::store::InstanceState;
-use draas_jobs::validate::parse_config;
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::ids::{InstanceId, InstanceName};
+use draas_jobs::domain::model::InstanceState;
+use draas_jobs::domain::model::{DesiredState, InstanceRecord, RuntimeOptions};
+use draas_jobs::domain::validate::parse_config;
 
 use crate::AppState;
 use crate::dto::{CreateInstance, Instance, InstancePage, ListInstances, MAX_DESCRIPTION, UpdateInstance};
@@ -23,13 +23,13 @@ pub fn parse_id(raw: &str) -> Result<InstanceId, ApiError> {
 
 /// Load an instance or answer 404.
 pub async fn load(state: &AppState, id: &InstanceId) -> Result<InstanceState, ApiError> {
-    state.store.load(id).await?.ok_or_else(|| ApiError::instance_not_found(id.as_str()))
+    state.store.instances().load(id).await?.ok_or_else(|| ApiError::instance_not_found(id.as_str()))
 }
 
 fn description(d: Option<String>) -> Result<Option<String>, ApiError> {
     match d {
         Some(d) if d.len() > MAX_DESCRIPTION || d.contains('\0') => {
-            Err(ApiError::field(draas_jobs::validate::FieldError::new(
+            Err(ApiError::field(draas_jobs::domain::validate::FieldError::new(
                 "invalid_description",
                 format!("description must be at most {MAX_DESCRIPTION} bytes, without NUL"),
                 "/description",
@@ -41,7 +41,7 @@ fn description(d: Option<String>) -> Result<Option<String>, ApiError> {
 
 fn runtime(r: Option<RuntimeOptions>) -> Result<Option<RuntimeOptions>, ApiError> {
     if let Some(r) = &r {
-        draas_jobs::validate::validate_runtime(r).map_err(|e| ApiError::from(e).under("/runtime"))?;
+        draas_jobs::domain::validate::validate_runtime(r).map_err(|e| ApiError::from(e).under("/runtime"))?;
     }
     Ok(r)
 }
@@ -84,7 +84,7 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
         updated_at: now,
         runtime: runtime.unwrap_or_default(),
     };
-    state.store.create_instance(&record, &config).await?;
+    state.store.instances().create(&record, &config).await?;
     tracing::info!(instance = %record.id, name = %record.name, "instance created");
     let created = load(&state, &record.id).await?;
     let mut res = instance_response(StatusCode::CREATED, &created);
@@ -126,8 +126,8 @@ pub async fn list(
     let batch = limit.max(100);
     let (mut items, mut scanned) = (Vec::new(), 0);
     loop {
-        let ids = state.store.ids_after(cursor.as_ref(), batch).await?;
-        for (id, s) in ids.iter().zip(state.store.load_many(&ids).await?) {
+        let ids = state.store.instances().ids_after(cursor.as_ref(), batch).await?;
+        for (id, s) in ids.iter().zip(state.store.instances().load_many(&ids).await?) {
             scanned += 1;
             cursor = Some(id.clone());
             let Some(dto) = s.as_ref().map(Instance::from) else {
@@ -176,6 +176,7 @@ pub async fn update(
     let new_runtime = runtime(req.runtime)?;
     let (after, ()) = state
         .store
+        .instances()
         .update(&id, |s| {
             if_match.check(s.instance.version)?;
             if let Some(n) = &new_name {

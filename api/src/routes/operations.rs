@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use draas_jobs::ids::OperationId;
-use draas_jobs::ops::{Operation, OperationError, OperationKind, OperationStatus};
+use draas_jobs::domain::ids::OperationId;
+use draas_jobs::domain::model::RuntimeFacts;
+use draas_jobs::domain::operation::{Operation, OperationError, OperationKind, OperationStatus};
+use draas_jobs::queue::submit::Request;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::instances::{load, page_limit, parse_id};
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, PathParams, QueryParams};
+use crate::extract::{IfMatch, PathParams, QueryParams, RequestId};
 use crate::lifecycle;
 
 /// An operation as the API shows it.
@@ -34,8 +36,7 @@ pub struct OperationDto {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Runtime facts: pid, container id or pod, node, endpoint URL.
-    #[schema(value_type = Object)]
-    pub result: serde_json::Map<String, serde_json::Value>,
+    pub result: RuntimeFacts,
     /// Why: `user`, or the reconciler's reason.
     pub reason: String,
     pub target_generation: u64,
@@ -71,12 +72,20 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
+/// Options of `DELETE /api/v1/instances/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Hold up to N seconds (at most 60) for the operation to end.
+    pub wait: Option<u64>,
+    /// Remove the instance's records even when its platform cannot be reached (what may remain
+    /// there is reported as an orphan by the reconciler).
+    pub force: Option<bool>,
+}
+
 /// Longest `?wait=`.
 pub const MAX_WAIT_SECS: u64 = 60;
-
-fn correlation_id(headers: &HeaderMap) -> String {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-}
 
 /// 202 + Location + Retry-After while the operation runs, 200 once it has ended.
 fn operation_response(op: &Operation) -> Response {
@@ -86,26 +95,34 @@ fn operation_response(op: &Operation) -> Response {
         .into_response()
 }
 
-async fn lifecycle(
-    state: AppState,
-    id: &str,
+/// What a lifecycle route was asked.
+struct Asked<'a> {
+    id: &'a str,
     kind: OperationKind,
-    if_match: &IfMatch,
+    if_match: &'a IfMatch,
     wait: Option<u64>,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = parse_id(id)?;
-    let wait = wait.unwrap_or(0);
+    force: bool,
+    request_id: &'a str,
+}
+
+async fn lifecycle(state: AppState, a: Asked<'_>) -> Result<Response, ApiError> {
+    let id = parse_id(a.id)?;
+    let wait = a.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::bad_request("invalid_wait", format!("wait must be at most {MAX_WAIT_SECS} seconds")));
     }
     // Operators may hold requests for less (a proxy in front with a shorter timeout).
     let wait = wait.min(state.settings.api.max_wait_secs);
-    if if_match.is_present() {
-        if_match.check(load(&state, &id).await?.instance.version)?;
+    let mut request = Request::new(a.kind, Some(&id), "user", a.request_id);
+    if a.if_match.is_present() {
+        // Checked against this read, and the submit writes only if nothing changed since.
+        let version = load(&state, &id).await?.instance.version;
+        a.if_match.check(version)?;
+        request.expected_version = Some(version);
     }
-    let op = lifecycle::submit(&state, &id, kind, "user", &correlation_id(headers)).await?;
-    let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
+    request.force = a.force;
+    let op = lifecycle::submit(&state, request).await?;
+    let op = lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await?;
     Ok(operation_response(&op))
 }
 
@@ -122,9 +139,10 @@ macro_rules! lifecycle_route {
             PathParams(id): PathParams<String>,
             QueryParams(q): QueryParams<WaitQuery>,
             if_match: IfMatch,
-            headers: HeaderMap,
+            RequestId(rid): RequestId,
         ) -> Result<Response, ApiError> {
-            lifecycle(state, &id, $kind, &if_match, q.wait, &headers).await
+            let asked = Asked { id: &id, kind: $kind, if_match: &if_match, wait: q.wait, force: false, request_id: &rid };
+            lifecycle(state, asked).await
         }
     };
 }
@@ -138,13 +156,25 @@ lifecycle_route!(
     OperationKind::Restart,
     "Restart an instance with its stored configuration."
 );
-lifecycle_route!(
-    delete,
-    delete,
-    "/api/v1/instances/{id}",
-    OperationKind::Delete,
-    "Delete an instance: stop it, remove its files, port and records."
-);
+/// Delete an instance: stop it, remove its files, port and records. With `?force=true` the
+/// records go even when the platform cannot be reached.
+#[utoipa::path(delete, path = "/api/v1/instances/{id}", tag = "lifecycle", params(("id" = String, Path), DeleteQuery),
+    responses((status = 202, body = OperationDto, description = "Accepted; poll the Location"),
+        (status = 200, body = OperationDto, description = "Ended within ?wait="),
+        (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<DeleteQuery>,
+    if_match: IfMatch,
+    RequestId(rid): RequestId,
+) -> Result<Response, ApiError> {
+    let force = q.force.unwrap_or(false);
+    let asked =
+        Asked { id: &id, kind: OperationKind::Delete, if_match: &if_match, wait: q.wait, force, request_id: &rid };
+    lifecycle(state, asked).await
+}
 
 fn parse_op_id(raw: &str) -> Result<OperationId, ApiError> {
     Ok(raw.parse::<OperationId>()?)
@@ -160,12 +190,13 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = parse_op_id(&id)?;
     let op = state
-        .ops
+        .store
+        .operations()
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation '{id}' does not exist")))?;
     let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS).min(state.settings.api.max_wait_secs);
-    let op = if wait > 0 { lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await? } else { op };
+    let op = lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await?;
     Ok(Json(OperationDto::from(&op)).into_response())
 }
 
@@ -204,7 +235,7 @@ pub async fn list(
         .map(parse_op_id)
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?;
-    let (ops, next) = state.ops.list(instance.as_ref(), cursor.as_ref(), limit).await?;
+    let (ops, next) = state.store.operations().list(instance.as_ref(), cursor.as_ref(), limit).await?;
     Ok(Json(OperationPage {
         items: ops.iter().map(OperationDto::from).collect(),
         next_cursor: next.map(|c| c.to_string()),

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use draas_jobs::queues::QueueDepth;
+use draas_jobs::queue::QueueDepth;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -50,6 +50,6 @@ impl From<QueueDepth> for QueueDto {
 /// each node's.
 #[utoipa::path(get, path = "/api/v1/queues", operation_id = "listQueues", tag = "operations", responses((status = 200, body = Vec<QueueDto>)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<QueueDto>>, ApiError> {
-    let depths = draas_jobs::queues::depths(&state.store.connection(), state.store.keys()).await?;
+    let depths = draas_jobs::queue::depths(&state.store).await?;
     Ok(Json(depths.into_iter().map(QueueDto::from).collect()))
 }

@@ -11,11 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use draas_jobs::ids::OperationId;
-use draas_jobs::jobs::{ReconcileJob, SCHEMA_VERSION};
-use draas_jobs::model::Status;
-use draas_jobs::ops::{Operation, OperationKind, OperationStatus};
-use draas_jobs::store::history::{Cause, StatusChange};
+use draas_jobs::domain::model::{Cause, Status, StatusChange};
+use draas_jobs::domain::operation::{Operation, OperationKind};
+use draas_jobs::queue::submit::Request;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,7 +22,7 @@ use super::instances::{load, parse_id};
 use super::operations::OperationDto;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{MediaType, PathParams, QueryParams, RawBody};
+use crate::extract::{MediaType, PathParams, QueryParams, RawBody, RequestId};
 use crate::lifecycle;
 
 /// Transitions of one instance, newest first.
@@ -42,7 +40,7 @@ pub async fn history(
 ) -> Result<Json<History>, ApiError> {
     let id = parse_id(&id)?;
     load(&state, &id).await?;
-    Ok(Json(History { items: state.store.history(&id).await? }))
+    Ok(Json(History { items: state.store.history().of(&id).await? }))
 }
 
 /// Filters of `recent-changes`.
@@ -71,7 +69,7 @@ pub async fn recent_changes(
     };
     let start = format!("{}-0", since.timestamp_millis().max(1) - 1);
     let cap = state.settings.reconcile.history_global.max(1);
-    let changes = state.store.changes_after(Some(&start), cap).await?;
+    let changes = state.store.history().after(Some(&start), cap).await?;
     Ok(Json(changes.into_iter().filter(|c| c.at >= since && q.status.is_none_or(|s| c.to == s)).collect()))
 }
 
@@ -102,7 +100,7 @@ pub async fn events(
     }
     let start = match resume {
         Some(r) => Some(r),
-        None => state.store.latest_change_id().await?,
+        None => state.store.history().latest_id().await?,
     };
     let stream =
         futures::stream::unfold((state, start, Vec::<StatusChange>::new()), move |(state, mut last, mut buf)| {
@@ -115,7 +113,7 @@ pub async fn events(
                             Event::default().event("status").id(change.id.clone().unwrap_or_default()).data(data);
                         return Some((Ok(event), (state, last, buf)));
                     }
-                    match state.store.changes_after(last.as_deref(), 100).await {
+                    match state.store.history().after(last.as_deref(), 100).await {
                         Ok(changes) if !changes.is_empty() => {
                             last = changes.last().and_then(|c| c.id.clone());
                             buf = changes
@@ -158,7 +156,11 @@ pub struct StatusPushed {
 #[utoipa::path(post, path = "/api/v1/status/updates", tag = "status", request_body = StatusUpdate,
     responses((status = 202, body = StatusPushed), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 415, body = Problem), (status = 422, body = Problem)))]
-pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBody) -> Result<Response, ApiError> {
+pub async fn push(
+    State(state): State<AppState>,
+    RequestId(rid): RequestId,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     body.expect(&[MediaType::Json])?;
     let req: StatusUpdate = body.json()?;
     let source = req.source.trim();
@@ -178,7 +180,7 @@ pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBo
         )
         .at("/metadata"));
     }
-    let id = req.instance_id.parse().map_err(|e: draas_jobs::ids::IdError| {
+    let id = req.instance_id.parse().map_err(|e: draas_jobs::domain::ids::IdError| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message).at("/instanceId")
     })?;
     let s = load(&state, &id).await?;
@@ -187,10 +189,12 @@ pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBo
     observed.message = req.metadata.get("message").cloned().or_else(|| Some(format!("reported by {source}")));
     observed.observed_at = Some(Utc::now());
     let push_source = format!("push:{source}");
-    let recorded =
-        state.store.observe(&id, &observed, &Cause { source: &push_source, reason: "status-push" }, None).await?;
-    let correlation = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let op = lifecycle::submit(&state, &id, OperationKind::Reconcile, "status-push", correlation).await?;
+    let recorded = state
+        .store
+        .instances()
+        .observe(&id, &observed, Cause { source: &push_source, reason: "status-push" }, None, None)
+        .await?;
+    let op = lifecycle::submit(&state, Request::new(OperationKind::Reconcile, Some(&id), "status-push", &rid)).await?;
     let body = StatusPushed { recorded, operation: OperationDto::from(&op) };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
@@ -201,11 +205,10 @@ pub async fn push(State(state): State<AppState>, headers: HeaderMap, body: RawBo
 pub async fn reconcile_one(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
-    headers: HeaderMap,
+    RequestId(rid): RequestId,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let correlation = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let op = lifecycle::submit(&state, &id, OperationKind::Reconcile, "user", correlation).await?;
+    let op = lifecycle::submit(&state, Request::new(OperationKind::Reconcile, Some(&id), "user", &rid)).await?;
     Ok(accepted(&op))
 }
 
@@ -218,39 +221,7 @@ fn accepted(op: &Operation) -> Response {
 /// Run a reconciliation pass over every instance now.
 #[utoipa::path(post, path = "/api/v1/reconcile", tag = "status",
     responses((status = 202, body = OperationDto), (status = 503, body = Problem)))]
-pub async fn reconcile_all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let correlation = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let op = Operation {
-        id: OperationId::generate(),
-        kind: OperationKind::Reconcile,
-        instance_id: None,
-        status: OperationStatus::Queued,
-        attempt: 0,
-        max_attempts: 1,
-        error: None,
-        created_at: Utc::now(),
-        started_at: None,
-        finished_at: None,
-        result: serde_json::Map::new(),
-        target_generation: 0,
-        correlation_id: correlation.to_owned(),
-        reason: "user".into(),
-        queue: draas_jobs::jobs::RECONCILE_QUEUE.into(),
-        previous_desired: None,
-        worker: None,
-    };
-    state.ops.create(&op).await?;
-    let tick = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
-    let mut jobs =
-        vec![ReconcileJob { schema_version: SCHEMA_VERSION, tick, node: None, operation_id: Some(op.id.clone()) }];
-    for node in state.store.live_nodes().await? {
-        jobs.push(ReconcileJob { schema_version: SCHEMA_VERSION, tick, node: Some(node), operation_id: None });
-    }
-    for job in jobs {
-        state.submitter.enqueuer.push_reconcile(job).await.map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "enqueue_failed", "the pass could not be queued; retry")
-                .retry_after(1)
-        })?;
-    }
+pub async fn reconcile_all(State(state): State<AppState>, RequestId(rid): RequestId) -> Result<Response, ApiError> {
+    let op = lifecycle::submit(&state, Request::new(OperationKind::Reconcile, None, "user", &rid)).await?;
     Ok(accepted(&op))
 }

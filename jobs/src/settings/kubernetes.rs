@@ -101,7 +101,7 @@ impl Default for KubernetesSettings {
 impl KubernetesSettings {
     /// Names and durations Kubernetes would refuse, refused at start-up instead.
     pub(super) fn check(&self) -> Result<(), String> {
-        if !crate::ids::is_dns_label(&self.namespace, 63) {
+        if !crate::domain::ids::is_dns_label(&self.namespace, 63) {
             return Err(format!("kubernetes.namespace '{}' is not a Kubernetes namespace name", self.namespace));
         }
         if self.start_timeout_secs == 0 || self.delete_timeout_secs == 0 {

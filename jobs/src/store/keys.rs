@@ -4,20 +4,12 @@
 //! deployment's keys live in one slot and multi-key transactions (MULTI/EXEC, Lua) stay legal
 //! on a cluster. draas' state is small; one slot holds it comfortably.
 
-use crate::ids::{InstanceId, OperationId};
+use crate::domain::ids::{InstanceId, OperationId};
 
 /// Builds the keys of one deployment (one prefix).
 #[derive(Debug, Clone)]
 pub struct Keys {
     tag: String,
-}
-
-/// Check that a prefix is usable inside a hash tag.
-pub fn check_prefix(prefix: &str) -> Result<(), String> {
-    let ok = !prefix.is_empty()
-        && prefix.len() <= 64
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok { Ok(()) } else { Err(format!("key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]")) }
 }
 
 impl Keys {
@@ -140,5 +132,85 @@ impl Keys {
     /// ZSET (score 0) of an instance's operation ids.
     pub fn instance_operations(&self, id: &InstanceId) -> String {
         format!("{}:ops:{id}", self.tag)
+    }
+
+    /// Prefix of every operation hash (`<prefix><operation id>`).
+    pub fn operation_prefix(&self) -> String {
+        format!("{}:op:", self.tag)
+    }
+
+    /// Prefix of every node heartbeat key (`<prefix><node id>`).
+    pub fn node_prefix(&self) -> String {
+        format!("{}:node:", self.tag)
+    }
+
+    /// Pub/sub channel of the deployment's notifications (not a key): job pushes, ended
+    /// operations, generation bumps and released leases.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.tag)
+    }
+
+    /// Prefix of every queue's name (`<prefix><short name>`), for the script that chooses one.
+    pub fn queue_prefix(&self) -> String {
+        format!("{}:q:", self.tag)
+    }
+
+    /// The keys of apalis-redis queue `name`, e.g. `{draas}:q:shared`.
+    pub fn queue(&self, name: &str) -> QueueKeys {
+        QueueKeys { config: apalis_redis::Config::default().queue(format!("{}{name}", self.queue_prefix())) }
+    }
+}
+
+/// The keys apalis-redis keeps for one queue, named by apalis' own `Config` (so an upgrade that
+/// renames them is followed here).
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    config: apalis_redis::Config,
+}
+
+impl QueueKeys {
+    /// The queue's full name, as apalis' `Config::queue` is given it.
+    pub fn name(&self) -> &str {
+        self.config.queue.as_ref()
+    }
+
+    /// HASH task id → encoded job.
+    pub fn data(&self) -> String {
+        self.config.job_data_hash()
+    }
+
+    /// Prefix of the per-task HASHes (`<prefix>:<task id>`): attempts, status, result.
+    pub fn meta_prefix(&self) -> String {
+        self.config.job_meta_hash()
+    }
+
+    /// ZSET task id by run-at (unix seconds): every push lands here first.
+    pub fn scheduled(&self) -> String {
+        self.config.scheduled_jobs_set()
+    }
+
+    /// LIST of task ids ready to fetch.
+    pub fn active(&self) -> String {
+        self.config.active_jobs_list()
+    }
+
+    /// ZSET of worker names by last heartbeat.
+    pub fn workers(&self) -> String {
+        self.config.workers_set()
+    }
+
+    /// SET of the task ids a worker fetched and has not acknowledged.
+    pub fn inflight(&self, worker: &str) -> String {
+        format!("{}:{worker}", self.config.inflight_jobs_set())
+    }
+
+    /// SET of finished tasks.
+    pub fn done(&self) -> String {
+        self.config.done_jobs_set()
+    }
+
+    /// SET of tasks apalis gave up on.
+    pub fn dead(&self) -> String {
+        self.config.dead_jobs_set()
     }
 }

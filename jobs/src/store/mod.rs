@@ -1,37 +1,47 @@
-//! The Redis state store: the only source of truth for instances and their configuration.
+//! The Redis state store: the only source of truth, and the only code that sends Redis commands.
 //!
-//! Records are hashes `{data: <json>, version: <n>}`. Writes are optimistic: read, change a
-//! copy, then one Lua script checks every version read and writes every changed record, or
-//! writes nothing. A lost race is retried; a client's `If-Match` is checked against the
-//! versions it read. Nothing is cached, so every API replica sees every change at once.
+//! One [`Store`] owns the connection, the key schema, the TTLs and caps, and hands out typed
+//! views: [`instances`](Store::instances), [`operations`](Store::operations),
+//! [`leases`](Store::leases), [`ports`](Store::ports), [`nodes`](Store::nodes),
+//! [`crash_loops`](Store::crash_loops), [`history`](Store::history),
+//! [`queues`](Store::queues), [`passes`](Store::passes) and [`events`](Store::events).
+//! Every multi-key write is one Lua script (`scripts`), so a state transition is one round
+//! trip and all or nothing. Nothing is cached: every replica sees every change at once.
 
+pub mod crashloops;
+pub mod events;
 pub mod history;
+pub mod instances;
 pub mod keys;
+pub mod leases;
+pub mod nodes;
+pub mod operations;
+pub mod passes;
+pub mod ports;
+pub mod queues;
 pub(crate) mod scripts;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use chrono::Utc;
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::drasi::DrasiConfig;
-use crate::ids::{InstanceId, InstanceName};
-use crate::model::{InstanceRecord, ObservedRecord, ProbeRecord};
-pub use keys::Keys;
+use crate::domain::model::Versioned;
+pub use keys::{Keys, QueueKeys};
 
 /// Something went wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Redis could not be reached, or did not answer in time.
     #[error("state store unavailable: {0}")]
-    Unavailable(redis::RedisError),
+    Unavailable(#[source] redis::RedisError),
     /// Redis answered with an error: a bug on our side, not an outage.
     #[error("state store error: {0}")]
-    Redis(redis::RedisError),
+    Redis(#[source] redis::RedisError),
     /// A record could not be decoded.
     #[error("corrupt record at {key}: {source}")]
     Corrupt {
@@ -39,6 +49,9 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A script answered something this version does not understand.
+    #[error("unexpected answer from the store: {0}")]
+    Protocol(String),
     /// The name belongs to another instance.
     #[error("name is already taken")]
     NameTaken,
@@ -48,6 +61,13 @@ pub enum StoreError {
     /// The instance does not exist.
     #[error("instance not found")]
     NotFound,
+}
+
+impl StoreError {
+    /// Is this an outage (retry later) rather than a fault?
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 impl From<redis::RedisError> for StoreError {
@@ -68,257 +88,165 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// A record and the version it was read at.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<T> {
-    pub value: T,
-    pub version: u64,
+/// How long records live and how many are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Status transitions kept per instance.
+    pub history_per_instance: usize,
+    /// Status transitions kept in the global buffer.
+    pub history_global: usize,
+    /// How long an operation is kept after its last change.
+    pub operation_ttl: Duration,
 }
 
-/// Everything stored about one instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceState {
-    pub instance: Versioned<InstanceRecord>,
-    pub config: Versioned<DrasiConfig>,
-    /// Absent until a worker observes the instance.
-    pub observed: Option<Versioned<ObservedRecord>>,
-    /// The last health probe, once the reconciler probed it.
-    pub probe: Option<ProbeRecord>,
+impl Default for Limits {
+    fn default() -> Self {
+        Self { history_per_instance: 100, history_global: 1000, operation_ttl: Duration::from_secs(7 * 24 * 3600) }
+    }
 }
 
 /// Handle to the shared Redis state store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
-    keys: Keys,
-    caps: history::HistoryCaps,
+    inner: Arc<Inner>,
 }
 
-const MAX_RETRIES: usize = 16;
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    limits: Limits,
+    events: OnceLock<events::Events>,
+    /// Requests sent through the views (a pipeline or a script is one): the bench prints them.
+    round_trips: AtomicU64,
+}
 
 impl Store {
     /// A store on `url` under `prefix`. Connects lazily, so a process can start while Redis is
     /// down and report itself not ready; reconnects by itself.
     pub fn open(url: &SecretString, prefix: &str) -> Result<Self, StoreError> {
+        Self::with_limits(url, prefix, Limits::default())
+    }
+
+    /// A store configured by `settings` (prefix, history caps, operation TTL).
+    pub fn from_settings(url: &SecretString, settings: &crate::settings::Settings) -> Result<Self, StoreError> {
+        let limits = Limits {
+            history_per_instance: settings.reconcile.history_per_instance.max(1),
+            history_global: settings.reconcile.history_global.max(1),
+            operation_ttl: Duration::from_secs(settings.operations.ttl_secs.max(1)),
+        };
+        Self::with_limits(url, &settings.key_prefix, limits)
+    }
+
+    fn with_limits(url: &SecretString, prefix: &str, limits: Limits) -> Result<Self, StoreError> {
         let client = redis::Client::open(url.expose_secret())?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        let caps = history::HistoryCaps { per_instance: 100, global: 1000 };
-        Ok(Self { conn, keys: Keys::new(prefix), caps })
-    }
-
-    /// A store configured by `settings` (prefix, history caps).
-    pub fn from_settings(url: &SecretString, settings: &crate::settings::Settings) -> Result<Self, StoreError> {
-        let caps = history::HistoryCaps {
-            per_instance: settings.reconcile.history_per_instance.max(1),
-            global: settings.reconcile.history_global.max(1),
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let inner = Inner {
+            client,
+            conn,
+            keys: Keys::new(prefix),
+            limits,
+            events: OnceLock::new(),
+            round_trips: AtomicU64::new(0),
         };
-        Ok(Self::open(url, &settings.key_prefix)?.with_history_caps(caps))
-    }
-
-    /// Keep at most `caps` transitions per instance and globally.
-    pub fn with_history_caps(mut self, caps: history::HistoryCaps) -> Self {
-        self.caps = caps;
-        self
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The key schema.
     pub fn keys(&self) -> &Keys {
-        &self.keys
+        &self.inner.keys
     }
 
-    /// A connection for modules that add their own records (operations, leases, ...).
+    /// The store's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The connection, for apalis-redis' worker backends (which send their own commands).
     pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.inner.conn.clone()
+    }
+
+    /// The connection for one request (every view asks for one per request it sends).
+    fn conn(&self) -> ConnectionManager {
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.inner.conn.clone()
+    }
+
+    /// Requests this store sent so far (apalis' own fetches and acknowledgements excluded).
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
     }
 
     /// Does Redis answer?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
     }
 
-    /// Store a new instance and its configuration; fails with `NameTaken` when the name is used.
-    pub async fn create_instance(&self, instance: &InstanceRecord, config: &DrasiConfig) -> Result<(), StoreError> {
-        let id = &instance.id;
-        let outcome: String = scripts::create()
-            .key(self.keys.names())
-            .key(self.keys.instances())
-            .key(self.keys.instance(id))
-            .key(self.keys.config(id))
-            .arg(instance.name.as_str())
-            .arg(id.as_str())
-            .arg(to_json(instance))
-            .arg(to_json(config))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        match outcome.as_str() {
-            "ok" => Ok(()),
-            _ => Err(StoreError::NameTaken),
-        }
+    /// Instances: desired side, configuration, observed side, probes.
+    pub fn instances(&self) -> instances::Instances<'_> {
+        instances::Instances { store: self }
     }
 
-    /// Read everything about an instance in one round trip.
-    pub async fn load(&self, id: &InstanceId) -> Result<Option<InstanceState>, StoreError> {
-        let mut states = self.load_many(std::slice::from_ref(id)).await?;
-        Ok(states.pop().flatten())
+    /// Operations: submit, begin, finish, read, list.
+    pub fn operations(&self) -> operations::Operations<'_> {
+        operations::Operations { store: self }
     }
 
-    /// Read many instances in one pipelined round trip; `None` for ids that do not exist.
-    pub async fn load_many(&self, ids: &[InstanceId]) -> Result<Vec<Option<InstanceState>>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hmget(self.keys.instance(id), &["data", "version"])
-                .hmget(self.keys.config(id), &["data", "version"])
-                .hmget(self.keys.observed(id), &["data", "version"])
-                .hmget(self.keys.probe(id), &["data", "version"]);
-        }
-        type Raw = (Option<String>, Option<u64>);
-        let raw: Vec<Raw> = pipe.query_async(&mut self.conn.clone()).await?;
-        ids.iter()
-            .zip(raw.chunks(4))
-            .map(|(id, r)| {
-                let instance = decode(&self.keys.instance(id), &r[0])?;
-                let config = decode(&self.keys.config(id), &r[1])?;
-                let observed = decode(&self.keys.observed(id), &r[2])?;
-                let probe = decode::<ProbeRecord>(&self.keys.probe(id), &r[3]).ok().flatten().map(|v| v.value);
-                Ok(match (instance, config) {
-                    (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed, probe }),
-                    _ => None,
-                })
-            })
-            .collect()
+    /// Leases on instances and locks on passes.
+    pub fn leases(&self) -> leases::Leases<'_> {
+        leases::Leases { store: self }
     }
 
-    /// The id owning `name`, if any.
-    pub async fn id_by_name(&self, name: &InstanceName) -> Result<Option<InstanceId>, StoreError> {
-        let id: Option<String> = self.conn.clone().hget(self.keys.names(), name.as_str()).await?;
-        Ok(id.and_then(|s| s.parse().ok()))
+    /// Port pools.
+    pub fn ports(&self) -> ports::Ports<'_> {
+        ports::Ports { store: self }
     }
 
-    /// Ids of the nodes whose heartbeat is current.
-    pub async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
-        let nodes: Vec<String> = self.conn.clone().smembers(self.keys.nodes()).await?;
-        let mut live = Vec::new();
-        for n in nodes {
-            if self.conn.clone().exists(self.keys.node(&n)).await? {
-                live.push(n);
-            }
-        }
-        Ok(live)
+    /// Node heartbeats.
+    pub fn nodes(&self) -> nodes::Nodes<'_> {
+        nodes::Nodes { store: self }
     }
 
-    /// Instance ids after `cursor` in creation order, at most `count`.
-    pub async fn ids_after(&self, cursor: Option<&InstanceId>, count: usize) -> Result<Vec<InstanceId>, StoreError> {
-        let min = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-        let ids: Vec<String> =
-            self.conn.clone().zrangebylex_limit(self.keys.instances(), min, "+", 0, count as isize).await?;
-        Ok(ids.into_iter().filter_map(|s| s.parse().ok()).collect())
+    /// Crash-loop bookkeeping.
+    pub fn crash_loops(&self) -> crashloops::CrashLoops<'_> {
+        crashloops::CrashLoops { store: self }
     }
 
-    /// Change an instance: `change` edits a copy of what was read (and may refuse); the
-    /// result is written only if nobody wrote in between, otherwise it is read and tried again.
-    /// The generation goes up when the desired state, the runtime options or the configuration
-    /// changed.
-    pub async fn update<T, E, F>(&self, id: &InstanceId, mut change: F) -> Result<(InstanceState, T), E>
-    where
-        E: From<StoreError>,
-        F: FnMut(&mut InstanceState) -> Result<T, E>,
-    {
-        for _ in 0..MAX_RETRIES {
-            let before = self.load(id).await?.ok_or(StoreError::NotFound)?;
-            let mut after = before.clone();
-            let out = change(&mut after)?;
-            let config_changed = after.config.value != before.config.value;
-            let desired_changed = after.instance.value.desired_state != before.instance.value.desired_state
-                || after.instance.value.runtime != before.instance.value.runtime;
-            if config_changed || desired_changed {
-                after.instance.value.generation = before.instance.value.generation + 1;
-            }
-            let instance_changed = after.instance.value != before.instance.value;
-            if instance_changed {
-                after.instance.value.updated_at = Utc::now();
-            }
-            if !instance_changed && !config_changed {
-                return Ok((after, out));
-            }
-            match self.cas(&before, &after, instance_changed, config_changed).await? {
-                Some((iv, cv)) => {
-                    after.instance.version = iv;
-                    after.config.version = cv;
-                    return Ok((after, out));
-                }
-                None => continue,
-            }
-        }
-        Err(StoreError::Contended.into())
+    /// Status transitions, per instance and global.
+    pub fn history(&self) -> history::History<'_> {
+        history::History { store: self }
     }
 
-    /// Write `after` if both records are still at the versions of `before`. Returns the new
-    /// versions, or `None` when another writer got there first.
-    async fn cas(
-        &self,
-        before: &InstanceState,
-        after: &InstanceState,
-        instance_changed: bool,
-        config_changed: bool,
-    ) -> Result<Option<(u64, u64)>, StoreError> {
-        let id = &before.instance.value.id;
-        let mut inv = scripts::cas().prepare_invoke();
-        inv.key(self.keys.instance(id)).key(self.keys.config(id));
-        inv.arg(2)
-            .arg(before.instance.version)
-            .arg(if instance_changed { to_json(&after.instance.value) } else { String::new() })
-            .arg(before.config.version)
-            .arg(if config_changed { to_json(&after.config.value) } else { String::new() });
-        let (old, new) = (&before.instance.value.name, &after.instance.value.name);
-        if old != new {
-            inv.key(self.keys.names()).arg(old.as_str()).arg(new.as_str()).arg(id.as_str());
-        }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => {
-                let v = |i: usize| reply.get(i).and_then(|s| s.parse().ok()).unwrap_or_default();
-                Ok(Some((v(1), v(2))))
-            }
-            Some("name_taken") => Err(StoreError::NameTaken),
-            _ => Ok(None),
-        }
+    /// apalis-redis queues: pushes, depths, sweeping.
+    pub fn queues(&self) -> queues::Queues<'_> {
+        queues::Queues { store: self }
     }
 
-    /// Remove every record of an instance (its operations expire on their own).
-    pub async fn delete_instance(&self, id: &InstanceId) -> Result<(), StoreError> {
-        let _: i32 = scripts::delete()
-            .key(self.keys.names())
-            .key(self.keys.instances())
-            .key(self.keys.instance(id))
-            .key(self.keys.config(id))
-            .key(self.keys.observed(id))
-            .key(self.keys.fence(id))
-            .key(self.keys.history(id))
-            .key(self.keys.crash_loop(id))
-            .key(self.keys.probe(id))
-            .arg(id.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
+    /// Reconcile passes: counters, claims of reported deaths, instance counts.
+    pub fn passes(&self) -> passes::Passes<'_> {
+        passes::Passes { store: self }
+    }
+
+    /// Notifications of this deployment (pub/sub), subscribed to on first use.
+    pub fn events(&self) -> &events::Events {
+        self.inner.events.get_or_init(|| events::Events::start(self.inner.client.clone(), self.keys().events()))
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
-    // Serialising our own plain data types to JSON cannot fail.
+/// JSON of one of our own plain data types (which cannot fail to serialise).
+pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(
+/// Decode a `{data, version}` pair read from `key`.
+pub(crate) fn decode<T: DeserializeOwned>(
     key: &str,
     raw: &(Option<String>, Option<u64>),
 ) -> Result<Option<Versioned<T>>, StoreError> {

@@ -1,53 +1,169 @@
-//! Lua scripts that make multi-key writes atomic. Each touches only keys under one hash tag.
+//! Every Lua script of the store, in one place. Each makes one state transition atomic and
+//! touches only keys under the deployment's hash tag (keys a script builds from a prefix share
+//! that tag, so they stay in the slot of the keys it is given).
+//!
+//! Pieces used by several scripts (observing a status, laying out a job as apalis-redis does,
+//! allocating a port) are Lua functions defined once below and spliced in with `concat!`.
 
 use std::sync::OnceLock;
 
 use redis::Script;
 
-/// Create an instance unless its name is taken.
-/// KEYS: names, instances, instance, config. ARGV: name, id, instance json, config json.
-const CREATE: &str = r"
+/// `observe(...)`: write an observed record and, when its status changed, record the
+/// transition in the instance's capped list and the global capped stream. `lease` is the
+/// holder's lease value, or '' for "only while nobody holds the lease"; `expected` is the
+/// observed version the writer read ('' = any). Returns the new version, or 0 when a guard
+/// failed.
+macro_rules! lua_observe {
+    () => {
+        r"
+local function observe(okey, hkey, ckey, lkey, data, status, id, at, source, reason, hcap, gcap, lease, expected)
+  local holder = redis.call('GET', lkey)
+  if lease == '' then
+    if holder then return 0 end
+  elseif holder ~= lease then
+    return 0
+  end
+  if expected ~= '' and (redis.call('HGET', okey, 'version') or '0') ~= expected then return 0 end
+  local old = redis.call('HGET', okey, 'data')
+  local from = 'created'
+  if old then from = cjson.decode(old).status or 'created' end
+  redis.call('HSET', okey, 'data', data)
+  local v = redis.call('HINCRBY', okey, 'version', 1)
+  if from ~= status then
+    local rec = cjson.encode({at = at, instanceId = id, from = from, to = status, source = source, reason = reason})
+    redis.call('LPUSH', hkey, rec)
+    redis.call('LTRIM', hkey, 0, tonumber(hcap) - 1)
+    redis.call('XADD', ckey, 'MAXLEN', '~', gcap, '*', 'data', rec)
+  end
+  return v
+end
+"
+    };
+}
+
+/// `push_job(...)`: a job laid out exactly as apalis-redis 1.0's own push (`batch_push.lua`)
+/// lays it out: the encoded job in the data hash (unless that task id exists: a second push of
+/// one task is ignored), its meta hash, and its id in the scheduled set at `now` (apalis clamps
+/// every run-at to now, and its fetch promotes due ids). Then every worker of the deployment
+/// is told which queue has work, so an idle one fetches at once instead of at its next poll.
+/// `tests/tests/queue_layout.rs` checks the layout against apalis' own push.
+macro_rules! lua_push_job {
+    () => {
+        r"
+local function push_job(data_key, meta_prefix, scheduled_key, task_id, job, now, channel, queue)
+  if redis.call('HSETNX', data_key, task_id, job) == 0 then return 0 end
+  redis.call('HSET', meta_prefix .. ':' .. task_id, 'attempts', 0, 'max_attempts', 25, 'status', 'Pending', 'idempotency_key', '')
+  redis.call('ZADD', scheduled_key, now, task_id)
+  redis.call('PUBLISH', channel, 'w|' .. queue)
+  return 1
+end
+"
+    };
+}
+
+/// `allocate(...)`: the port of instance `id` in pool `node`: `wanted` if given (-1 when another
+/// instance has it), else its current one unless skipped, else the first free one of the
+/// range not skipped (0 when there is none).
+macro_rules! lua_allocate {
+    () => {
+        r"
+local function allocate(ports, byinst, node, id, first, last, wanted, skip)
+  local cur = redis.call('HGET', byinst, id)
+  if cur then
+    local n, p = string.match(cur, '^(.*)|(%d+)$')
+    local keep = (wanted == 0 and not skip[tonumber(p)]) or tonumber(p) == wanted
+    if n == node and keep then return tonumber(p) end
+    redis.call('HDEL', ports, cur)
+    redis.call('HDEL', byinst, id)
+  end
+  local function take(p)
+    local f = node .. '|' .. p
+    redis.call('HSET', ports, f, id)
+    redis.call('HSET', byinst, id, f)
+    return p
+  end
+  if wanted ~= 0 then
+    local owner = redis.call('HGET', ports, node .. '|' .. wanted)
+    if owner and owner ~= id then return -1 end
+    return take(wanted)
+  end
+  for p = first, last do
+    if not skip[p] and redis.call('HEXISTS', ports, node .. '|' .. p) == 0 then return take(p) end
+  end
+  return 0
+end
+"
+    };
+}
+
+macro_rules! script {
+    ($(#[$meta:meta])* $name:ident = $source:expr) => {
+        $(#[$meta])*
+        pub(crate) fn $name() -> &'static Script {
+            static S: OnceLock<Script> = OnceLock::new();
+            S.get_or_init(|| Script::new($source))
+        }
+    };
+}
+
+script!(
+    /// Create an instance unless its name is taken.
+    /// KEYS: names, instances, instance, config. ARGV: name, id, config json, then the
+    /// instance's field, value pairs.
+    create = r"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'name_taken' end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
-redis.call('HSET', KEYS[3], 'data', ARGV[3], 'version', 1)
-redis.call('HSET', KEYS[4], 'data', ARGV[4], 'version', 1)
+redis.call('HSET', KEYS[4], 'data', ARGV[3], 'version', 1)
+redis.call('HSET', KEYS[3], 'version', 1)
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 'ok'
-";
+"
+);
 
-/// Compare-and-set over n versioned hashes, with an optional rename in the name index.
-/// KEYS[1..n]: versioned hashes; KEYS[n+1]: names (rename only).
-/// ARGV[1] = n; then per hash: expected version, new data ('' = check only);
-/// then (rename only): old name, new name, id.
-/// Replies {'ok', v1, ..., vn}, {'conflict'} or {'name_taken'}.
-const CAS: &str = r"
+script!(
+    /// Compare-and-set over n versioned hashes, with an optional rename in the name index and
+    /// an optional notification (a generation bump).
+    /// KEYS[1..n]: versioned hashes; KEYS[n+1]: names (rename only).
+    /// ARGV: n, channel, message ('' = none); then per hash: expected version, k, then k field,
+    /// value pairs to write (k = 0: check only); then (rename only): old name, new name, id.
+    /// Replies {'ok', v1, ..., vn}, {'conflict'} or {'name_taken'}.
+    cas = r"
 local n = tonumber(ARGV[1])
+local writes, a = {}, 4
 for i = 1, n do
-  if redis.call('HGET', KEYS[i], 'version') ~= ARGV[2 * i] then return {'conflict'} end
+  if redis.call('HGET', KEYS[i], 'version') ~= ARGV[a] then return {'conflict'} end
+  local k = tonumber(ARGV[a + 1])
+  writes[i] = {a + 2, k}
+  a = a + 2 + 2 * k
 end
-local r = 2 * n + 2
-if ARGV[r] then
-  local owner = redis.call('HGET', KEYS[n + 1], ARGV[r + 1])
-  if owner and owner ~= ARGV[r + 2] then return {'name_taken'} end
-  redis.call('HDEL', KEYS[n + 1], ARGV[r])
-  redis.call('HSET', KEYS[n + 1], ARGV[r + 1], ARGV[r + 2])
+if ARGV[a] then
+  local owner = redis.call('HGET', KEYS[n + 1], ARGV[a + 1])
+  if owner and owner ~= ARGV[a + 2] then return {'name_taken'} end
+  redis.call('HDEL', KEYS[n + 1], ARGV[a])
+  redis.call('HSET', KEYS[n + 1], ARGV[a + 1], ARGV[a + 2])
 end
 local out = {'ok'}
 for i = 1, n do
-  local data = ARGV[2 * i + 1]
-  if data ~= '' then
-    redis.call('HSET', KEYS[i], 'data', data)
+  local first, k = writes[i][1], writes[i][2]
+  if k > 0 then
+    for j = first, first + 2 * k - 1, 2 do redis.call('HSET', KEYS[i], ARGV[j], ARGV[j + 1]) end
     table.insert(out, tostring(redis.call('HINCRBY', KEYS[i], 'version', 1)))
   else
-    table.insert(out, ARGV[2 * i])
+    table.insert(out, redis.call('HGET', KEYS[i], 'version'))
   end
 end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return out
-";
+"
+);
 
-/// Remove an instance's records.
-/// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe. ARGV: id.
-const DELETE: &str = r"
+script!(
+    /// Remove an instance's records and free its port.
+    /// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe,
+    /// ports, port-by-instance. ARGV: id.
+    delete = r"
 local data = redis.call('HGET', KEYS[3], 'data')
 if data then
   local name = cjson.decode(data).name
@@ -55,58 +171,336 @@ if data then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+local port = redis.call('HGET', KEYS[11], ARGV[1])
+if port then redis.call('HDEL', KEYS[10], port) redis.call('HDEL', KEYS[11], ARGV[1]) end
 return 1
-";
+"
+);
 
-pub(crate) fn delete() -> &'static Script {
-    static S: OnceLock<Script> = OnceLock::new();
-    cached(&S, DELETE)
-}
+script!(
+    /// Write observed state (see `observe` above).
+    /// KEYS: observed, history, changes, lease. ARGV: data, status, id, at, source, reason,
+    /// history cap, global cap, lease value, expected version. Replies the new version or 0.
+    observe = concat!(
+        lua_observe!(),
+        r"
+return observe(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+  ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+"
+    )
+);
 
-/// Write observed state; record a status transition in the instance history and the global
-/// stream. KEYS: observed, history, changes, lease. ARGV: data, status, id, at, source,
-/// reason, history cap, global cap, lease value ('' = only while nobody holds the lease).
-/// Replies 0 when the guard fails.
-const OBSERVE: &str = r"
-local holder = redis.call('GET', KEYS[4])
-if ARGV[9] == '' then
-  if holder then return 0 end
-elseif holder ~= ARGV[9] then
-  return 0
+script!(
+    /// Submit an operation on an instance, in one step: check it (it exists, is at the version
+    /// or generation the caller saw, is not being deleted), choose its queue (its node's for a
+    /// placed process instance, the shared one otherwise) and check that queue's depth, record
+    /// the new desired state (a new generation when it changed, and for every restart, so a
+    /// start still waiting for its server steps aside), create and index the operation, lay out
+    /// its job, wake the workers: all or nothing.
+    /// KEYS: instance, observed, op, ops index, instance ops index, crash loop.
+    /// ARGV: op ttl, op id, kind, reason, correlation id, created at, max attempts, force ('1'),
+    /// max depth, now (unix s), channel, queue key prefix (`{p}:q:`), expected instance version
+    /// ('' = any), seen generation ('' = any), reset crash loop ('1'), job schema version,
+    /// task id, now (RFC 3339).
+    /// Replies {'ok', queue, target generation, previous desired state, instance version},
+    /// {'not_found'}, {'precondition', version}, {'stale', generation}, {'deleting'} or
+    /// {'queue_full', queue, depth}.
+    submit = concat!(
+        lua_push_job!(),
+        r"
+local inst = redis.call('HMGET', KEYS[1], 'data', 'version', 'desired', 'generation')
+if not inst[1] then return {'not_found'} end
+if ARGV[13] ~= '' and inst[2] ~= ARGV[13] then return {'precondition', inst[2]} end
+local rec = cjson.decode(inst[1])
+local current = inst[3] or rec.desiredState
+local generation = tonumber(inst[4] or rec.generation)
+if ARGV[14] ~= '' and generation ~= tonumber(ARGV[14]) then return {'stale', tostring(generation)} end
+local kind = ARGV[3]
+if current == 'deleted' and kind ~= 'delete' then return {'deleting'} end
+local desired = ({start = 'running', restart = 'running', stop = 'stopped', delete = 'deleted'})[kind] or current
+local queue = 'shared'
+if rec.platform == 'process' then
+  local obs = redis.call('HGET', KEYS[2], 'data')
+  local node = obs and cjson.decode(obs).node
+  if node then queue = 'node-' .. node end
 end
-if ARGV[10] ~= '' and (redis.call('HGET', KEYS[1], 'version') or '0') ~= ARGV[10] then
-  return 0
+local qkey = ARGV[12] .. queue
+local depth = redis.call('LLEN', qkey .. ':active') + redis.call('ZCARD', qkey .. ':scheduled')
+if depth >= tonumber(ARGV[9]) then return {'queue_full', queue, tostring(depth)} end
+local version = inst[2]
+if desired ~= current or kind == 'restart' then
+  generation = generation + 1
+  redis.call('HSET', KEYS[1], 'desired', desired, 'generation', generation, 'updatedAt', ARGV[18])
+  version = tostring(redis.call('HINCRBY', KEYS[1], 'version', 1))
+  redis.call('PUBLISH', ARGV[11], 'g|' .. rec.id .. '|' .. generation)
 end
-local old = redis.call('HGET', KEYS[1], 'data')
-local from = 'created'
-if old then from = cjson.decode(old).status or 'created' end
-redis.call('HSET', KEYS[1], 'data', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-if from ~= ARGV[2] then
-  local rec = cjson.encode({at = ARGV[4], instanceId = ARGV[3], from = from, to = ARGV[2], source = ARGV[5], reason = ARGV[6]})
-  redis.call('LPUSH', KEYS[2], rec)
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'data', rec)
+local spec = cjson.encode({id = ARGV[2], kind = kind, instanceId = rec.id, maxAttempts = tonumber(ARGV[7]),
+  createdAt = ARGV[6], targetGeneration = generation, correlationId = ARGV[5], reason = ARGV[4], queue = queue,
+  previousDesired = current, force = ARGV[8] == '1'})
+redis.call('HSET', KEYS[3], 'spec', spec, 'status', 'queued', 'attempt', 0)
+redis.call('EXPIRE', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[2])
+redis.call('ZADD', KEYS[5], 0, ARGV[2])
+if ARGV[15] == '1' then redis.call('DEL', KEYS[6]) end
+local job = cjson.encode({schemaVersion = tonumber(ARGV[16]), kind = kind, instanceId = rec.id, operationId = ARGV[2],
+  targetGeneration = generation, correlationId = ARGV[5], platform = rec.platform})
+push_job(qkey .. ':data', qkey .. ':meta', qkey .. ':scheduled', ARGV[17], job, ARGV[10], ARGV[11], queue)
+return {'ok', queue, tostring(generation), current, version}
+"
+    )
+);
+
+script!(
+    /// Submit an operation on no instance (a reconcile pass over all of them): create and
+    /// index the operation, lay out its job, wake the workers.
+    /// KEYS: op, ops index, queue data, queue scheduled, queue active. ARGV: op ttl, op spec
+    /// json, op id, max depth, task id, job json, now (unix s), channel, queue name, meta prefix.
+    /// Replies {'ok'} or {'queue_full', depth}.
+    submit_pass = concat!(
+        lua_push_job!(),
+        r"
+local depth = redis.call('LLEN', KEYS[5]) + redis.call('ZCARD', KEYS[4])
+if depth >= tonumber(ARGV[4]) then return {'queue_full', tostring(depth)} end
+redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'status', 'queued', 'attempt', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+push_job(KEYS[3], ARGV[10], KEYS[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return {'ok'}
+"
+    )
+);
+
+script!(
+    /// Push a job without an operation (reconcile ticks, a job forwarded to its node).
+    /// KEYS: queue data, queue scheduled. ARGV: task id, job json, now (unix s), meta prefix,
+    /// channel, queue name. Replies 1, or 0 when the task id exists.
+    push = concat!(
+        lua_push_job!(),
+        r"
+return push_job(KEYS[1], ARGV[4], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6])
+"
+    )
+);
+
+script!(
+    /// Begin (or resume) an attempt of an operation under the instance's lease, in one step:
+    /// the operation must be queued or running; the instance must still be at the job's
+    /// generation (else the operation ends `superseded`); a process instance placed on another
+    /// node is reported (the job belongs there); the lease is taken (or, resuming, checked and
+    /// extended); for a start, the port is allocated; the operation becomes `running`.
+    /// KEYS: op, instance, config, observed, probe, lease, fence, ports, port-by-instance.
+    /// ARGV: holder, lease ttl ms, now, target generation, held lease ('' = take it), own node,
+    /// node key prefix, op ttl, channel, op id, check placement ('1'), pool ('' = no port),
+    /// first, last, instance id, then ports to skip.
+    /// Replies {'gone'}, {'final', status}, {'no_instance'}, {'superseded'},
+    /// {'foreign', node, alive}, {'busy'}, {'lease_lost'}, or {'ok', lease, port ('' = none;
+    /// -1 taken; 0 exhausted), op fields, instance fields (data, version, desired, generation,
+    /// updated at), config, cv, observed, ov, probe}.
+    begin = concat!(
+        lua_allocate!(),
+        r"
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'gone'} end
+if status ~= 'queued' and status ~= 'running' then return {'final', status} end
+local inst = redis.call('HMGET', KEYS[2], 'data', 'version', 'desired', 'generation', 'updatedAt')
+if not inst[1] then return {'no_instance'} end
+local held = ARGV[5]
+if tonumber(ARGV[4]) < tonumber(inst[4] or cjson.decode(inst[1]).generation) then
+  redis.call('HSET', KEYS[1], 'status', 'superseded', 'finishedAt', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  redis.call('PUBLISH', ARGV[9], 'o|' .. ARGV[10])
+  if held ~= '' and redis.call('GET', KEYS[6]) == held then redis.call('DEL', KEYS[6]) end
+  return {'superseded'}
+end
+local obs = redis.call('HMGET', KEYS[4], 'data', 'version')
+if ARGV[11] == '1' and obs[1] then
+  local node = cjson.decode(obs[1]).node
+  if node and node ~= ARGV[6] then
+    return {'foreign', node, tostring(redis.call('EXISTS', ARGV[7] .. node))}
+  end
+end
+local lease = held
+if held == '' then
+  if redis.call('EXISTS', KEYS[6]) == 1 then return {'busy'} end
+  lease = redis.call('INCR', KEYS[7]) .. ':' .. ARGV[1]
+  redis.call('SET', KEYS[6], lease, 'PX', ARGV[2])
+else
+  if redis.call('GET', KEYS[6]) ~= held then return {'lease_lost'} end
+  redis.call('PEXPIRE', KEYS[6], ARGV[2])
+end
+local cfg = redis.call('HMGET', KEYS[3], 'data', 'version')
+local port = ''
+if ARGV[12] ~= '' then
+  local wanted = 0
+  local ok, c = pcall(cjson.decode, cfg[1] or '{}')
+  if ok and type(c) == 'table' and type(c.port) == 'number' then wanted = c.port end
+  local skip = {}
+  for i = 16, #ARGV do skip[tonumber(ARGV[i])] = true end
+  port = tostring(allocate(KEYS[8], KEYS[9], ARGV[12], ARGV[15], tonumber(ARGV[13]), tonumber(ARGV[14]), wanted, skip))
+end
+redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+local probe = redis.call('HGET', KEYS[5], 'data')
+return {'ok', lease, port, redis.call('HGETALL', KEYS[1]), inst, cfg[1], cfg[2], obs[1], obs[2], probe}
+"
+    )
+);
+
+script!(
+    /// End an operation, in one step: write what was observed last (while the lease holds),
+    /// make the operation final (if it still is queued or running), release the lease, and
+    /// tell waiters.
+    /// KEYS: op, lease, observed, history, changes. ARGV: status, finished at, error json
+    /// ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json
+    /// ('' = none), observed status, instance id, at, source, reason, history cap, global cap,
+    /// channel, op id. Replies {op ended (0/1), observed written (0/1)}.
+    finish = concat!(
+        lua_observe!(),
+        r"
+local wrote = 0
+if ARGV[7] ~= '' and ARGV[6] ~= '' then
+  if observe(KEYS[3], KEYS[4], KEYS[5], KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
+      ARGV[13], ARGV[14], ARGV[6], '') > 0 then wrote = 1 end
+end
+local ended = 0
+local cur = redis.call('HGET', KEYS[1], 'status')
+if cur == 'queued' or cur == 'running' then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finishedAt', ARGV[2])
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) else redis.call('HDEL', KEYS[1], 'error') end
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('PUBLISH', ARGV[15], 'o|' .. ARGV[16])
+  ended = 1
+end
+if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[15], 'l|' .. ARGV[9])
+end
+return {ended, wrote}
+"
+    )
+);
+
+script!(
+    /// Move an operation from one of the allowed statuses to another, setting fields ('' as
+    /// a value removes the field). A final status tells waiters.
+    /// KEYS: op. ARGV: ttl, new status, channel, op id, tell ('1'), n, n allowed statuses,
+    /// then field, value pairs. Replies 1, or 0 when the status was not allowed.
+    transition = r"
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 0 end
+local n = tonumber(ARGV[6])
+local allowed = false
+for i = 7, 6 + n do
+  if cur == ARGV[i] then allowed = true end
+end
+if not allowed then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 7 + n, #ARGV, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[5] == '1' then redis.call('PUBLISH', ARGV[3], 'o|' .. ARGV[4]) end
+return 1
+"
+);
+
+script!(
+    /// Extend or release a held lease or lock, or say it was lost.
+    /// KEYS: lease. ARGV: value, ttl ms (0 = release), channel, message on release ('' = none).
+    keep = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then
+  redis.call('DEL', KEYS[1])
+  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 1
-";
+"
+);
 
-pub(crate) fn observe() -> &'static Script {
-    static S: OnceLock<Script> = OnceLock::new();
-    cached(&S, OBSERVE)
-}
+script!(
+    /// Allocate a port (see `allocate` above).
+    /// KEYS: ports (`node|port` → id), by-instance (id → `node|port`).
+    /// ARGV: node, id, first, last, wanted (0 = any), then ports to skip.
+    allocate = concat!(
+        lua_allocate!(),
+        r"
+local skip = {}
+for i = 6, #ARGV do skip[tonumber(ARGV[i])] = true end
+return allocate(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), skip)
+"
+    )
+);
 
-/// A script compiled (hashed) once per process.
-pub(crate) fn cached(cell: &'static OnceLock<Script>, source: &str) -> &'static Script {
-    cell.get_or_init(|| Script::new(source))
-}
+script!(
+    /// Free the port of an instance. KEYS: ports, by-instance. ARGV: id.
+    release_port = r"
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur then redis.call('HDEL', KEYS[1], cur) redis.call('HDEL', KEYS[2], ARGV[1]) end
+return 1
+"
+);
 
-pub(crate) fn create() -> &'static Script {
-    static S: OnceLock<Script> = OnceLock::new();
-    cached(&S, CREATE)
-}
+script!(
+    /// Decide about a failed instance: back off exponentially between repairs, give up after
+    /// `max` of them until a user acts.
+    /// KEYS: crash loop. ARGV: now ms, initial backoff ms, max backoff ms, max failures.
+    /// Replies {'repair', attempt}, {'wait', 0}, {'give_up', 0} or {'gave_up', 0}.
+    decide = r"
+local c = redis.call('HMGET', KEYS[1], 'failures', 'next_at_ms', 'gave_up')
+if c[3] == '1' then return {'gave_up', 0} end
+local now = tonumber(ARGV[1])
+if now < tonumber(c[2] or '0') then return {'wait', 0} end
+local failures = tonumber(c[1] or '0')
+if failures >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'gave_up', 1)
+  return {'give_up', 0}
+end
+local attempt = failures + 1
+local wait = math.min(tonumber(ARGV[2]) * 2 ^ math.min(attempt - 1, 20), tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'failures', attempt, 'next_at_ms', string.format('%d', now + wait))
+return {'repair', attempt}
+"
+);
 
-pub(crate) fn cas() -> &'static Script {
-    static S: OnceLock<Script> = OnceLock::new();
-    cached(&S, CAS)
-}
+script!(
+    /// Forget finished tasks of a queue older than a cutoff: their data, meta and set
+    /// membership (apalis-redis keeps them forever).
+    /// KEYS: data hash, done set, dead set. ARGV: meta prefix, cutoff (unix s), max per call.
+    vacuum = r"
+local removed = 0
+for _, set in ipairs({KEYS[2], KEYS[3]}) do
+  local ids = redis.call('SRANDMEMBER', set, tonumber(ARGV[3]))
+  for _, id in ipairs(ids) do
+    local meta = ARGV[1] .. ':' .. id
+    local done_at = tonumber(redis.call('HGET', meta, 'done_at') or '0')
+    if done_at <= tonumber(ARGV[2]) then
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('DEL', meta)
+      redis.call('SREM', set, id)
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"
+);
+
+script!(
+    /// Drop the oldest ids of an operation index whose records expired (ids are time-ordered).
+    /// KEYS: index. ARGV: record key prefix, max per call.
+    trim = r"
+local removed = 0
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then break end
+  redis.call('ZREM', KEYS[1], id)
+  removed = removed + 1
+end
+return removed
+"
+);

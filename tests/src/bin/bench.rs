@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use chrono::Utc;
-use draas_jobs::drasi::DrasiConfig;
-use draas_jobs::ids::{InstanceId, OperationId};
-use draas_jobs::jobs::{Enqueuer, InstanceJob, JobKind, SCHEMA_VERSION, SHARED_QUEUE, queue_config, queue_name};
-use draas_jobs::model::{DesiredState, InstanceRecord, Platform};
-use draas_jobs::ops::{Operation, OperationKind, OperationStatus, Operations};
+use draas_jobs::domain::config::DrasiConfig;
+use draas_jobs::domain::ids::{InstanceId, OperationId};
+use draas_jobs::domain::model::{DesiredState, InstanceRecord, Platform};
+use draas_jobs::domain::operation::OperationKind;
+use draas_jobs::queue::submit::{Request, Submitter};
+use draas_jobs::queue::{InstanceJob, SCHEMA_VERSION, SHARED_QUEUE, queue_config, queue_name};
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
 use draas_tests::{DraasProcess, TestRedis};
@@ -109,48 +110,15 @@ async fn create_instances_on(store: &Store, n: usize, platform: Platform) -> Vec
             updated_at: now,
             runtime: Default::default(),
         };
-        store.create_instance(&rec, &DrasiConfig::default()).await.unwrap();
+        store.instances().create(&rec, &DrasiConfig::default()).await.unwrap();
         ids.push(rec.id);
     }
     ids
 }
 
-fn op_for(id: &InstanceId, kind: OperationKind) -> Operation {
-    Operation {
-        id: OperationId::generate(),
-        kind,
-        instance_id: Some(id.clone()),
-        status: OperationStatus::Queued,
-        attempt: 0,
-        max_attempts: 3,
-        error: None,
-        created_at: Utc::now(),
-        started_at: None,
-        finished_at: None,
-        result: Default::default(),
-        target_generation: 1,
-        correlation_id: "bench".into(),
-        reason: "bench".into(),
-        queue: SHARED_QUEUE.into(),
-        previous_desired: None,
-        worker: None,
-    }
-}
-
-/// Create a no-op (`Reconcile`-kind) operation on `id` and queue its job, as the API would.
-async fn submit_noop(ops: &Operations, enqueuer: &Enqueuer, id: &InstanceId) -> Operation {
-    let op = op_for(id, OperationKind::Reconcile);
-    ops.create(&op).await.unwrap();
-    let job = InstanceJob {
-        schema_version: SCHEMA_VERSION,
-        kind: JobKind::Reconcile,
-        instance_id: id.clone(),
-        operation_id: op.id.clone(),
-        target_generation: 1,
-        correlation_id: "bench".into(),
-    };
-    enqueuer.push(SHARED_QUEUE, job).await.unwrap();
-    op
+/// Submit a no-op (`Reconcile`-kind) operation on `id`, as the API would.
+async fn submit_noop(submitter: &Submitter, id: &InstanceId) -> draas_jobs::domain::operation::Operation {
+    submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap()
 }
 
 /// draas: the same number of no-op (`Reconcile`-kind) jobs through the real handler: operation
@@ -159,8 +127,7 @@ async fn through_draas(redis: &TestRedis) -> f64 {
     let prefix = "draas";
     let store = Store::open(&SecretString::from(redis.url.clone()), prefix).unwrap();
     let ids = create_instances(&store, JOBS).await;
-    let ops = Operations::new(store.connection(), store.keys().clone(), Duration::from_secs(3600));
-    let enqueuer = Enqueuer::new(store.connection(), store.keys().clone());
+    let submitter = Submitter::new(store.clone(), &settings(prefix));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(draas_workers::run(store.clone(), settings(prefix), async {
         let _ = rx.await;
@@ -168,7 +135,7 @@ async fn through_draas(redis: &TestRedis) -> f64 {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     for id in &ids {
-        submit_noop(&ops, &enqueuer, id).await;
+        submit_noop(&submitter, id).await;
     }
     wait_done(redis, &queue_name(store.keys(), SHARED_QUEUE), JOBS).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
@@ -244,8 +211,7 @@ async fn pickup(redis: &TestRedis) {
     let prefix = "pickup";
     let store = Store::open(&SecretString::from(redis.url.clone()), prefix).unwrap();
     let ids = create_instances(&store, 200).await;
-    let ops = Operations::new(store.connection(), store.keys().clone(), Duration::from_secs(3600));
-    let enqueuer = Enqueuer::new(store.connection(), store.keys().clone());
+    let submitter = Submitter::new(store.clone(), &settings(prefix));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(draas_workers::run(store.clone(), settings(prefix), async {
         let _ = rx.await;
@@ -256,9 +222,9 @@ async fn pickup(redis: &TestRedis) {
     // jobs on its heartbeat, so back-to-back jobs would hide an idle worker's latency).
     for id in ids.iter().take(20) {
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let op = submit_noop(&ops, &enqueuer, id).await;
+        let op = submit_noop(&submitter, id).await;
         let started = loop {
-            let o = ops.get(&op.id).await.unwrap().unwrap();
+            let o = store.operations().get(&op.id).await.unwrap().unwrap();
             if let Some(s) = o.started_at {
                 break s;
             }
@@ -289,21 +255,26 @@ async fn health_stub() -> String {
 /// `n` running process instances on node `bench`, alive (this process) and healthy (the stub).
 async fn running_fleet(store: &Store, n: usize, stub: &str) {
     let me = i32::try_from(std::process::id()).unwrap();
-    let start_time = draas_workers::platform::process::process_start_time(me).unwrap();
+    let start_time = draas_workers::platform::process::procfs::start_time(me).unwrap();
     for id in create_instances_on(store, n, Platform::Process).await {
-        let state = store.load(&id).await.unwrap().unwrap();
-        let hash = draas_jobs::render::render(&state, "127.0.0.1", Some(8100)).unwrap().spec_hash;
-        let runtime = serde_json::json!({"pid": me, "pidStartTime": start_time, "endpoint": stub});
-        let observed = draas_jobs::model::ObservedRecord {
-            status: draas_jobs::model::Status::Running,
+        let state = store.instances().load(&id).await.unwrap().unwrap();
+        let hash = draas_jobs::domain::render::render(&state, "127.0.0.1", Some(8100)).unwrap().spec_hash;
+        let runtime = draas_jobs::domain::model::RuntimeFacts {
+            pid: Some(me),
+            pid_start_time: Some(start_time),
+            endpoint: Some(stub.to_owned()),
+            ..Default::default()
+        };
+        let observed = draas_jobs::domain::model::ObservedRecord {
+            status: draas_jobs::domain::model::Status::Running,
             node: Some("bench".into()),
             port: Some(8100),
             spec_hash: Some(hash),
-            runtime: runtime.as_object().cloned().unwrap(),
+            runtime,
             ..Default::default()
         };
-        let cause = draas_jobs::store::history::Cause { source: "bench", reason: "setup" };
-        store.observe(&id, &observed, &cause, None).await.unwrap();
+        let cause = draas_jobs::domain::model::Cause { source: "bench", reason: "setup" };
+        store.instances().observe(&id, &observed, cause, None, None).await.unwrap();
     }
 }
 
@@ -314,10 +285,11 @@ async fn reconcile_figures(redis: &TestRedis) {
         let prefix = format!("rec{n}");
         let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
         running_fleet(&store, n, &stub).await;
-        let ctx = draas_workers::Ctx::new(store.clone(), settings(&prefix), "bench".into(), "bench-worker".into());
-        ctx.nodes.heartbeat("bench", Duration::from_secs(600)).await.unwrap();
-        let stats = draas_workers::reconcile::node_pass(&ctx).await.unwrap();
-        let global = draas_workers::reconcile::global_pass(&ctx).await.unwrap();
+        let ctx =
+            draas_workers::Ctx::new(store.clone(), settings(&prefix), "bench".into(), "bench-worker".into()).await;
+        store.nodes().heartbeat("bench", Duration::from_secs(600)).await.unwrap();
+        let stats = draas_workers::reconcile::node::pass(&ctx).await.unwrap();
+        let global = draas_workers::reconcile::global::pass(&ctx, 1).await.unwrap();
         assert_eq!(stats.probed, n);
         let us = stats.elapsed.as_secs_f64() * 1e6 / n as f64;
         per_instance.push(us);

@@ -21,8 +21,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use draas_jobs::ids::OperationId;
-use draas_jobs::ops::{OperationStatus, Operations};
+use draas_jobs::domain::ids::OperationId;
+use draas_jobs::domain::operation::OperationStatus;
 use draas_jobs::store::Store;
 use draas_tests::{DraasProcess, TestRedis, kill_processes_under};
 use futures::StreamExt;
@@ -46,7 +46,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 struct Round {
     api: DraasProcess,
     workers: Vec<DraasProcess>,
-    ops: Operations,
+    store: Store,
     client: reqwest::Client,
     data: tempfile::TempDir,
 }
@@ -79,8 +79,7 @@ impl Round {
         ]));
         let workers = (0..workers).map(|_| DraasProcess::start(&["worker"], &worker_env)).collect();
         let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
-        let ops = Operations::new(store.connection(), store.keys().clone(), Duration::from_secs(3600));
-        Self { api, workers, ops, client: reqwest::Client::new(), data }
+        Self { api, workers, store, client: reqwest::Client::new(), data }
     }
 
     async fn post(&self, path: String, body: Value) -> Value {
@@ -125,7 +124,7 @@ impl Round {
 
     async fn all_ended(&self, ops: &[OperationId]) -> bool {
         for id in ops {
-            if !self.ops.get(id).await.unwrap().is_some_and(|o| o.status.is_final()) {
+            if !self.store.operations().get(id).await.unwrap().is_some_and(|o| o.status.is_final()) {
                 return false;
             }
         }
@@ -168,7 +167,7 @@ impl Tally {
         let deliveries = round.deliveries();
         let mut t = Tally { ops: ops.len(), ..Default::default() };
         for id in ops {
-            let op = round.ops.get(id).await.unwrap().expect("operation record");
+            let op = round.store.operations().get(id).await.unwrap().expect("operation record");
             t.succeeded += usize::from(op.status == OperationStatus::Succeeded);
             t.first_attempt += usize::from(op.attempt == 1);
             *t.by_worker.entry(op.worker.unwrap_or_default()).or_default() += 1;

@@ -7,12 +7,17 @@
 //! worker may act on them and the global reconcile pass probes them.
 
 pub mod docker;
+mod error;
 pub mod kubernetes;
 pub mod process;
 
-use draas_jobs::ids::InstanceId;
-use draas_jobs::model::{self, RuntimeOptions};
-use serde_json::{Map, Value};
+use std::time::Duration;
+
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::{self, Exit, RuntimeFacts, RuntimeOptions};
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ErrorCode, PlatformError};
 
 /// What a platform needs to start an instance.
 #[derive(Debug, Clone)]
@@ -26,6 +31,23 @@ pub struct StartSpec {
     pub port: u16,
     /// Image and resource limits (container platforms).
     pub runtime: RuntimeOptions,
+    /// Cancelled when a newer operation on the instance arrives: a start that is only waiting
+    /// (for `/health`, for a rollout) gives way, and the newer operation takes over from what
+    /// it left (it converges whatever runs).
+    pub superseded: CancellationToken,
+}
+
+impl StartSpec {
+    /// Wait `d` while waiting for the server; `superseded` when a newer operation arrives.
+    pub async fn pause(&self, d: Duration) -> Result<(), PlatformError> {
+        tokio::select! {
+            () = self.superseded.cancelled() => Err(PlatformError::new(
+                ErrorCode::Superseded,
+                "a newer operation on the instance took over while the server was starting",
+            )),
+            () = tokio::time::sleep(d) => Ok(()),
+        }
+    }
 }
 
 /// The platform's own view of one instance, without asking drasi-server.
@@ -37,6 +59,8 @@ pub struct Inspection {
     pub spec_hash: Option<String>,
     /// Why it is not alive (`exited with code 1`, `OOM-killed`, `missing`), or a note.
     pub message: Option<String>,
+    /// How the server ended, when it ended by itself and the platform saw it.
+    pub exit: Option<Exit>,
     /// Where drasi-server answers, when the platform knows better than the recorded facts.
     pub endpoint: Option<String>,
     /// drasi-server's health as the platform itself sees it (Kubernetes readiness probes), or
@@ -76,7 +100,7 @@ pub trait Platform: Send + Sync {
     }
 
     /// Start (or adopt) the server of `spec` and return once drasi-server is healthy.
-    async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError>;
+    async fn start(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError>;
 
     /// Stop the instance's server (gracefully, then by force); gone already is fine.
     async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError>;
@@ -85,7 +109,7 @@ pub trait Platform: Send + Sync {
     async fn delete(&self, id: &InstanceId) -> Result<(), PlatformError>;
 
     /// What the platform sees of the instance; `facts` are the recorded runtime facts.
-    async fn inspect(&self, id: &InstanceId, facts: &Map<String, Value>) -> Inspection;
+    async fn inspect(&self, id: &InstanceId, facts: &RuntimeFacts) -> Inspection;
 
     /// Everything of this deployment the platform runs (for orphans and drift).
     async fn managed(&self) -> Result<Vec<Managed>, PlatformError>;
@@ -109,60 +133,4 @@ pub struct PortPool {
     pub name: String,
     /// First and last port.
     pub range: (u16, u16),
-}
-
-/// What a platform reports about a running instance: stored as the observed runtime facts.
-#[derive(Debug, Clone, Default)]
-pub struct Runtime {
-    pub facts: Map<String, Value>,
-}
-
-/// A platform failure, classified once: transient ones are retried, permanent ones fail the
-/// operation at once.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct PlatformError {
-    /// Stable code: `executable_not_found`, `config_rejected`, `health_timeout`, ...
-    pub code: &'static str,
-    pub message: String,
-    /// Context such as the tail of the server's log.
-    pub detail: Option<String>,
-}
-
-impl PlatformError {
-    /// A failure with a code and message.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), detail: None }
-    }
-
-    /// Attach detail (a log tail).
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        let d = detail.into();
-        self.detail = (!d.is_empty()).then_some(d);
-        self
-    }
-
-    /// The one place that decides: is trying again worth it?
-    pub fn is_transient(&self) -> bool {
-        !matches!(
-            self.code,
-            "executable_not_found"
-                | "config_rejected"
-                | "port_taken"
-                | "ports_exhausted"
-                | "platform_unavailable"
-                | "render_failed"
-                | "kube_unauthorized"
-                | "kube_forbidden"
-                | "kube_invalid"
-                | "kube_not_found"
-                | "image_pull_failed"
-                | "crash_loop"
-                | "oom_killed"
-                | "container_config_error"
-                | "image_missing"
-                | "docker_rejected"
-                | "docker_misconfigured"
-        )
-    }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use draas_jobs::ids::InstanceId;
+use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::store::StoreError;
 
 use crate::context::Ctx;
@@ -31,26 +31,13 @@ pub async fn follow(ctx: Arc<Ctx>) {
 
 async fn on_exit(ctx: &Ctx, id: &str) -> Result<(), StoreError> {
     let Ok(id) = id.parse::<InstanceId>() else { return Ok(()) };
-    if ctx.leases.is_held(&id).await? || !claim(ctx, &id).await? {
+    if ctx.store.leases().is_held(&id).await? || !ctx.store.passes().claim_exit(&id, &ctx.worker, CLAIM).await? {
         return Ok(());
     }
-    let Some(s) = ctx.store.load(&id).await? else { return Ok(()) };
+    let Some(s) = ctx.store.instances().load(&id).await? else { return Ok(()) };
     if ctx.platform(s.instance.value.platform).is_err() {
         return Ok(());
     }
     tracing::info!(instance = %id, "the platform reports the server died; reconciling it now");
     super::probe_and_settle(ctx, vec![s]).await
-}
-
-/// Claim the report for this worker (one pipelined `SET NX PX`).
-async fn claim(ctx: &Ctx, id: &InstanceId) -> Result<bool, StoreError> {
-    let taken: Option<String> = redis::cmd("SET")
-        .arg(ctx.store.keys().exit_seen(id))
-        .arg(&ctx.worker)
-        .arg("NX")
-        .arg("PX")
-        .arg(CLAIM.as_millis() as u64)
-        .query_async(&mut ctx.store.connection())
-        .await?;
-    Ok(taken.is_some())
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use draas_jobs::model::{ObservedRecord, Platform};
-use draas_jobs::store::InstanceState;
+use draas_jobs::domain::model::{Exit, InstanceState, ObservedRecord, ProbeRecord};
+use draas_jobs::store::StoreError;
 
 use crate::context::Ctx;
 
@@ -20,6 +20,8 @@ pub struct Probe {
     pub latency: Duration,
     /// Why not healthy, or how the process ended.
     pub message: Option<String>,
+    /// How the server ended, when it ended by itself.
+    pub exit: Option<Exit>,
     /// Spec hash of what runs, when the platform records it.
     pub spec_hash: Option<String>,
 }
@@ -31,10 +33,11 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
     let id = &s.instance.value.id;
     let started = Instant::now();
     let inspection = match ctx.platform(s.instance.value.platform) {
-        Ok(p) => p.inspect(id, observed.map(|o| &o.runtime).unwrap_or(&serde_json::Map::new())).await,
+        Ok(p) => p.inspect(id, &observed.map(|o| o.runtime.clone()).unwrap_or_default()).await,
         Err(e) => {
             let message = Some(e.message);
-            return Probe { at, alive: false, healthy: false, latency: started.elapsed(), message, spec_hash: None };
+            let latency = started.elapsed();
+            return Probe { at, alive: false, healthy: false, latency, message, exit: None, spec_hash: None };
         }
     };
     let alive = inspection.alive;
@@ -49,11 +52,12 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
         _ => (false, None),
     };
     let message = if alive { message.or(inspection.message) } else { inspection.message };
-    Probe { at, alive, healthy, latency: started.elapsed(), message, spec_hash: inspection.spec_hash }
+    let latency = started.elapsed();
+    Probe { at, alive, healthy, latency, message, exit: inspection.exit, spec_hash: inspection.spec_hash }
 }
 
 fn endpoint(observed: Option<&ObservedRecord>) -> Option<String> {
-    observed?.runtime.get("endpoint")?.as_str().map(str::to_owned)
+    observed?.runtime.endpoint.clone()
 }
 
 fn short(e: &reqwest::Error) -> String {
@@ -66,31 +70,19 @@ fn short(e: &reqwest::Error) -> String {
     }
 }
 
-/// Is this instance one a node pass of `node` looks after?
-pub fn placed_on(s: &InstanceState, node: &str) -> bool {
-    s.instance.value.platform == Platform::Process
-        && s.observed.as_ref().and_then(|o| o.value.node.as_deref()) == Some(node)
-}
-
-/// Store the probe facts of many instances in one pipelined round trip.
-pub async fn record(
-    ctx: &Ctx,
-    probes: &[(draas_jobs::ids::InstanceId, Probe)],
-) -> Result<(), draas_jobs::store::StoreError> {
-    if probes.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    for (id, p) in probes {
-        let key = ctx.store.keys().probe(id);
-        let record = draas_jobs::model::ProbeRecord {
-            at: p.at,
-            ok: p.alive && p.healthy,
-            latency_ms: (p.latency.as_secs_f64() * 10_000.0).round() / 10.0,
-            message: p.message.clone(),
-        };
-        pipe.hset(&key, "data", serde_json::to_string(&record).unwrap_or_default()).ignore();
-    }
-    let _: () = pipe.query_async(&mut ctx.store.connection()).await.map_err(draas_jobs::store::StoreError::from)?;
-    Ok(())
+/// Store the last probe of many instances in one pipelined round trip.
+pub async fn record(ctx: &Ctx, probes: &[(InstanceState, Probe)]) -> Result<(), StoreError> {
+    let records: Vec<_> = probes
+        .iter()
+        .map(|(s, p)| {
+            let record = ProbeRecord {
+                at: p.at,
+                ok: p.alive && p.healthy,
+                latency_ms: (p.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                message: p.message.clone(),
+            };
+            (s.id().clone(), record)
+        })
+        .collect();
+    ctx.store.instances().record_probes(&records).await
 }

@@ -4,17 +4,15 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use draas_jobs::crashloop::{CrashLoops, Verdict};
-use draas_jobs::lease::Lease;
-use draas_jobs::model::{DesiredState, ObservedRecord, Status};
-use draas_jobs::ops::OperationKind;
-use draas_jobs::render;
-use draas_jobs::store::history::Cause;
-use draas_jobs::store::{InstanceState, StoreError};
-use draas_jobs::submit::SubmitError;
+use draas_jobs::domain::model::{Cause, DesiredState, Exit, InstanceState, ObservedRecord, RuntimeFacts, Status};
+use draas_jobs::domain::operation::OperationKind;
+use draas_jobs::domain::render;
+use draas_jobs::queue::submit::{Request, SubmitError};
+use draas_jobs::store::StoreError;
+use draas_jobs::store::crashloops::Verdict;
+use draas_jobs::store::leases::Lease;
 
 use super::probe::Probe;
-use crate::actions::observed_of;
 use crate::context::Ctx;
 
 /// Probes in a row a live but unhealthy server may fail before it counts as down.
@@ -39,10 +37,11 @@ pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static st
         o.probe_failures = 0;
         if matches!(before.status, Status::Running | Status::Starting | Status::Stopping | Status::Unknown) {
             let how = p.message.clone().unwrap_or_else(|| "the process is gone".into());
-            let clean = how == "exited with code 0";
+            let clean = p.exit == Some(Exit::Code { code: 0 });
             o.status = if clean { Status::Stopped } else { Status::Error };
             o.message = Some(how);
-            o.runtime.clear();
+            o.exit = p.exit;
+            o.runtime = RuntimeFacts::default();
             if clean { "exited" } else { "crashed" }
         } else {
             ""
@@ -73,19 +72,14 @@ pub async fn record(
         || after.probe_failures != before.probe_failures
         || after.node != before.node
         || after.spec_hash != before.spec_hash;
-    let version = s.observed.as_ref().map_or(0, |o| o.version);
+    let version = s.observed_version();
+    let instances = ctx.store.instances();
     if changed {
         let cause = Cause { source: "reconciler", reason };
-        return ctx.store.observe_fenced(&s.instance.value.id, after, &cause, lease, Some(version)).await;
+        return instances.observe(s.id(), after, cause, lease.map(Lease::value), Some(version)).await;
     }
     // Nothing to write: still make sure nobody wrote since the read before acting on it.
-    let current: Option<u64> = redis::AsyncCommands::hget(
-        &mut ctx.store.connection(),
-        ctx.store.keys().observed(&s.instance.value.id),
-        "version",
-    )
-    .await?;
-    Ok(current.unwrap_or(0) == version)
+    Ok(instances.observed_version(s.id()).await? == version)
 }
 
 /// What the reconciler would do about an instance.
@@ -107,11 +101,11 @@ pub fn plan(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<P
                 .then_some(Plan::Submit(OperationKind::Restart, "config-changed"))
         }
         (DesiredState::Running, Status::Error) if r.repair_error => Some(Plan::CrashRepair("crashed")),
-        (DesiredState::Running, Status::Stopped) if exited(observed) && r.repair_stopped => {
+        (DesiredState::Running, Status::Stopped) if observed.exited_cleanly() && r.repair_stopped => {
             Some(Plan::CrashRepair("exited"))
         }
         // Stopped by itself, and the settings leave such instances alone.
-        (DesiredState::Running, Status::Stopped) if exited(observed) => None,
+        (DesiredState::Running, Status::Stopped) if observed.exited_cleanly() => None,
         (DesiredState::Running, Status::Created | Status::Stopped | Status::Unknown) => {
             Some(Plan::Submit(OperationKind::Start, "not-running"))
         }
@@ -123,7 +117,7 @@ pub fn plan(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<P
 /// Compare observed with desired and submit the repair, if any (and none is pending).
 pub async fn repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Result<(), StoreError> {
     let Some(plan) = plan(ctx, s, observed) else { return Ok(()) };
-    if ctx.submitter.has_pending(&s.instance.value.id).await? {
+    if ctx.store.operations().has_pending(s.id()).await? {
         return Ok(());
     }
     match plan {
@@ -132,17 +126,12 @@ pub async fn repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> 
     }
 }
 
-fn exited(o: &ObservedRecord) -> bool {
-    o.message.as_deref().is_some_and(|m| m.starts_with("exited"))
-}
-
 /// Repair a failed instance unless it is backing off or the reconciler gave up on it.
 async fn crash_repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord, reason: &str) -> Result<(), StoreError> {
     let r = &ctx.settings.reconcile;
-    let loops = CrashLoops::new(ctx.store.connection(), ctx.store.keys().clone());
     let backoff = (Duration::from_millis(r.backoff_initial_ms), Duration::from_millis(r.backoff_max_ms));
-    let id = &s.instance.value.id;
-    match loops.decide(id, Utc::now().timestamp_millis(), backoff, r.max_failures).await? {
+    let id = s.id();
+    match ctx.store.crash_loops().decide(id, Utc::now().timestamp_millis(), backoff, r.max_failures).await? {
         Verdict::Repair { attempt } => {
             tracing::info!(instance = %id, attempt, reason, "repairing");
             submit(ctx, s, OperationKind::Restart, reason).await
@@ -153,7 +142,10 @@ async fn crash_repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord, r
             let last = observed.message.clone().unwrap_or_default();
             gave_up.message = Some(format!("crash loop: gave up after {} repairs; last: {last}", r.max_failures));
             tracing::warn!(instance = %id, "crash loop: giving up until a user acts");
-            ctx.store.observe(id, &gave_up, &Cause { source: "reconciler", reason: "crash-loop" }, None).await?;
+            ctx.store
+                .instances()
+                .observe(id, &gave_up, Cause { source: "reconciler", reason: "crash-loop" }, None, None)
+                .await?;
             Ok(())
         }
         Verdict::Wait | Verdict::GaveUp => Ok(()),
@@ -161,9 +153,11 @@ async fn crash_repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord, r
 }
 
 async fn submit(ctx: &Ctx, s: &InstanceState, kind: OperationKind, reason: &str) -> Result<(), StoreError> {
-    let id = &s.instance.value.id;
-    let seen = Some(s.instance.value.generation);
-    match ctx.submitter.submit_if(id, kind, reason, &format!("reconcile:{reason}"), seen).await {
+    let id = s.id();
+    let correlation = format!("reconcile:{reason}");
+    let mut request = Request::new(kind, Some(id), reason, &correlation);
+    request.seen_generation = Some(s.instance.value.generation);
+    match ctx.submitter.submit(request).await {
         Ok(op) => {
             tracing::info!(instance = %id, operation = %op.id, ?kind, reason, "repair submitted");
             Ok(())
@@ -179,16 +173,11 @@ async fn submit(ctx: &Ctx, s: &InstanceState, kind: OperationKind, reason: &str)
 /// A healthy instance that has stayed up longer than the longest backoff is out of its crash
 /// loop: its count starts again from zero.
 pub async fn forget_old_crashes(ctx: &Ctx, s: &InstanceState) -> Result<(), StoreError> {
-    let loops = CrashLoops::new(ctx.store.connection(), ctx.store.keys().clone());
-    let c = loops.get(&s.instance.value.id).await?;
+    let loops = ctx.store.crash_loops();
+    let c = loops.get(s.id()).await?;
     let calm = i64::try_from(ctx.settings.reconcile.backoff_max_ms).unwrap_or(i64::MAX);
     if c.failures > 0 && !c.gave_up && Utc::now().timestamp_millis() > c.next_at_ms.saturating_add(calm) {
-        loops.reset(&s.instance.value.id).await?;
+        loops.reset(s.id()).await?;
     }
     Ok(())
-}
-
-/// The observed record of `s`, or a fresh one.
-pub fn current(s: &InstanceState) -> ObservedRecord {
-    observed_of(s)
 }

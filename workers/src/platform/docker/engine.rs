@@ -10,7 +10,7 @@ use bollard::errors::Error as DockerError;
 use bollard::{API_DEFAULT_VERSION, Docker};
 use draas_jobs::settings::DockerSettings;
 
-use crate::platform::PlatformError;
+use crate::platform::{ErrorCode, PlatformError};
 
 /// Engine requests may take this long (a stop waits out its grace period).
 const MIN_REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -91,19 +91,21 @@ impl Engine {
     pub fn classify(&self, e: DockerError) -> PlatformError {
         match e {
             DockerError::DockerResponseServerError { status_code, message } => match status_code {
-                400 => PlatformError::new("docker_rejected", format!("the docker engine refused: {message}")),
-                409 => PlatformError::new("docker_conflict", format!("docker engine conflict: {message}")),
-                _ => PlatformError::new("docker_error", format!("docker engine error {status_code}: {message}")),
+                400 => PlatformError::new(ErrorCode::DockerRejected, format!("the docker engine refused: {message}")),
+                409 => PlatformError::new(ErrorCode::DockerConflict, format!("docker engine conflict: {message}")),
+                _ => {
+                    PlatformError::new(ErrorCode::DockerError, format!("docker engine error {status_code}: {message}"))
+                }
             },
             e if is_transport(&e) => self.unavailable(&e),
-            e => PlatformError::new("docker_error", format!("docker engine error: {e}")),
+            e => PlatformError::new(ErrorCode::DockerError, format!("docker engine error: {e}")),
         }
     }
 
     fn unavailable(&self, e: &DockerError) -> PlatformError {
         // Negotiate again once the engine is back (it may have been replaced by another version).
         self.negotiated.store(false, Ordering::Release);
-        PlatformError::new("docker_unavailable", format!("docker engine at {} unreachable: {e}", self.endpoint))
+        PlatformError::new(ErrorCode::DockerUnavailable, format!("docker engine at {} unreachable: {e}", self.endpoint))
     }
 }
 
@@ -127,7 +129,7 @@ pub fn is_not_found(e: &DockerError) -> bool {
 }
 
 fn misconfigured(message: impl Into<String>) -> PlatformError {
-    PlatformError::new("docker_misconfigured", message)
+    PlatformError::new(ErrorCode::DockerMisconfigured, message)
 }
 
 #[cfg(test)]
@@ -136,7 +138,7 @@ mod tests {
     use super::*;
 
     fn code(s: &DockerSettings) -> Option<&'static str> {
-        Engine::connect(s).err().map(|e| e.code)
+        Engine::connect(s).err().map(|e| e.code.as_str())
     }
 
     #[test]
@@ -159,7 +161,7 @@ mod tests {
         let conflict = DockerError::DockerResponseServerError { status_code: 409, message: "in use".into() };
         assert!(engine.classify(conflict).is_transient());
         let gone = engine.classify(DockerError::SocketNotFoundError("/var/run/docker.sock".into()));
-        assert_eq!(gone.code, "docker_unavailable");
+        assert_eq!(gone.code, ErrorCode::DockerUnavailable);
         assert!(gone.is_transient());
     }
 }

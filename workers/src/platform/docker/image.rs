@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 
 use super::engine::{Engine, is_not_found, is_transport};
 use super::spec::pull_reference;
-use crate::platform::PlatformError;
+use crate::platform::{ErrorCode, PlatformError};
 
 /// Make sure the engine has `image`, as `policy` says.
 pub async fn ensure(engine: &Engine, image: &str, policy: ImagePolicy) -> Result<(), PlatformError> {
@@ -21,7 +21,7 @@ pub async fn ensure(engine: &Engine, image: &str, policy: ImagePolicy) -> Result
     };
     match policy {
         ImagePolicy::Never if !present => Err(PlatformError::new(
-            "image_missing",
+            ErrorCode::ImageMissing,
             format!("image '{image}' is not on the docker engine and docker.image_policy is 'never'; load it first"),
         )),
         ImagePolicy::Never | ImagePolicy::IfMissing if present => Ok(()),
@@ -38,7 +38,7 @@ async fn pull(engine: &Engine, image: &str) -> Result<(), PlatformError> {
         if is_transport(&e) {
             engine.classify(e)
         } else {
-            PlatformError::new("image_pull_failed", format!("cannot pull image '{reference}': {}", reason(&e)))
+            PlatformError::new(ErrorCode::ImagePullFailed, format!("cannot pull image '{reference}': {}", reason(&e)))
         }
     })
 }

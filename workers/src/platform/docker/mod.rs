@@ -22,13 +22,13 @@ use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions, UploadToContainerOptions,
 };
-use draas_jobs::ids::InstanceId;
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::RuntimeFacts;
 use draas_jobs::settings::DockerSettings;
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
 
 use self::engine::{Engine, is_not_found};
-use super::{Inspection, Managed, Platform, PlatformError, PortPool, Runtime, StartSpec};
+use super::{ErrorCode, Inspection, Managed, Platform, PlatformError, PortPool, StartSpec};
 
 /// How much of a container's log goes into an error.
 const LOG_TAIL_BYTES: usize = 4096;
@@ -57,7 +57,7 @@ impl DockerPlatform {
     }
 
     /// Start (or adopt) the container of `spec`.
-    pub async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
+    async fn start_container(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
         let name = spec::container_name(&spec.instance_id);
         if let Some(c) = self.inspect_container(&name).await? {
             let seen = spec::inspection(&c, &self.advertise);
@@ -66,7 +66,7 @@ impl DockerPlatform {
                 && self.healthy(seen.endpoint.as_deref()).await
             {
                 tracing::info!(instance = %spec.instance_id, container = %name, "adopted running container");
-                return Ok(self.runtime(spec, &c));
+                return Ok(self.facts(spec, &c));
             }
             self.remove_container(&name).await?;
         }
@@ -85,23 +85,23 @@ impl DockerPlatform {
         docker.start_container(&name, None).await.map_err(|e| self.engine.classify(e))?;
         tracing::info!(instance = %spec.instance_id, container = %name, %image, port = spec.port, "container started");
         let c = self.wait_healthy(spec, &name).await?;
-        Ok(self.runtime(spec, &c))
+        Ok(self.facts(spec, &c))
     }
 
     fn endpoint(&self, port: u16) -> String {
         format!("http://{}:{port}", self.advertise)
     }
 
-    fn runtime(&self, spec: &StartSpec, c: &ContainerInspectResponse) -> Runtime {
+    fn facts(&self, spec: &StartSpec, c: &ContainerInspectResponse) -> RuntimeFacts {
         let port = spec::published_port(c).unwrap_or(spec.port);
-        let facts = json!({
-            "containerId": c.id,
-            "containerName": spec::container_name(&spec.instance_id),
-            "image": c.config.as_ref().and_then(|c| c.image.clone()),
-            "port": port,
-            "endpoint": self.endpoint(port),
-        });
-        Runtime { facts: facts.as_object().cloned().unwrap_or_default() }
+        RuntimeFacts {
+            container_id: c.id.clone(),
+            container_name: Some(spec::container_name(&spec.instance_id)),
+            image: c.config.as_ref().and_then(|c| c.image.clone()),
+            port: Some(port),
+            endpoint: Some(self.endpoint(port)),
+            ..RuntimeFacts::default()
+        }
     }
 
     /// Wait for `/health` on the published port; fail with the log tail when the container
@@ -111,16 +111,20 @@ impl DockerPlatform {
         let timeout = self.settings.health_timeout_secs;
         let deadline = Instant::now() + Duration::from_secs(timeout);
         let endpoint = self.endpoint(spec.port);
+        let mut pause = Duration::from_millis(5);
         loop {
             let c = self.inspect_container(name).await?;
             let Some(c) = c else {
-                return Err(PlatformError::new("crashed_on_start", "the container was removed while it started"));
+                return Err(PlatformError::new(
+                    ErrorCode::CrashedOnStart,
+                    "the container was removed while it started",
+                ));
             };
             let seen = spec::inspection(&c, &self.advertise);
             if !seen.alive {
                 let how = seen.message.unwrap_or_default();
                 return Err(PlatformError::new(
-                    "crashed_on_start",
+                    ErrorCode::CrashedOnStart,
                     format!("drasi-server {how} before it became healthy"),
                 )
                 .with_detail(self.tail(name).await));
@@ -130,14 +134,15 @@ impl DockerPlatform {
             }
             if Instant::now() > deadline {
                 let tail = self.tail(name).await;
-                let _ = self.stop(&spec.instance_id).await;
+                let _ = self.stop_container(&spec.instance_id).await;
                 return Err(PlatformError::new(
-                    "health_timeout",
+                    ErrorCode::HealthTimeout,
                     format!("drasi-server did not answer /health within {timeout} s"),
                 )
                 .with_detail(tail));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            spec.pause(pause).await?;
+            pause = (pause * 3 / 2).min(Duration::from_millis(100));
         }
     }
 
@@ -167,7 +172,7 @@ impl DockerPlatform {
     }
 
     /// Stop the instance's container: SIGINT, SIGKILL after the grace period.
-    pub async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
+    async fn stop_container(&self, id: &InstanceId) -> Result<(), PlatformError> {
         let docker = self.engine.client().await?;
         let t = i32::try_from(self.settings.stop_grace_secs).unwrap_or(i32::MAX);
         let options = StopContainerOptions { t: Some(t), signal: None };
@@ -192,8 +197,8 @@ impl DockerPlatform {
 
 #[async_trait::async_trait]
 impl Platform for DockerPlatform {
-    fn kind(&self) -> draas_jobs::model::Platform {
-        draas_jobs::model::Platform::Docker
+    fn kind(&self) -> draas_jobs::domain::model::Platform {
+        draas_jobs::domain::model::Platform::Docker
     }
 
     /// One pool per deployment for its docker instances, shared by every worker (the name
@@ -209,19 +214,19 @@ impl Platform for DockerPlatform {
         self.engine.ping().await
     }
 
-    async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
-        DockerPlatform::start(self, spec).await
+    async fn start(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
+        self.start_container(spec).await
     }
 
     async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
-        DockerPlatform::stop(self, id).await
+        self.stop_container(id).await
     }
 
     async fn delete(&self, id: &InstanceId) -> Result<(), PlatformError> {
         self.remove_container(&spec::container_name(id)).await
     }
 
-    async fn inspect(&self, id: &InstanceId, _facts: &Map<String, Value>) -> Inspection {
+    async fn inspect(&self, id: &InstanceId, _facts: &RuntimeFacts) -> Inspection {
         match self.inspect_container(&spec::container_name(id)).await {
             Ok(Some(c)) => spec::inspection(&c, &self.advertise),
             Ok(None) => Inspection { message: Some("the container is missing".into()), ..Default::default() },

@@ -8,10 +8,11 @@ use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, HealthConfig, HostConfig,
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
-use draas_jobs::ids::InstanceId;
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::Exit;
 use draas_jobs::settings::DockerSettings;
 
-use crate::platform::{Inspection, PlatformError, StartSpec};
+use crate::platform::{ErrorCode, Inspection, PlatformError, StartSpec};
 
 /// Label every draas container carries.
 pub const MANAGED: &str = "draas.managed";
@@ -76,13 +77,14 @@ fn memory_limit(spec: &StartSpec) -> Result<Option<i64>, PlatformError> {
         .memory_bytes()
         .and_then(|b| i64::try_from(b).ok())
         .map(Some)
-        .ok_or_else(|| PlatformError::new("docker_rejected", format!("memory limit '{q}' is not a quantity")))
+        .ok_or_else(|| PlatformError::new(ErrorCode::DockerRejected, format!("memory limit '{q}' is not a quantity")))
 }
 
 /// A tar archive holding the YAML at `config_path` (relative to `/`), owned by root and
 /// read-only (0444): drasi-server's user can read it but not write it back.
 pub fn config_archive(config_path: &str, yaml: &str) -> Result<Vec<u8>, PlatformError> {
-    let io = |e: std::io::Error| PlatformError::new("io_error", format!("cannot build the config archive: {e}"));
+    let io =
+        |e: std::io::Error| PlatformError::new(ErrorCode::IoError, format!("cannot build the config archive: {e}"));
     let mut header = tar::Header::new_gnu();
     header.set_path(config_path.trim_start_matches('/')).map_err(io)?;
     header.set_size(yaml.len() as u64);
@@ -102,10 +104,15 @@ pub fn inspection(c: &ContainerInspectResponse, advertise: &str) -> Inspection {
     let state = c.state.clone().unwrap_or_default();
     let alive = state.running == Some(true) && state.restarting != Some(true) && state.paused != Some(true);
     let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
+    let exited = state.status == Some(ContainerStateStatusEnum::EXITED) && state.restarting != Some(true);
     Inspection {
         alive,
         spec_hash: labels.and_then(|l| l.get(SPEC_HASH)).cloned(),
         message: (!alive).then(|| describe(&state)),
+        exit: (!alive && exited)
+            .then(|| state.exit_code.and_then(|c| i32::try_from(c).ok()))
+            .flatten()
+            .map(|code| Exit::Code { code }),
         endpoint: published_port(c).map(|p| format!("http://{}:{p}", url_host(advertise))),
         healthy: None,
     }
@@ -174,7 +181,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use bollard::models::NetworkSettings;
-    use draas_jobs::model::RuntimeOptions;
+    use draas_jobs::domain::model::RuntimeOptions;
 
     fn spec(runtime: RuntimeOptions) -> StartSpec {
         StartSpec {
@@ -184,6 +191,7 @@ mod tests {
             host: "0.0.0.0".into(),
             port: 9101,
             runtime,
+            superseded: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use draas_jobs::settings::KubernetesSettings;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::platform::PlatformError;
+use crate::platform::{ErrorCode, PlatformError};
 
 /// Longest wait for one API answer: a hung API server must not hold a job until its timeout.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -17,7 +17,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// unreachable cluster shows only when a job uses it.
 pub async fn connect(settings: &KubernetesSettings) -> Result<Client, PlatformError> {
     let unavailable = |what: &str, e: &dyn std::fmt::Display| {
-        PlatformError::new("platform_unavailable", format!("kubernetes: {what}: {e}"))
+        PlatformError::new(ErrorCode::PlatformUnavailable, format!("kubernetes: {what}: {e}"))
     };
     let mut config = match &settings.kubeconfig {
         Some(path) => {
@@ -38,16 +38,19 @@ pub fn api_error(what: &str, e: kube::Error) -> PlatformError {
     match e {
         kube::Error::Api(s) => {
             let code = match s.code {
-                401 => "kube_unauthorized",
-                403 => "kube_forbidden",
-                400 | 422 => "kube_invalid",
-                404 => "kube_not_found",
-                409 => "kube_conflict",
-                _ => "kube_api_error",
+                401 => ErrorCode::KubeUnauthorized,
+                403 => ErrorCode::KubeForbidden,
+                400 | 422 => ErrorCode::KubeInvalid,
+                404 => ErrorCode::KubeNotFound,
+                409 => ErrorCode::KubeConflict,
+                _ => ErrorCode::KubeApiError,
             };
             PlatformError::new(code, format!("{what}: {} ({} {})", s.message, s.code, s.reason))
         }
-        other => PlatformError::new("kube_unreachable", format!("{what}: the Kubernetes API is unreachable: {other}")),
+        other => PlatformError::new(
+            ErrorCode::KubeUnreachable,
+            format!("{what}: the Kubernetes API is unreachable: {other}"),
+        ),
     }
 }
 

@@ -2,7 +2,7 @@
 //! when it is not available, and whether the ConfigMap and Service are there with the same spec
 //! hash.
 
-use draas_jobs::ids::InstanceId;
+use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::settings::ProbeVia;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -35,6 +35,7 @@ impl KubernetesPlatform {
                 svc.is_some(),
             ),
             message,
+            exit: None,
             endpoint: endpoint.filter(|_| self.settings().probe_via == ProbeVia::Service),
             healthy: (self.settings().probe_via == ProbeVia::Readiness).then_some(up),
         })

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use draas_jobs::ids::InstanceId;
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::RuntimeFacts;
 use draas_jobs::settings::KubernetesSettings;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -24,12 +25,12 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use self::client::{api_error, is_not_found};
 use self::objects::{ANNOTATION_SPEC_HASH, CONTAINER, LABEL_INSTANCE, Layout, MANAGER, name};
 use self::status::Rollout;
-use super::{Inspection, Managed, Platform, PlatformError, Runtime, StartSpec};
+use super::{ErrorCode, Inspection, Managed, Platform, PlatformError, StartSpec};
 
 /// Pause between two looks at a rollout or a deletion.
 const POLL: Duration = Duration::from_millis(250);
@@ -113,7 +114,7 @@ impl KubernetesPlatform {
     }
 
     /// Wait until the Deployment reports its replica of `spec` available, or fails.
-    async fn wait_available(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
+    async fn wait_available(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
         let name = name(&spec.instance_id);
         let timeout = Duration::from_secs(self.settings().start_timeout_secs);
         let deadline = Instant::now() + timeout;
@@ -121,40 +122,38 @@ impl KubernetesPlatform {
             let d: Deployment = self
                 .get(&name)
                 .await?
-                .ok_or_else(|| PlatformError::new("kube_not_found", format!("Deployment {name} vanished")))?;
+                .ok_or_else(|| PlatformError::new(ErrorCode::KubeNotFound, format!("Deployment {name} vanished")))?;
             let pods = self.pods(spec.instance_id.as_str()).await?;
             match status::rollout(&d, &pods, &spec.spec_hash) {
-                Rollout::Available => return Ok(self.runtime(spec, &pods)),
+                Rollout::Available => return Ok(self.facts(spec, &pods)),
                 Rollout::Failed(e) => return Err(e.with_detail(self.tail(&pods).await)),
                 Rollout::Pending(why) if Instant::now() >= deadline => {
                     return Err(PlatformError::new(
-                        "start_timeout",
+                        ErrorCode::StartTimeout,
                         format!("the Deployment was not available within {} s: {why}", timeout.as_secs()),
                     )
                     .with_detail(self.tail(&pods).await));
                 }
-                Rollout::Pending(_) => tokio::time::sleep(POLL).await,
+                Rollout::Pending(_) => spec.pause(POLL).await?,
             }
         }
     }
 
-    fn runtime(&self, spec: &StartSpec, pods: &[Pod]) -> Runtime {
+    fn facts(&self, spec: &StartSpec, pods: &[Pod]) -> RuntimeFacts {
         let name = name(&spec.instance_id);
-        let mut facts = json!({
-            "namespace": self.layout.namespace(),
-            "deployment": name,
-            "service": name,
-            "port": spec.port,
-            "endpoint": self.layout.endpoint(&spec.instance_id, spec.port),
-        });
         let ready = pods.iter().find(|p| {
             p.annotations().get(ANNOTATION_SPEC_HASH) == Some(&spec.spec_hash)
                 && p.metadata.deletion_timestamp.is_none()
         });
-        if let Some(p) = ready {
-            facts["podName"] = Value::String(p.name_any());
+        RuntimeFacts {
+            namespace: Some(self.layout.namespace().to_owned()),
+            deployment: Some(name.clone()),
+            service: Some(name),
+            port: Some(spec.port),
+            endpoint: Some(self.layout.endpoint(&spec.instance_id, spec.port)),
+            pod_name: ready.map(ResourceExt::name_any),
+            ..RuntimeFacts::default()
         }
-        Runtime { facts: facts.as_object().cloned().unwrap_or_default() }
     }
 
     /// The last lines of drasi-server in the newest of `pods` (its previous run when it
@@ -187,7 +186,10 @@ impl KubernetesPlatform {
         let deadline = Instant::now() + timeout;
         while !check().await? {
             if Instant::now() >= deadline {
-                return Err(PlatformError::new("kube_timeout", format!("{what} within {} s", timeout.as_secs())));
+                return Err(PlatformError::new(
+                    ErrorCode::KubeTimeout,
+                    format!("{what} within {} s", timeout.as_secs()),
+                ));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -229,15 +231,15 @@ impl KubernetesPlatform {
 
 #[async_trait::async_trait]
 impl Platform for KubernetesPlatform {
-    fn kind(&self) -> draas_jobs::model::Platform {
-        draas_jobs::model::Platform::Kubernetes
+    fn kind(&self) -> draas_jobs::domain::model::Platform {
+        draas_jobs::domain::model::Platform::Kubernetes
     }
 
     fn port_pool(&self, _node: &str) -> Option<super::PortPool> {
         None
     }
 
-    async fn start(&self, spec: &StartSpec) -> Result<Runtime, PlatformError> {
+    async fn start(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
         // The pod mounts the ConfigMap: it goes first. The Deployment is applied with force:
         // `stop` writes its replica count with a merge patch (an update, not an apply, so a
         // different owner of that field), and a hand-made `kubectl scale` or edit owns fields
@@ -280,7 +282,7 @@ impl Platform for KubernetesPlatform {
         .await
     }
 
-    async fn inspect(&self, id: &InstanceId, _facts: &Map<String, Value>) -> Inspection {
+    async fn inspect(&self, id: &InstanceId, _facts: &RuntimeFacts) -> Inspection {
         // An API that does not answer says nothing about the pods: count it as an unhealthy
         // probe (the reconciler acts only after several in a row), not as a crash.
         self.look(id).await.unwrap_or_else(|e| Inspection {
@@ -301,7 +303,10 @@ impl Platform for KubernetesPlatform {
 
     async fn remove(&self, m: &Managed) -> Result<(), PlatformError> {
         if !m.handle.starts_with("draas-") {
-            return Err(PlatformError::new("invalid_handle", format!("'{}' is not a draas object name", m.handle)));
+            return Err(PlatformError::new(
+                ErrorCode::InvalidHandle,
+                format!("'{}' is not a draas object name", m.handle),
+            ));
         }
         self.delete_all(&m.handle).await
     }

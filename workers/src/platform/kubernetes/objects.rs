@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use draas_jobs::ids::InstanceId;
-use draas_jobs::model::{RuntimeOptions, parse_memory};
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::{RuntimeOptions, parse_memory};
 use draas_jobs::settings::{KubeResources, KubernetesSettings};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
@@ -125,7 +125,7 @@ pub fn deployment_label(prefix: &str) -> String {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric();
-    if valid { prefix.to_owned() } else { format!("x{}", draas_jobs::render::spec_hash(prefix)) }
+    if valid { prefix.to_owned() } else { format!("x{}", draas_jobs::domain::render::spec_hash(prefix)) }
 }
 
 /// The ConfigMap holding drasi-server's configuration file.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use draas_jobs::model::RuntimeOptions;
+use draas_jobs::domain::model::RuntimeOptions;
 use draas_jobs::settings::KubernetesSettings;
 
 use super::*;
@@ -17,6 +17,7 @@ fn spec(runtime: RuntimeOptions) -> StartSpec {
         host: "0.0.0.0".into(),
         port: 8080,
         runtime,
+        superseded: Default::default(),
     }
 }
 

@@ -6,10 +6,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use super::objects::ANNOTATION_SPEC_HASH;
-use crate::platform::PlatformError;
+use crate::platform::{ErrorCode, PlatformError};
 
 /// Where a rollout stands.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Rollout {
     /// The Deployment reports its replica of the current template available.
     Available,
@@ -57,7 +57,7 @@ pub fn rollout(d: &Deployment, pods: &[Pod], hash: &str) -> Rollout {
     if let Some(c) = condition(d, "Progressing").filter(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
         let why = c.message.clone().unwrap_or_default();
         return Rollout::Failed(PlatformError::new(
-            "rollout_stalled",
+            ErrorCode::RolloutStalled,
             format!("the Deployment made no progress: {why}"),
         ));
     }
@@ -78,10 +78,14 @@ pub fn trouble(p: &Pod) -> Option<PlatformError> {
     containers(p).find_map(|c| {
         let waiting = c.state.as_ref()?.waiting.as_ref()?;
         let code = match waiting.reason.as_deref()? {
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => "image_pull_failed",
-            "CrashLoopBackOff" if last_exit_reason(c) == Some("OOMKilled") => "oom_killed",
-            "CrashLoopBackOff" => "crash_loop",
-            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => "container_config_error",
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                ErrorCode::ImagePullFailed
+            }
+            "CrashLoopBackOff" if last_exit_reason(c) == Some("OOMKilled") => ErrorCode::OomKilled,
+            "CrashLoopBackOff" => ErrorCode::CrashLoop,
+            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                ErrorCode::ContainerConfigError
+            }
             _ => return None,
         };
         Some(PlatformError::new(code, format!("pod {name}: {}", container_state(c))))

@@ -58,7 +58,7 @@ fn pod_states_that_do_not_cure_themselves_fail_the_rollout_with_their_code() {
     ];
     for (container, code, text) in cases {
         let Rollout::Failed(e) = rollout(&d, &[pod(HASH, container)], HASH) else { panic!("{code}: not failed") };
-        assert_eq!(e.code, code);
+        assert_eq!(e.code.as_str(), code);
         assert!(e.message.contains(text) && e.message.contains("draas-a-5d9f-x2x7q"), "{}", e.message);
     }
 }
@@ -81,7 +81,7 @@ fn a_stalled_rollout_fails_with_the_controllers_message() {
          "message": "ReplicaSet \"draas-a-5d9f\" has timed out progressing."}]}),
     );
     let Rollout::Failed(e) = rollout(&d, &[], HASH) else { panic!("not failed") };
-    assert_eq!(e.code, "rollout_stalled");
+    assert_eq!(e.code.as_str(), "rollout_stalled");
     assert!(e.message.contains("timed out progressing"), "{}", e.message);
 }
 

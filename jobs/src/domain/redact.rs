@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::validate::is_env_reference;
+use super::validate::is_env_reference;
 
 /// What a redacted value reads as.
 pub const MARKER: &str = "***";

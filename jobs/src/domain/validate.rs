@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::drasi::{ComponentKind, DrasiConfig};
+use super::config::{ComponentKind, DrasiConfig};
 
 /// One thing wrong with a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -35,7 +35,7 @@ impl FieldError {
 pub struct ConfigError(pub Vec<FieldError>);
 
 /// Check an instance's runtime options; pointers are relative to the options object.
-pub fn validate_runtime(r: &crate::model::RuntimeOptions) -> Result<(), ConfigError> {
+pub fn validate_runtime(r: &super::model::RuntimeOptions) -> Result<(), ConfigError> {
     let mut errors = Vec::new();
     if let Some(image) = &r.image {
         let ok = !image.is_empty()
@@ -127,7 +127,7 @@ pub fn validate_config(config: &DrasiConfig) -> Result<(), ConfigError> {
         ));
     }
     if let Some(id) = &config.id
-        && id.parse::<crate::ids::ComponentId>().is_err()
+        && id.parse::<super::ids::ComponentId>().is_err()
         && !is_env_reference(id)
     {
         errors.push(FieldError::new("invalid_server_id", "id must be 1-63 characters of [A-Za-z0-9_.-]", "/id"));

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ids::{InstanceId, InstanceName};
+use super::ids::{InstanceId, InstanceName};
 
 /// Where an instance runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
@@ -181,11 +181,103 @@ pub struct ObservedRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// Runtime facts: pid, container id, pod, endpoint URL.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub runtime: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "RuntimeFacts::is_empty")]
+    pub runtime: RuntimeFacts,
     /// Consecutive failed health probes of a live server.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub probe_failures: u32,
+    /// How the last server ended, when the platform saw it end by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Exit>,
+}
+
+impl ObservedRecord {
+    /// Did the server stop by itself, cleanly (exit code 0)?
+    pub fn exited_cleanly(&self) -> bool {
+        self.status == Status::Stopped && self.exit == Some(Exit::Code { code: 0 })
+    }
+}
+
+/// What a platform reports about a running server: stored on the observed record and as a
+/// successful operation's `result`. Each platform fills in its own fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeFacts {
+    /// Process id (process platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Start time of the process in clock ticks since boot: with the pid, names it uniquely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    /// Node that runs the server (process platform), or that ran the operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Port drasi-server listens on, as reached from draas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Where drasi-server answers, e.g. `http://127.0.0.1:8101`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The configuration file the server reads (process platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub config_file: Option<std::path::PathBuf>,
+    /// The file the server logs to (process platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub log_file: Option<std::path::PathBuf>,
+    /// Container id (docker platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// Container name (docker platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// Image the container runs (docker platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Namespace of the objects (kubernetes platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Deployment name (kubernetes platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Service name (kubernetes platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The pod that answered (kubernetes platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+}
+
+impl RuntimeFacts {
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Facts of an operation that ran on `node` and started nothing.
+    pub fn on_node(node: &str) -> Self {
+        Self { node: Some(node.to_owned()), ..Self::default() }
+    }
+}
+
+/// How a server ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Exit {
+    /// It exited with this code.
+    Code { code: i32 },
+    /// A signal killed it.
+    Signal { signal: i32 },
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code { code } => write!(f, "exited with code {code}"),
+            Exit::Signal { signal } => write!(f, "killed by signal {signal}"),
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -203,4 +295,74 @@ pub struct ProbeRecord {
     /// Why not, when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A record and the version it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// Everything stored about one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceState {
+    pub instance: Versioned<InstanceRecord>,
+    pub config: Versioned<crate::domain::config::DrasiConfig>,
+    /// Absent until a worker observes the instance.
+    pub observed: Option<Versioned<ObservedRecord>>,
+    /// The last health probe, once the reconciler probed it.
+    pub probe: Option<ProbeRecord>,
+}
+
+impl InstanceState {
+    /// The instance's id.
+    pub fn id(&self) -> &InstanceId {
+        &self.instance.value.id
+    }
+
+    /// The observed record, or a fresh one when nothing was observed yet.
+    pub fn observed_or_default(&self) -> ObservedRecord {
+        self.observed.as_ref().map(|o| o.value.clone()).unwrap_or_default()
+    }
+
+    /// The version of the observed record (0: none yet).
+    pub fn observed_version(&self) -> u64 {
+        self.observed.as_ref().map_or(0, |o| o.version)
+    }
+
+    /// The node a process instance is placed on, if any.
+    pub fn node(&self) -> Option<&str> {
+        self.observed.as_ref().and_then(|o| o.value.node.as_deref())
+    }
+
+    /// Is this a process instance placed on `node`?
+    pub fn placed_on(&self, node: &str) -> bool {
+        self.instance.value.platform == Platform::Process && self.node() == Some(node)
+    }
+}
+
+/// One observed status transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChange {
+    /// Stream id in the global buffer (`<ms>-<n>`); the SSE event id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub at: DateTime<Utc>,
+    pub instance_id: String,
+    pub from: Status,
+    pub to: Status,
+    /// Who saw it: `worker:<name>`, `reconciler`, `push:<source>`.
+    pub source: String,
+    /// Why: `start`, `crashed`, `config-changed`, `node-lost`, ...
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Who records a change, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Cause<'a> {
+    pub source: &'a str,
+    pub reason: &'a str,
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::ids::ComponentId;
+use super::ids::ComponentId;
 
 /// A drasi-server configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]

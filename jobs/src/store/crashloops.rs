@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
-use crate::ids::InstanceId;
-use crate::store::{Keys, StoreError};
+use super::{Store, StoreError, scripts};
+use crate::domain::ids::InstanceId;
 
 /// Where an instance stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,26 +33,31 @@ pub enum Verdict {
 }
 
 /// Crash-loop records.
-#[derive(Clone)]
-pub struct CrashLoops {
-    conn: ConnectionManager,
-    keys: Keys,
+pub struct CrashLoops<'a> {
+    pub(super) store: &'a Store,
 }
 
-impl CrashLoops {
-    /// Records under `keys`.
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Self { conn, keys }
-    }
-
+impl CrashLoops<'_> {
     /// Read the record of `id`.
     pub async fn get(&self, id: &InstanceId) -> Result<CrashLoop, StoreError> {
         let (f, n, g): (Option<u32>, Option<i64>, Option<u8>) =
-            self.conn.clone().hmget(self.keys.crash_loop(id), &["failures", "next_at_ms", "gave_up"]).await?;
+            self.store.conn().hmget(self.store.keys().crash_loop(id), &["failures", "next_at_ms", "gave_up"]).await?;
         Ok(CrashLoop { failures: f.unwrap_or(0), next_at_ms: n.unwrap_or(0), gave_up: g.unwrap_or(0) == 1 })
     }
 
-    /// Decide about a failed instance at `now_ms` and record the decision.
+    /// Which of `ids` have a record (one pipelined round trip).
+    pub async fn exist(&self, ids: &[&InstanceId]) -> Result<Vec<bool>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.exists(self.store.keys().crash_loop(id));
+        }
+        Ok(pipe.query_async(&mut self.store.conn()).await?)
+    }
+
+    /// Decide about a failed instance at `now_ms` and record the decision (one script).
     pub async fn decide(
         &self,
         id: &InstanceId,
@@ -61,32 +65,26 @@ impl CrashLoops {
         backoff: (Duration, Duration),
         max_failures: u32,
     ) -> Result<Verdict, StoreError> {
-        let c = self.get(id).await?;
-        if c.gave_up {
-            return Ok(Verdict::GaveUp);
-        }
-        if now_ms < c.next_at_ms {
-            return Ok(Verdict::Wait);
-        }
-        let key = self.keys.crash_loop(id);
-        if c.failures >= max_failures {
-            let _: () = self.conn.clone().hset(&key, "gave_up", 1).await?;
-            return Ok(Verdict::GiveUp);
-        }
-        let attempt = c.failures + 1;
-        let wait = backoff.0.saturating_mul(1u32 << (attempt - 1).min(20)).min(backoff.1);
-        let next = now_ms + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-        let _: () = redis::pipe()
-            .hset_multiple(&key, &[("failures", i64::from(attempt)), ("next_at_ms", next)])
-            .ignore()
-            .query_async(&mut self.conn.clone())
+        let reply: (String, u32) = scripts::decide()
+            .key(self.store.keys().crash_loop(id))
+            .arg(now_ms)
+            .arg(backoff.0.as_millis() as u64)
+            .arg(backoff.1.as_millis() as u64)
+            .arg(max_failures)
+            .invoke_async(&mut self.store.conn())
             .await?;
-        Ok(Verdict::Repair { attempt })
+        Ok(match (reply.0.as_str(), reply.1) {
+            ("repair", attempt) => Verdict::Repair { attempt },
+            ("wait", _) => Verdict::Wait,
+            ("give_up", _) => Verdict::GiveUp,
+            ("gave_up", _) => Verdict::GaveUp,
+            other => return Err(StoreError::Protocol(format!("decide answered {other:?}"))),
+        })
     }
 
     /// Forget the record (a user acted, or the instance has been healthy long enough).
     pub async fn reset(&self, id: &InstanceId) -> Result<(), StoreError> {
-        let _: () = self.conn.clone().del(self.keys.crash_loop(id)).await?;
+        let _: () = self.store.conn().del(self.store.keys().crash_loop(id)).await?;
         Ok(())
     }
 }

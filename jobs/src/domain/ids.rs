@@ -181,6 +181,22 @@ impl FromStr for ComponentId {
     }
 }
 
+/// Check a key prefix: it goes inside a Redis Cluster hash tag (`{prefix}`) and labels.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok { Ok(()) } else { Err(format!("key prefix '{prefix}' must be 1-64 characters of [A-Za-z0-9_.:-]")) }
+}
+
+/// Check a node id: it becomes part of queue names and keys.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { Ok(()) } else { Err(format!("node id '{id}' must be 1-63 characters of [A-Za-z0-9_.-]")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::drasi::{DrasiConfig, LogLevel, Port};
-use crate::model::Platform;
-use crate::store::InstanceState;
+use super::config::{DrasiConfig, LogLevel, Port};
+use super::model::InstanceState;
+use super::model::Platform;
 
 /// What the platform knows at render time.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub fn render(state: &InstanceState, process_host: &str, port: Option<u16>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::parse_config;
+    use crate::domain::validate::parse_config;
     use serde_json::json;
 
     #[test]

@@ -1,19 +1,25 @@
-//! Job payloads, queue names and enqueueing.
+//! The queues: job payloads, queue names, the apalis-redis configuration workers and producers
+//! share, submitting operations (`submit`) and sweeping what apalis keeps (`maintenance`).
 //!
 //! A job carries ids and intent, never a copy of the configuration: the worker reads the
 //! desired state from the store when it runs, so a late or duplicated job acts on what is
 //! current (or ends `superseded`). The apalis task id derives from the operation id, so pushing
-//! the same operation twice is a no-op (apalis-redis skips an existing id).
+//! the same operation twice is a no-op (an existing task id is skipped).
+
+pub mod maintenance;
+pub mod submit;
 
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
-use apalis_redis::{Config, RedisStorage};
-use redis::aio::ConnectionManager;
+use apalis::prelude::TaskId;
+use apalis_redis::Config;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{InstanceId, OperationId};
-use crate::store::Keys;
+use crate::domain::ids::{InstanceId, OperationId};
+use crate::domain::model::Platform;
+use crate::domain::operation::OperationKind;
+pub use crate::store::queues::QueueDepth;
+use crate::store::{Keys, Store, StoreError};
 
 /// Version of the job payload schema; a worker refuses newer payloads it cannot understand.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -23,11 +29,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const SHARED_QUEUE: &str = "shared";
 /// Prefix of the per-node queues: a process instance's jobs run on the node that owns it.
 pub const NODE_QUEUE_PREFIX: &str = "node-";
-/// Queue of reconciliation passes.
+/// Queue of the global reconcile passes.
 pub const RECONCILE_QUEUE: &str = "reconcile";
-
 /// Prefix of the per-node reconcile queues (a node's own process instances).
 pub const RECONCILE_NODE_QUEUE_PREFIX: &str = "reconcile-node-";
+
+/// The queue of node `node`'s jobs.
+pub fn node_queue(node: &str) -> String {
+    format!("{NODE_QUEUE_PREFIX}{node}")
+}
 
 /// One reconciliation pass: global (shared platforms, lost nodes, unplaced instances) or a
 /// node's own process instances.
@@ -60,17 +70,11 @@ impl ReconcileJob {
             Some(n) => format!("reconcile-{}-{n}{op}", self.tick),
         }
     }
-}
 
-/// What a job asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum JobKind {
-    StartInstance,
-    StopInstance,
-    RestartInstance,
-    DeleteInstance,
-    Reconcile,
+    /// Push this pass under its task id (a duplicate of the tick is ignored).
+    pub async fn push(&self, store: &Store) -> Result<bool, StoreError> {
+        store.queues().push(&self.queue(), &self.task_id(), &json(self)).await
+    }
 }
 
 /// A lifecycle job: ids and intent.
@@ -78,18 +82,34 @@ pub enum JobKind {
 #[serde(rename_all = "camelCase")]
 pub struct InstanceJob {
     pub schema_version: u32,
-    pub kind: JobKind,
+    pub kind: OperationKind,
     pub instance_id: InstanceId,
     pub operation_id: OperationId,
     /// The instance generation this job was submitted for; older than current → superseded.
     pub target_generation: u64,
     /// Request id of the HTTP request that caused the job.
     pub correlation_id: String,
+    /// The instance's platform (it never changes), so a start can ask for its port as it
+    /// begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+impl InstanceJob {
+    /// Push this job into `queue` (a job forwarded to the node that owns its instance).
+    pub async fn push(&self, store: &Store, queue: &str) -> Result<bool, StoreError> {
+        store.queues().push(queue, &task_id(&self.operation_id).to_string(), &json(self)).await
+    }
+}
+
+/// A job's JSON, as apalis' JSON codec encodes it.
+pub(crate) fn json<T: Serialize>(job: &T) -> String {
+    serde_json::to_string(job).unwrap_or_default()
 }
 
 /// The full Redis name of queue `name` under `keys`' hash tag, e.g. `{draas}:q:shared`.
 pub fn queue_name(keys: &Keys, name: &str) -> String {
-    format!("{}:q:{name}", keys.tag())
+    keys.queue(name).name().to_owned()
 }
 
 /// apalis-redis configuration of a queue, as workers and producers share it.
@@ -108,57 +128,17 @@ pub fn task_id(op: &OperationId) -> TaskId {
     TaskId::from_string(format!("op-{op}"))
 }
 
-/// Pushes jobs into queues.
-#[derive(Clone)]
-pub struct Enqueuer {
-    conn: ConnectionManager,
-    keys: Keys,
+/// Every queue of the deployment: shared and reconcile, and the two of every node ever seen.
+pub async fn all(store: &Store) -> Result<Vec<String>, StoreError> {
+    let mut queues = vec![SHARED_QUEUE.to_owned(), RECONCILE_QUEUE.to_owned()];
+    for n in store.nodes().all().await? {
+        queues.push(node_queue(&n));
+        queues.push(format!("{RECONCILE_NODE_QUEUE_PREFIX}{n}"));
+    }
+    Ok(queues)
 }
 
-/// A job could not be enqueued.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot enqueue job: {0}")]
-pub struct EnqueueError(String);
-
-impl Enqueuer {
-    /// Producer over `conn`.
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Self { conn, keys }
-    }
-
-    /// Push `job` into `queue` with the operation id as task id (a second push of the same
-    /// operation is ignored by apalis-redis).
-    pub async fn push(&self, queue: &str, job: InstanceJob) -> Result<(), EnqueueError> {
-        let mut storage: RedisStorage<InstanceJob> = RedisStorage::new(self.conn.clone()).with_config(queue_config(
-            &self.keys,
-            queue,
-            Duration::from_secs(30),
-            2,
-        ));
-        let task = TaskBuilder::new(job.clone()).task_id(task_id(&job.operation_id)).build();
-        storage.push_task(task).await.map_err(|e| EnqueueError(e.to_string()))
-    }
-
-    /// Push a reconcile pass under its deterministic task id (a duplicate is ignored).
-    pub async fn push_reconcile(&self, job: ReconcileJob) -> Result<(), EnqueueError> {
-        let mut storage: RedisStorage<ReconcileJob> = RedisStorage::new(self.conn.clone()).with_config(queue_config(
-            &self.keys,
-            &job.queue(),
-            Duration::from_secs(30),
-            2,
-        ));
-        let task = TaskBuilder::new(job.clone()).task_id(TaskId::from_string(job.task_id())).build();
-        storage.push_task(task).await.map_err(|e| EnqueueError(e.to_string()))
-    }
-
-    /// Jobs waiting in `queue` (due and scheduled): the depth admission control compares.
-    pub async fn depth(&self, queue: &str) -> Result<u64, redis::RedisError> {
-        let q = queue_name(&self.keys, queue);
-        let (active, scheduled): (u64, u64) = redis::pipe()
-            .llen(format!("{q}:active"))
-            .zcard(format!("{q}:scheduled"))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(active + scheduled)
-    }
+/// The depth of every queue of the deployment.
+pub async fn depths(store: &Store) -> Result<Vec<QueueDepth>, StoreError> {
+    store.queues().depths(&all(store).await?).await
 }

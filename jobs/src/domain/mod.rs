@@ -1,0 +1,11 @@
+//! The domain: validated identifiers, the records of an instance and of an operation, the
+//! drasi-server configuration with its validation, redaction and rendering. Plain data and
+//! pure functions; nothing here talks to Redis, a platform or the network.
+
+pub mod config;
+pub mod ids;
+pub mod model;
+pub mod operation;
+pub mod redact;
+pub mod render;
+pub mod validate;

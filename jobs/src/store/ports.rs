@@ -1,0 +1,51 @@
+//! Port allocation, atomic in Redis: per pool (a node for processes, the engine for
+//! containers), from a range, never shared by two instances however many workers allocate at
+//! once. A port named in the config is honoured and reserved. A start allocates its port in
+//! the `begin` script; this view is for the rest.
+
+use super::operations::Allocated;
+use super::{Store, StoreError, scripts};
+use crate::domain::ids::InstanceId;
+
+/// Port pools.
+pub struct Ports<'a> {
+    pub(super) store: &'a Store,
+}
+
+impl Ports<'_> {
+    /// The port of `id` in `pool`: `wanted` if given, else its current one unless it is in
+    /// `skip`, else the first free one in `range` not in `skip` (ports something else on the
+    /// host listens on: the allocation table can lag behind the host, e.g. after Redis lost its
+    /// last second of writes).
+    pub async fn allocate(
+        &self,
+        pool: &str,
+        id: &InstanceId,
+        range: (u16, u16),
+        wanted: Option<u16>,
+        skip: &[u16],
+    ) -> Result<Allocated, StoreError> {
+        let k = self.store.keys();
+        let mut inv = scripts::allocate().prepare_invoke();
+        inv.key(k.ports()).key(k.port_by_instance());
+        inv.arg(pool).arg(id.as_str()).arg(range.0).arg(range.1).arg(wanted.unwrap_or(0)).arg(skip);
+        let port: i64 = inv.invoke_async(&mut self.store.conn()).await?;
+        Ok(match port {
+            -1 => Allocated::Taken,
+            0 => Allocated::Exhausted,
+            p => Allocated::Port(u16::try_from(p).map_err(|_| StoreError::Protocol(format!("port {p}")))?),
+        })
+    }
+
+    /// Free the port of `id`, wherever it is.
+    pub async fn release(&self, id: &InstanceId) -> Result<(), StoreError> {
+        let k = self.store.keys();
+        let _: i32 = scripts::release_port()
+            .key(k.ports())
+            .key(k.port_by_instance())
+            .arg(id.as_str())
+            .invoke_async(&mut self.store.conn())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! The files of a process instance under `<data dir>/instances/<id>/` (mode 0700):
+//! `server.yaml` (0600, written atomically), `server.log` (stdout and stderr, rotated at a
+//! size cap), `exit-status` (how the last server ended, noted by its reaper) and drasi-server's
+//! own `./data`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use draas_jobs::domain::ids::InstanceId;
+use draas_jobs::domain::model::Exit;
+
+/// How much of a log goes into an error.
+pub const LOG_TAIL_BYTES: u64 = 4096;
+
+/// The instance directories of one node.
+#[derive(Debug, Clone)]
+pub struct Files {
+    root: PathBuf,
+}
+
+impl Files {
+    /// Directories under `<data_dir>/instances`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self { root: data_dir.join("instances") }
+    }
+
+    /// Directory of an instance.
+    pub fn dir(&self, id: &InstanceId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    /// The configuration file of an instance.
+    pub fn config(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("server.yaml")
+    }
+
+    /// The log file of an instance.
+    pub fn log(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("server.log")
+    }
+
+    fn exit_file(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("exit-status")
+    }
+
+    /// Write the YAML (0600) atomically into the instance directory (0700); its path.
+    pub fn write_config(&self, id: &InstanceId, yaml: &str) -> std::io::Result<PathBuf> {
+        let dir = self.dir(id);
+        fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        let path = self.config(id);
+        let tmp = dir.join(".server.yaml.tmp");
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(yaml.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// The log, opened for appending (0600): stdout and stderr of a new server.
+    pub fn open_log(&self, id: &InstanceId) -> std::io::Result<fs::File> {
+        OpenOptions::new().create(true).append(true).mode(0o600).open(self.log(id))
+    }
+
+    /// The last few KiB of an instance's log.
+    pub fn log_tail(&self, id: &InstanceId) -> String {
+        let Ok(mut f) = fs::File::open(self.log(id)) else { return String::new() };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Forget how the last server ended (a new one starts).
+    pub fn clear_exit(&self, id: &InstanceId) {
+        let _ = fs::remove_file(self.exit_file(id));
+    }
+
+    /// Note how the instance's server ended (its reaper calls this).
+    pub fn note_exit(&self, id: &InstanceId, exit: Exit) {
+        let _ = fs::write(self.exit_file(id), serde_json::to_vec(&exit).unwrap_or_default());
+    }
+
+    /// How the instance's last server ended, when this node's worker saw it end.
+    pub fn last_exit(&self, id: &InstanceId) -> Option<Exit> {
+        fs::read(self.exit_file(id)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Remove an instance's directory (config, log, data); gone already is fine.
+    pub fn remove(&self, id: &InstanceId) -> std::io::Result<()> {
+        match fs::remove_dir_all(self.dir(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keep every instance log under `max` bytes: the newest half moves to `server.log.1` and
+    /// the log is truncated (the server appends, so it writes on at 0).
+    pub fn rotate_logs(&self, max: u64) {
+        let Ok(entries) = fs::read_dir(&self.root) else { return };
+        for entry in entries.flatten() {
+            let log = entry.path().join("server.log");
+            if fs::metadata(&log).is_ok_and(|m| m.len() > max)
+                && let Err(e) = rotate(&log, max / 2)
+            {
+                tracing::warn!(log = %log.display(), error = %e, "log rotation failed");
+            }
+        }
+    }
+}
+
+fn rotate(log: &Path, keep: u64) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().read(true).write(true).open(log)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(keep)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let mut old =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log.with_extension("log.1"))?;
+    old.write_all(&tail)?;
+    f.set_len(0)
+}
+
+/// The last `LOG_TAIL_BYTES` of a text, cut at a character boundary.
+pub fn tail_str(s: &str) -> String {
+    let start = s.len().saturating_sub(LOG_TAIL_BYTES as usize);
+    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    s[start..].to_owned()
+}
