@@ -64,3 +64,36 @@ ensure_docker() {
   as_root tail -n 40 "$log" >&2 || true
   return 1
 }
+
+# ensure_libs PACKAGE ...: apt-get install the library packages dpkg does not list as installed.
+ensure_libs() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  echo "installing: ${missing[*]}" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# find_drasi_server: the real drasi-server release the tests run against (a directory with
+# bin/drasi-server and plugins/): DRASI_SERVER_DIR, else ../shared/drasi-server beside the
+# clone (where CI provides it). Exports DRASI_SERVER_BIN and DRASI_PLUGINS_DIR, and installs
+# the server's runtime libraries; without one, says loudly that those tests are skipped.
+find_drasi_server() {
+  local dir="${DRASI_SERVER_DIR:-$(cd .. && pwd)/shared/drasi-server}"
+  if [ -x "$dir/bin/drasi-server" ] && [ -d "$dir/plugins" ]; then
+    ensure_libs libjq1 libonig5
+    export DRASI_SERVER_BIN="$dir/bin/drasi-server" DRASI_PLUGINS_DIR="$dir/plugins"
+    echo "real drasi-server: $DRASI_SERVER_BIN ($("$DRASI_SERVER_BIN" --version 2>/dev/null | head -n 1))" >&2
+  else
+    echo "*** no drasi-server release at $dir (set DRASI_SERVER_DIR): the tests against the real server are SKIPPED ***" >&2
+  fi
+}
+
+# ensure_postgres: Debian's PostgreSQL server binaries (the pipeline tests start their own
+# cluster as a non-root user on a free loopback port).
+ensure_postgres() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ensure_libs postgresql
+}

@@ -9,6 +9,7 @@ use draas_jobs::domain::ids::OperationId;
 use draas_jobs::domain::operation::Operation;
 use draas_jobs::queue::submit::{Request, SubmitError};
 use draas_jobs::store::events::Event;
+use tokio::sync::broadcast::Receiver;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -31,34 +32,55 @@ pub async fn submit(state: &AppState, r: Request<'_>) -> Result<Operation, ApiEr
     })
 }
 
-/// Hold until `op` ends or `wait` passes; the last record read. Woken by the notification
-/// the operation's end publishes, with a slow poll besides.
+/// Submit, then hold until the operation ends or `wait` passes (no hold for a zero wait).
+/// Listening starts before the submit, so the operation's end cannot slip past unseen.
+pub async fn submit_and_wait(state: &AppState, r: Request<'_>, wait: Duration) -> Result<Operation, ApiError> {
+    if wait.is_zero() {
+        return submit(state, r).await;
+    }
+    let events = state.store.events().subscribe();
+    let op = submit(state, r).await?;
+    hold(state, op, wait, events).await
+}
+
+/// Hold until `op` ends or `wait` passes; the last record read.
 pub async fn wait_for(state: &AppState, op: Operation, wait: Duration) -> Result<Operation, ApiError> {
     if op.status.is_final() || wait.is_zero() {
         return Ok(op);
     }
-    // Subscribe before the first read, so an end between the read and the wait is not missed.
-    let mut events = state.store.events().subscribe();
+    let events = state.store.events().subscribe();
+    // The record as of now: it may have ended before we listened.
+    let current = state.store.operations().get(&op.id).await?.unwrap_or(op);
+    if current.status.is_final() {
+        return Ok(current);
+    }
+    hold(state, current, wait, events).await
+}
+
+/// Wait on `events` for the end of `op` (a slow poll besides), then read it.
+async fn hold(
+    state: &AppState,
+    op: Operation,
+    wait: Duration,
+    mut events: Receiver<Event>,
+) -> Result<Operation, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut current = op;
     loop {
-        if let Some(op) = state.store.operations().get(&current.id).await? {
-            current = op;
-        }
-        if current.status.is_final() {
-            return Ok(current);
-        }
         let until = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
         loop {
             match tokio::time::timeout_at(until, events.recv()).await {
                 Ok(Ok(Event::OperationEnded(id))) if id == current.id.as_str() => break,
                 Ok(Ok(_)) => continue,
-                // Lagged or closed: look at the record.
+                // Lagged or closed, or a poll interval passed: look at the record.
                 Ok(Err(_)) | Err(_) => break,
             }
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(state.store.operations().get(&current.id).await?.unwrap_or(current));
+        if let Some(op) = state.store.operations().get(&current.id).await? {
+            current = op;
+        }
+        if current.status.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(current);
         }
     }
 }

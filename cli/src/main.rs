@@ -85,14 +85,35 @@ pub async fn run_worker(settings: Settings, redis_url: &SecretString) -> anyhow:
     Ok(())
 }
 
-/// Once SIGINT or SIGTERM arrives, give the process `grace_secs` to stop by itself, then end
-/// it: a graceful stop may wait on a Redis that is gone (apalis flushing acknowledgements,
-/// an operation reporting its end), and a process asked to stop must stop. What it could not
-/// report is left to the leases' expiry: another worker takes those jobs up.
+/// Whether SIGINT or SIGTERM has arrived, for every part of the process that stops on it.
+static STOP: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>> = std::sync::OnceLock::new();
+
+/// Listen for SIGINT and SIGTERM from now on (the handlers are in place before this returns,
+/// so a signal that comes while the process still starts up is not missed), and once one
+/// arrives, give the process `grace_secs` to stop by itself, then end it: a graceful stop may
+/// wait on a Redis that is gone (apalis flushing acknowledgements, an operation reporting its
+/// end), and a process asked to stop must stop. What it could not report is left to the
+/// leases' expiry: another worker takes those jobs up.
 pub fn bound_shutdown(grace_secs: u64) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    if STOP.set(rx).is_err() {
+        return;
+    }
+    let (Ok(mut term), Ok(mut int)) = (
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM and SIGINT");
+        return;
+    };
     let grace = std::time::Duration::from_secs(grace_secs.max(1));
     tokio::spawn(async move {
-        shutdown_signal().await;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::debug!("shutting down");
+        let _ = tx.send(true);
         tokio::time::sleep(grace).await;
         tracing::warn!(grace_secs = grace.as_secs(), "still stopping after the shutdown grace; exiting now");
         up::stop_private_redis_now();
@@ -100,19 +121,12 @@ pub fn bound_shutdown(grace_secs: u64) {
     });
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves once SIGINT or SIGTERM arrived (see [`bound_shutdown`], which must run first).
 pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    match STOP.get() {
+        Some(rx) => {
+            let _ = rx.clone().wait_for(|stop| *stop).await;
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        None => std::future::pending().await,
     }
-    tracing::debug!("shutting down");
 }

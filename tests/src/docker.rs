@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 pub const IMAGE: &str = "draas-standin:test";
 /// The same stand-in, taking 2 s before it binds its port (for "killed mid-start" tests).
 pub const SLOW_IMAGE: &str = "draas-standin:slow";
+/// The stand-in image whose `/health` never answers 200.
+pub const UNHEALTHY_IMAGE: &str = "draas-standin:unhealthy";
 /// Label of the stand-in images holding the hash of the binary inside.
 const HASH_LABEL: &str = "draas.standin-sha256";
 
@@ -60,7 +62,11 @@ async fn build_images() {
     let bytes = std::fs::read(&binary).expect("read the static stand-in");
     let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     let docker = docker().await;
-    for (image, env) in [(IMAGE, None), (SLOW_IMAGE, Some("DRASI_STANDIN_STARTUP_DELAY_MS=2000"))] {
+    for (image, env) in [
+        (IMAGE, None),
+        (SLOW_IMAGE, Some("DRASI_STANDIN_STARTUP_DELAY_MS=2000")),
+        (UNHEALTHY_IMAGE, Some("DRASI_STANDIN_NEVER_HEALTHY=1")),
+    ] {
         let current = docker.inspect_image(image).await.ok().and_then(|i| i.config?.labels?.get(HASH_LABEL).cloned());
         if current.as_deref() == Some(hash.as_str()) {
             continue;

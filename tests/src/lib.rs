@@ -399,6 +399,31 @@ pub fn readme_block(name: &str) -> String {
     body.split("\n```").next().expect("end of block").to_owned()
 }
 
+/// The real drasi-server and its plugins, as `scripts/test` finds them (`DRASI_SERVER_BIN`,
+/// `DRASI_PLUGINS_DIR`).
+#[derive(Debug, Clone)]
+pub struct RealServer {
+    pub bin: PathBuf,
+    pub plugins: PathBuf,
+}
+
+/// The real drasi-server, or `None` after saying loudly that the test calling it is skipped
+/// (a clone without the release; CI always has it).
+pub fn real_server(test: &str) -> Option<RealServer> {
+    let bin = std::env::var_os("DRASI_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file());
+    let plugins = std::env::var_os("DRASI_PLUGINS_DIR").map(PathBuf::from).filter(|p| p.is_dir());
+    match (bin, plugins) {
+        (Some(bin), Some(plugins)) => Some(RealServer { bin, plugins }),
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED {test}: no real drasi-server (set DRASI_SERVER_BIN and DRASI_PLUGINS_DIR; \
+                 scripts/test does when it finds a drasi-server release) ***\n"
+            );
+            None
+        }
+    }
+}
+
 /// A small valid configuration with one source, query and reaction.
 pub fn sample_config() -> Value {
     serde_json::json!({

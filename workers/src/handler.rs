@@ -152,6 +152,8 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
     let renewal = keep_lease(ctx, lease.clone());
     let mut ready = first;
     let kind = ready.op.kind.as_str();
+    // Whether the finish script released the lease (otherwise it is released below).
+    let mut finished = false;
     let result = loop {
         let (attempt_no, max) = (ready.op.attempt, ready.op.max_attempts);
         if attempt_no == 1 {
@@ -183,14 +185,17 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
                     Err(_) => "failed",
                 };
                 metrics().job(kind, label, started.elapsed());
+                finished = true;
                 break finish(ctx, &ready, outcome).await;
             }
         }
     };
     renewal.abort();
-    // The finish script released the lease; this only matters when the attempts ended
-    // another way (cancelled, superseded while backing off, a store failure).
-    let _ = ctx.store.leases().release(&lease).await;
+    // Attempts that ended another way (cancelled, superseded while backing off, a store
+    // failure) give the lease back here; a superseding `begin` released it already.
+    if !finished || result.is_err() {
+        let _ = ctx.store.leases().release(&lease).await;
+    }
     result
 }
 

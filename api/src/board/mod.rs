@@ -7,8 +7,8 @@
 //! same token as every other route: the script asks for the token (or takes it from a
 //! `#token=…` URL fragment, which browsers never send to the server), keeps it in
 //! `sessionStorage` and sends it as `Authorization: Bearer`. Nothing is shown without a token.
-//! apalis-board is not used: its Redis views answer 500 and it has no authentication
-//! (shared/APALIS.md §5). A strict Content-Security-Policy allows only these files, so even a
+//! apalis-board is not used: with apalis-redis its stats, workers and queues views answer 500,
+//! and it has no authentication. A strict Content-Security-Policy allows only these files, so even a
 //! value that escaped the script's `textContent` could not run as code.
 
 use axum::Router;

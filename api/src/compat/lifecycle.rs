@@ -35,11 +35,10 @@ pub async fn run_to_end(
     kind: OperationKind,
     correlation: &str,
 ) -> Answer<Operation> {
-    let op = lifecycle::submit(state, Request::new(kind, Some(id), "user", correlation))
+    let wait = wait(state);
+    let op = lifecycle::submit_and_wait(state, Request::new(kind, Some(id), "user", correlation), wait)
         .await
         .map_err(|e| CompatError::from(e).for_instance(id.as_str()))?;
-    let wait = wait(state);
-    let op = lifecycle::wait_for(state, op, wait).await?;
     let op_id = op.id.to_string();
     match op.status {
         OperationStatus::Succeeded => Ok(op),

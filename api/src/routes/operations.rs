@@ -121,8 +121,7 @@ async fn lifecycle(state: AppState, a: Asked<'_>) -> Result<Response, ApiError> 
         request.expected_version = Some(version);
     }
     request.force = a.force;
-    let op = lifecycle::submit(&state, request).await?;
-    let op = lifecycle::wait_for(&state, op, Duration::from_secs(wait)).await?;
+    let op = lifecycle::submit_and_wait(&state, request, Duration::from_secs(wait)).await?;
     Ok(operation_response(&op))
 }
 

@@ -63,34 +63,58 @@ impl From<&Operation> for Spec {
 fn parse(key: &str, fields: &HashMap<String, String>) -> Result<Option<Operation>, StoreError> {
     let corrupt = |source| StoreError::Corrupt { key: key.to_owned(), source };
     if let Some(data) = fields.get("data") {
-        // A record written before operations became hashes: one JSON document.
-        return serde_json::from_str(data).map(Some).map_err(corrupt);
+        // A record written before operations became hashes: one JSON document, with the
+        // fields written since on top.
+        let mut op: Operation = serde_json::from_str(data).map_err(corrupt)?;
+        live(&mut op, fields).map_err(corrupt)?;
+        return Ok(Some(op));
     }
     let Some(spec) = fields.get("spec") else { return Ok(None) };
     let spec: Spec = serde_json::from_str(spec).map_err(corrupt)?;
-    let time =
-        |f: &str| fields.get(f).and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
-    let status = fields.get("status").and_then(|s| OperationStatus::parse(s)).unwrap_or(OperationStatus::Queued);
-    Ok(Some(Operation {
+    let mut op = Operation {
         id: spec.id,
         kind: spec.kind,
         instance_id: spec.instance_id,
-        status,
-        attempt: fields.get("attempt").and_then(|a| a.parse().ok()).unwrap_or(0),
+        status: OperationStatus::Queued,
+        attempt: 0,
         max_attempts: spec.max_attempts,
-        error: field_json(fields, "error").map_err(corrupt)?,
+        error: None,
         created_at: spec.created_at,
-        started_at: time("startedAt"),
-        finished_at: time("finishedAt"),
-        result: field_json(fields, "result").map_err(corrupt)?.unwrap_or_default(),
+        started_at: None,
+        finished_at: None,
+        result: Default::default(),
         target_generation: spec.target_generation,
         correlation_id: spec.correlation_id,
         reason: spec.reason,
         queue: spec.queue,
         previous_desired: spec.previous_desired,
-        worker: fields.get("worker").cloned(),
+        worker: None,
         force: spec.force,
-    }))
+    };
+    live(&mut op, fields).map_err(corrupt)?;
+    Ok(Some(op))
+}
+
+/// The changing parts of an operation, from its fields where they are set.
+fn live(op: &mut Operation, fields: &HashMap<String, String>) -> Result<(), serde_json::Error> {
+    let time =
+        |f: &str| fields.get(f).and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+    if let Some(s) = fields.get("status").and_then(|s| OperationStatus::parse(s)) {
+        op.status = s;
+    }
+    if let Some(a) = fields.get("attempt").and_then(|a| a.parse().ok()) {
+        op.attempt = a;
+    }
+    op.started_at = time("startedAt").or(op.started_at);
+    op.finished_at = time("finishedAt").or(op.finished_at);
+    op.worker = fields.get("worker").cloned().or(op.worker.take());
+    if let Some(e) = field_json(fields, "error")? {
+        op.error = Some(e);
+    }
+    if let Some(r) = field_json(fields, "result")? {
+        op.result = r;
+    }
+    Ok(())
 }
 
 fn field_json<T: serde::de::DeserializeOwned>(

@@ -299,9 +299,12 @@ script!(
     begin = concat!(
         lua_allocate!(),
         r"
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'gone'} end
-if status ~= 'queued' and status ~= 'running' then return {'final', status} end
+local raw = redis.call('HGETALL', KEYS[1])
+if #raw == 0 then return {'gone'} end
+local op = {}
+for i = 1, #raw, 2 do op[raw[i]] = raw[i + 1] end
+local status = op.status
+if status ~= 'queued' and status ~= 'running' then return {'final', status or ''} end
 local inst = redis.call('HMGET', KEYS[2], 'data', 'version', 'desired', 'generation', 'updatedAt')
 if not inst[1] then return {'no_instance'} end
 local held = ARGV[5]
@@ -338,12 +341,15 @@ if ARGV[12] ~= '' then
   for i = 16, #ARGV do skip[tonumber(ARGV[i])] = true end
   port = tostring(allocate(KEYS[8], KEYS[9], ARGV[12], ARGV[15], tonumber(ARGV[13]), tonumber(ARGV[14]), wanted, skip))
 end
-redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1])
-redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[3])
+op.attempt = tostring(tonumber(op.attempt or '0') + 1)
+op.status, op.worker = 'running', ARGV[1]
+op.startedAt = op.startedAt or ARGV[3]
+redis.call('HSET', KEYS[1], 'status', op.status, 'worker', op.worker, 'attempt', op.attempt, 'startedAt', op.startedAt)
 redis.call('EXPIRE', KEYS[1], ARGV[8])
+local fields = {}
+for k, v in pairs(op) do table.insert(fields, k) table.insert(fields, v) end
 local probe = redis.call('HGET', KEYS[5], 'data')
-return {'ok', lease, port, redis.call('HGETALL', KEYS[1]), inst, cfg[1], cfg[2], obs[1], obs[2], probe}
+return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe}
 "
     )
 );

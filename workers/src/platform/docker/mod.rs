@@ -111,7 +111,7 @@ impl DockerPlatform {
         let timeout = self.settings.health_timeout_secs;
         let deadline = Instant::now() + Duration::from_secs(timeout);
         let endpoint = self.endpoint(spec.port);
-        let mut pause = Duration::from_millis(5);
+        let started = Instant::now();
         loop {
             let c = self.inspect_container(name).await?;
             let Some(c) = c else {
@@ -141,8 +141,9 @@ impl DockerPlatform {
                 )
                 .with_detail(tail));
             }
-            spec.pause(pause).await?;
-            pause = (pause * 3 / 2).min(Duration::from_millis(100));
+            // Often while a server usually comes up, less after.
+            let fast = started.elapsed() < Duration::from_secs(2);
+            spec.pause(Duration::from_millis(if fast { 10 } else { 100 })).await?;
         }
     }
 

@@ -45,7 +45,8 @@ impl Files {
         self.dir(id).join("exit-status")
     }
 
-    /// Write the YAML (0600) atomically into the instance directory (0700); its path.
+    /// Write the YAML (0600) atomically into the instance directory (0700); its path. Not
+    /// synced to disk: every start writes it anew, and the server reads it at once.
     pub fn write_config(&self, id: &InstanceId, yaml: &str) -> std::io::Result<PathBuf> {
         let dir = self.dir(id);
         fs::create_dir_all(&dir)?;
@@ -54,7 +55,6 @@ impl Files {
         let tmp = dir.join(".server.yaml.tmp");
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(yaml.as_bytes())?;
-        f.sync_all()?;
         fs::rename(&tmp, &path)?;
         Ok(path)
     }

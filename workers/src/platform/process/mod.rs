@@ -24,10 +24,12 @@ use self::files::{Files, tail_str};
 use self::procfs::Found;
 use super::{ErrorCode, Inspection, Managed, Platform, PlatformError, PortPool, StartSpec};
 
-/// First pause between two looks at a starting server's `/health` (drasi-server answers about
-/// 20 ms after it is spawned); each pause is half as long again, up to `HEALTH_POLL_MAX`.
-const HEALTH_POLL_FIRST: Duration = Duration::from_millis(3);
-const HEALTH_POLL_MAX: Duration = Duration::from_millis(100);
+/// Pause between two looks at a starting server's `/health`: short while a server usually
+/// comes up (drasi-server answers tens of milliseconds after it is spawned; a look is a
+/// refused connection until then), longer after.
+const HEALTH_POLL_FAST: Duration = Duration::from_millis(4);
+const HEALTH_POLL_FAST_FOR: Duration = Duration::from_secs(2);
+const HEALTH_POLL_SLOW: Duration = Duration::from_millis(100);
 
 /// An executable, as far as a validation result of it can be trusted: the same path, size and
 /// modification time.
@@ -156,12 +158,12 @@ impl ProcessPlatform {
         Ok(Found { pid, start_time, spec_hash: Some(spec.spec_hash.clone()) })
     }
 
-    /// Wait until our server answers `/health` on its port: fast at first (the server is up
-    /// in tens of milliseconds), then backing off. A newer operation on the instance ends the
-    /// wait (`superseded`); it takes over from what is running.
+    /// Wait until our server answers `/health` on its port: often at first (the server is up
+    /// in tens of milliseconds), then less. A newer operation on the instance ends the wait
+    /// (`superseded`); it takes over from what is running.
     async fn wait_healthy(&self, spec: &StartSpec, p: &Found) -> Result<(), PlatformError> {
-        let deadline = Instant::now() + Duration::from_secs(self.settings.health_timeout_secs);
-        let mut pause = HEALTH_POLL_FIRST;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(self.settings.health_timeout_secs);
         loop {
             // The answer must come from our server: another program may hold the port, and
             // ours is then about to exit with a bind error.
@@ -183,8 +185,8 @@ impl ProcessPlatform {
                 )
                 .with_detail(self.files.log_tail(&spec.instance_id)));
             }
-            spec.pause(pause).await?;
-            pause = (pause * 3 / 2).min(HEALTH_POLL_MAX);
+            let fast = started.elapsed() < HEALTH_POLL_FAST_FOR;
+            spec.pause(if fast { HEALTH_POLL_FAST } else { HEALTH_POLL_SLOW }).await?;
         }
     }
 

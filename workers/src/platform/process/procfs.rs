@@ -1,6 +1,8 @@
-//! What `/proc` says about this host's processes and sockets: the drasi-servers of an
-//! instance (by the marks in their environment), whether a process is still the one we
-//! started (pid and start time), and which process listens on which TCP port.
+//! What the kernel says about this host's processes and sockets: the drasi-servers of an
+//! instance (by the marks in their environment in `/proc`), whether a process is still the one
+//! we started (pid and start time), and which process listens on which TCP port (sock_diag
+//! over netlink, which asks only for listening sockets; reading `/proc/net/tcp` walks every
+//! socket of the host and takes milliseconds, twice per start).
 
 use std::collections::HashSet;
 use std::fs;
@@ -24,6 +26,17 @@ impl Found {
 
 /// Listening TCP sockets on this host (IPv4 and IPv6): port and `socket:[inode]` link name.
 pub fn listening_sockets() -> Vec<(u16, String)> {
+    match diag::listening() {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            tracing::debug!(error = %e, "sock_diag failed; reading /proc/net/tcp");
+            proc_net_tcp()
+        }
+    }
+}
+
+/// [`listening_sockets`] from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn proc_net_tcp() -> Vec<(u16, String)> {
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else { continue };
@@ -107,4 +120,80 @@ pub fn scan<T>(select: impl Fn(&[&[u8]]) -> Option<T>) -> Vec<(T, Found)> {
             Some((tag, Found { pid, start_time: start_time(pid)?, spec_hash }))
         })
         .collect()
+}
+
+/// Listening sockets through `NETLINK_SOCK_DIAG`.
+mod diag {
+    use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_sock_diag::SockDiagMessage;
+    use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+    use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+    use netlink_sys::{Socket, SocketAddr};
+
+    /// Port and `socket:[inode]` of every listening TCP socket, IPv4 and IPv6.
+    pub fn listening() -> std::io::Result<Vec<(u16, String)>> {
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        let mut out = Vec::new();
+        for (family, id) in [(AF_INET, SocketId::new_v4()), (AF_INET6, SocketId::new_v6())] {
+            dump(&socket, family, id, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn dump(socket: &Socket, family: u8, socket_id: SocketId, out: &mut Vec<(u16, String)>) -> std::io::Result<()> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let request = InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::LISTEN,
+            socket_id,
+        };
+        let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf[..]);
+        socket.send(&buf[..], 0)?;
+        let mut receive = vec![0; 65536];
+        loop {
+            let size = socket.recv(&mut &mut receive[..], 0)?;
+            let mut offset = 0;
+            while offset < size {
+                let message = <NetlinkMessage<SockDiagMessage>>::deserialize(&receive[offset..size])
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                match message.payload {
+                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                        out.push((r.header.socket_id.source_port, format!("socket:[{}]", r.header.inode)));
+                    }
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(e) => return Err(std::io::Error::other(format!("sock_diag: {e:?}"))),
+                    _ => {}
+                }
+                let length = message.header.length as usize;
+                if length == 0 {
+                    break;
+                }
+                offset += length;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used)]
+
+        #[test]
+        fn a_listener_of_this_process_is_found_with_its_port() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let found = super::listening().unwrap();
+            assert!(found.iter().any(|(p, _)| *p == port), "{port} in {found:?}");
+            let mine = super::super::socket_links(i32::try_from(std::process::id()).unwrap());
+            assert!(found.iter().any(|(p, inode)| *p == port && mine.contains(inode)));
+        }
+    }
 }
