@@ -7,7 +7,7 @@
 //! any other setting as `DRAAS_<SECTION>__<KEY>`.
 
 mod kubernetes;
-pub use kubernetes::{KubeResources, KubernetesSettings, ProbeVia, ServiceType};
+pub use kubernetes::{DataVolume, KubePlugins, KubeResources, KubernetesSettings, ProbeVia, ServiceType};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,10 @@ pub struct Settings {
     pub compat: CompatSettings,
     /// Kubernetes platform.
     pub kubernetes: KubernetesSettings,
+    /// Have drasi-server verify plugin signatures (`false`: it is started with
+    /// `--skip-verification`, and the plugins directories this deployment configures are
+    /// trusted as they are; `true` needs a `plugins.lock` beside the plugins).
+    pub verify_plugins: bool,
     /// After SIGTERM or SIGINT, how long the process may take to finish what it is doing
     /// before it exits anyway (jobs it could not report are left to their leases' expiry, so
     /// another worker takes them up).
@@ -106,6 +110,9 @@ pub struct ReconcileSettings {
     pub history_per_instance: usize,
     /// Transitions kept in the global buffer.
     pub history_global: usize,
+    /// Read each healthy server's sources, queries and reactions on every probe (an instance
+    /// with one in error is `degraded`).
+    pub component_health: bool,
 }
 
 impl Default for ReconcileSettings {
@@ -123,6 +130,7 @@ impl Default for ReconcileSettings {
             remove_orphans: false,
             history_per_instance: 100,
             history_global: 1000,
+            component_health: true,
         }
     }
 }
@@ -201,6 +209,9 @@ pub struct ProcessSettings {
     pub port_range_end: u16,
     /// Bind address written into configs that name none.
     pub host: String,
+    /// drasi-server's plugins directory on this node (none: `plugins` beside the executable,
+    /// where drasi-server itself looks); passed to `run` and `validate` as `--plugins-dir`.
+    pub plugins_dir: Option<PathBuf>,
 }
 
 /// Docker platform: drasi-server in containers of one Docker engine.
@@ -239,6 +250,16 @@ pub struct DockerSettings {
     /// Follow the engine's events, so a container that dies is repaired at once rather than
     /// on the next reconcile tick.
     pub follow_events: bool,
+    /// A directory on the worker's host whose plugin files are copied into every container
+    /// (like the configuration; no bind mount, so a remote engine works too). None: the
+    /// image's own plugins.
+    pub plugins_dir: Option<PathBuf>,
+    /// Where the plugins go in the container (passed as `--plugins-dir`).
+    pub plugins_path: String,
+    /// drasi-server's data directory in the container (`./data` of its working directory:
+    /// indexes, WAL), on a named volume per instance so it survives a new container; removed
+    /// with the instance. Empty: no volume.
+    pub data_path: String,
 }
 
 impl Default for DockerSettings {
@@ -259,6 +280,9 @@ impl Default for DockerSettings {
             port_range_start: 9100,
             port_range_end: 9999,
             follow_events: true,
+            plugins_dir: None,
+            plugins_path: "/app/plugins".into(),
+            data_path: "/app/data".into(),
         }
     }
 }
@@ -318,6 +342,7 @@ impl Default for Settings {
             compat: CompatSettings::default(),
             kubernetes: KubernetesSettings::default(),
             shutdown_grace_secs: 10,
+            verify_plugins: false,
         }
     }
 }
@@ -362,6 +387,7 @@ impl Default for ProcessSettings {
             port_range_start: 8100,
             port_range_end: 8999,
             host: "127.0.0.1".into(),
+            plugins_dir: None,
         }
     }
 }
@@ -431,6 +457,9 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("api_tokens")
                 .with_list_parse_key("admin_tokens")
+                .with_list_parse_key("kubernetes.plugins.kinds")
+                .with_list_parse_key("kubernetes.plugins.copy_command")
+                .with_list_parse_key("kubernetes.config_copy_command")
                 .try_parsing(true)
                 .source(Some(env.clone().into_iter().collect())),
         );
@@ -495,6 +524,32 @@ mod tests {
 
     fn committed_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config")
+    }
+
+    #[test]
+    fn plugin_settings_default_as_documented_and_come_from_the_environment() {
+        let defaults = Settings::load_from(Some(&committed_dir()), env(&[])).expect("settings");
+        assert!(!defaults.verify_plugins, "the deployment's own plugins are trusted");
+        assert_eq!((defaults.process.plugins_dir.as_ref(), defaults.docker.plugins_dir.as_ref()), (None, None));
+        assert_eq!(defaults.docker.plugins_path, "/app/plugins");
+        assert_eq!(defaults.kubernetes.plugins, KubePlugins::default(), "base.yaml says the built-in defaults");
+        assert!(defaults.reconcile.component_health);
+        let s = Settings::load_from(
+            Some(&committed_dir()),
+            env(&[
+                ("DRAAS_PROCESS__PLUGINS_DIR", "/opt/drasi/plugins"),
+                ("DRAAS_DOCKER__PLUGINS_DIR", "/srv/plugins"),
+                ("DRAAS_VERIFY_PLUGINS", "true"),
+                ("DRAAS_KUBERNETES__PLUGINS__IMAGE", "registry.example/plugins:0.2.2"),
+                ("DRAAS_KUBERNETES__PLUGINS__KINDS", "source/postgres,reaction/log"),
+            ]),
+        )
+        .expect("settings");
+        assert_eq!(s.process.plugins_dir, Some(PathBuf::from("/opt/drasi/plugins")));
+        assert_eq!(s.docker.plugins_dir, Some(PathBuf::from("/srv/plugins")));
+        assert!(s.verify_plugins);
+        assert_eq!(s.kubernetes.plugins.image.as_deref(), Some("registry.example/plugins:0.2.2"));
+        assert_eq!(s.kubernetes.plugins.kinds, ["source/postgres", "reaction/log"]);
     }
 
     #[test]

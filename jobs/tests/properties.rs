@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use draas_jobs::domain::config::DrasiConfig;
-use draas_jobs::domain::render::{RenderContext, effective, to_yaml};
+use draas_jobs::domain::render::{Ports, RenderContext, effective, to_yaml};
 use draas_jobs::domain::validate::parse_config;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -92,7 +92,8 @@ proptest! {
     #[test]
     fn a_valid_config_renders_to_yaml_that_parses_back_equal(v in valid_config()) {
         let config = parse_config(v).expect("generated configs are valid");
-        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", allocated_port: Some(8100) };
+        let ports = Ports { server: Some(8100), ..Ports::default() };
+        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", ports: &ports };
         let rendered = effective(&config, &ctx);
         let yaml = to_yaml(&rendered).unwrap();
         let back: DrasiConfig = serde_norway::from_str(&yaml).unwrap();

@@ -192,6 +192,12 @@ impl<'de> Deserialize<'de> for Port {
 pub struct Kind(String);
 
 impl Kind {
+    /// A kind no plugin has: stands for a component draas did not configure (found on a server
+    /// that was changed behind draas' back).
+    pub fn unknown() -> Self {
+        Kind("unknown".to_owned())
+    }
+
     /// The kind as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -231,6 +237,15 @@ impl ComponentKind {
             ComponentKind::Sources => "sources",
             ComponentKind::Queries => "queries",
             ComponentKind::Reactions => "reactions",
+        }
+    }
+
+    /// One of the collection (`source`, `query`, `reaction`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            ComponentKind::Sources => "source",
+            ComponentKind::Queries => "query",
+            ComponentKind::Reactions => "reaction",
         }
     }
 }

@@ -4,8 +4,11 @@
 
 pub mod config;
 pub mod ids;
+pub mod live;
 pub mod model;
 pub mod operation;
+pub mod plugins;
 pub mod redact;
 pub mod render;
+pub mod text;
 pub mod validate;

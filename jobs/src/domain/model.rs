@@ -56,6 +56,8 @@ pub enum Status {
     Starting,
     /// Running and healthy.
     Running,
+    /// Running, but one of its sources, queries or reactions is in error.
+    Degraded,
     /// A stop is in progress.
     Stopping,
     /// Not running, as desired or after a stop.
@@ -73,6 +75,7 @@ impl Status {
             Status::Created => "created",
             Status::Starting => "starting",
             Status::Running => "running",
+            Status::Degraded => "degraded",
             Status::Stopping => "stopping",
             Status::Stopped => "stopped",
             Status::Error => "error",
@@ -189,6 +192,60 @@ pub struct ObservedRecord {
     /// How the last server ended, when the platform saw it end by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<Exit>,
+    /// Ports allocated to the components that listen (`sources/<id>` → port).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub component_ports: std::collections::BTreeMap<String, u16>,
+    /// A configuration the worker refused to run (the server kept running the one before), until
+    /// the configuration changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Condition>,
+    /// The server's sources, queries and reactions as the last probe saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentStatus>,
+    /// The configuration the running server has (as drasi-server got it): what a live apply
+    /// diffs the new one against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<crate::domain::config::DrasiConfig>,
+    /// After live applies: the spec hash the server was started with, which the platform
+    /// still shows (a label, an annotation); `spec_hash` is what it runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_hash: Option<String>,
+}
+
+/// Something wrong with an instance that is not its status: what, why, and where in the
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Stable code, e.g. `config_rejected`, `plugin_missing`.
+    pub code: String,
+    pub message: String,
+    /// JSON pointer into the configuration, when it is about one field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// Spec hash of the configuration it is about.
+    pub spec_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One of a server's sources, queries or reactions, as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// `source`, `query` or `reaction`.
+    pub kind: String,
+    pub id: String,
+    /// As drasi-server says it: `Running`, `Stopped`, `Starting`, `Error`, ...
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ComponentStatus {
+    /// Is the component failing?
+    pub fn failed(&self) -> bool {
+        self.status.eq_ignore_ascii_case("error") || self.status.eq_ignore_ascii_case("failed")
+    }
 }
 
 impl ObservedRecord {
@@ -215,6 +272,9 @@ pub struct RuntimeFacts {
     /// Port drasi-server listens on, as reached from draas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Where the components that listen answer (`sources/<id>` → URL).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub listeners: std::collections::BTreeMap<String, String>,
     /// Where drasi-server answers, e.g. `http://127.0.0.1:8101`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -247,6 +307,24 @@ pub struct RuntimeFacts {
     /// The pod that answered (kubernetes platform).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// How a reconfigure reached the server (its operation's result only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Applied>,
+}
+
+/// How a reconfigure operation brought the server to its new configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    /// `live` (through the server's API, the same server), `restart` (a new server) or
+    /// `unchanged` (it ran that configuration already).
+    pub how: String,
+    /// The server's API calls, in order (`create reaction out`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Why it restarted (`top_level_changed: logLevel`, `live_apply_failed: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl RuntimeFacts {

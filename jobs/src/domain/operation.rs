@@ -23,6 +23,9 @@ pub enum OperationKind {
     #[serde(alias = "deleteInstance")]
     Delete,
     Reconcile,
+    /// Bring a running server to its new configuration: live through its API when only
+    /// components changed, else (or when a live step fails) by a restart, with the reason.
+    Reconfigure,
 }
 
 impl OperationKind {
@@ -34,6 +37,7 @@ impl OperationKind {
             Self::Restart => "restart",
             Self::Delete => "delete",
             Self::Reconcile => "reconcile",
+            Self::Reconfigure => "reconfigure",
         }
     }
 }
@@ -89,6 +93,9 @@ pub struct OperationError {
     /// More context, e.g. the tail of drasi-server's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// JSON pointer into the instance's configuration, when one field is at fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
 }
 
 /// A submitted lifecycle operation.

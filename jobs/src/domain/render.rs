@@ -1,14 +1,56 @@
 //! The exact YAML a platform hands to drasi-server, and its spec hash.
 //!
-//! Rendering fills in what draas decides (server id, bind host, allocated port, no config
-//! write-back, explicit query defaults) and serialises with serde: never a string template,
-//! so any value survives a round trip.
+//! Rendering fills in what draas decides (server id, bind host, allocated ports for the server
+//! and for the components that listen, no config write-back, explicit query defaults) and
+//! serialises with serde: never a string template, so any value survives a round trip.
 
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::config::{DrasiConfig, LogLevel, Port};
-use super::model::InstanceState;
-use super::model::Platform;
+use super::model::{InstanceState, ObservedRecord, Platform};
+
+/// Components that open a port of their own (collection, kind): the http source and the sse
+/// reaction, both with `host` and `port` properties.
+const LISTENING: &[(&str, &str)] = &[("sources", "http"), ("reactions", "sse")];
+
+/// A component that listens on a port of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// `sources/<id>` or `reactions/<id>`: the component's name in port tables and endpoints.
+    pub name: String,
+    /// The port its configuration names, when it names one.
+    pub port: Option<u16>,
+}
+
+/// The components of `config` that listen.
+pub fn listeners(config: &DrasiConfig) -> Vec<Listener> {
+    let port_of = |p: &Map<String, Value>| p.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
+    let sources = config.sources.iter().map(|s| ("sources", s.kind.as_str(), s.id.as_str(), &s.properties));
+    let reactions = config.reactions.iter().map(|r| ("reactions", r.kind.as_str(), r.id.as_str(), &r.properties));
+    sources
+        .chain(reactions)
+        .filter(|(collection, kind, _, _)| LISTENING.contains(&(collection, kind)))
+        .map(|(collection, _, id, props)| Listener { name: format!("{collection}/{id}"), port: port_of(props) })
+        .collect()
+}
+
+/// The ports draas allocated to an instance: the server's and its listening components'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ports {
+    pub server: Option<u16>,
+    /// By listener name (`sources/<id>`).
+    pub components: BTreeMap<String, u16>,
+}
+
+impl Ports {
+    /// The ports an instance was started with.
+    pub fn observed(o: Option<&ObservedRecord>) -> Self {
+        o.map_or_else(Self::default, |o| Self { server: o.port, components: o.component_ports.clone() })
+    }
+}
 
 /// What the platform knows at render time.
 #[derive(Debug, Clone)]
@@ -17,8 +59,8 @@ pub struct RenderContext<'a> {
     pub instance_id: &'a str,
     /// Bind address when the config names none (127.0.0.1 for processes, 0.0.0.0 in containers).
     pub default_host: &'a str,
-    /// Port allocated by draas, used when the config names none.
-    pub allocated_port: Option<u16>,
+    /// Ports allocated by draas, used where the config names none.
+    pub ports: &'a Ports,
 }
 
 /// The configuration drasi-server is given: the stored one plus draas' defaults.
@@ -27,7 +69,20 @@ pub fn effective(config: &DrasiConfig, ctx: &RenderContext<'_>) -> DrasiConfig {
     c.id.get_or_insert_with(|| ctx.instance_id.to_owned());
     c.host.get_or_insert_with(|| ctx.default_host.to_owned());
     if c.port.is_none() {
-        c.port = ctx.allocated_port.and_then(|p| Port::try_from(i64::from(p)).ok());
+        c.port = ctx.ports.server.and_then(|p| Port::try_from(i64::from(p)).ok());
+    }
+    let listening = |collection: &str, kind: &str| LISTENING.contains(&(collection, kind));
+    let fill = |props: &mut Map<String, Value>, name: String| {
+        if let Some(port) = ctx.ports.components.get(&name) {
+            props.entry("port").or_insert_with(|| Value::from(*port));
+        }
+        props.entry("host").or_insert_with(|| Value::from(ctx.default_host));
+    };
+    for s in c.sources.iter_mut().filter(|s| listening("sources", s.kind.as_str())) {
+        fill(&mut s.properties, format!("sources/{}", s.id));
+    }
+    for r in c.reactions.iter_mut().filter(|r| listening("reactions", r.kind.as_str())) {
+        fill(&mut r.properties, format!("reactions/{}", r.id));
     }
     c.log_level.get_or_insert(LogLevel::Info);
     c.persist_config.get_or_insert(false);
@@ -59,29 +114,38 @@ pub fn default_host(platform: Platform, process_host: &str) -> &str {
     }
 }
 
-/// The YAML of an instance and its hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The YAML of an instance, the configuration it holds, and its hash.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub yaml: String,
     pub spec_hash: String,
+    /// The configuration drasi-server gets (draas' defaults filled in).
+    pub config: DrasiConfig,
 }
 
-/// Render what `state`'s platform hands to drasi-server, with `port` allocated by draas.
-pub fn render(state: &InstanceState, process_host: &str, port: Option<u16>) -> Result<Rendered, serde_norway::Error> {
+/// Render what `state`'s platform hands to drasi-server, with the `ports` draas allocated.
+pub fn render(state: &InstanceState, process_host: &str, ports: &Ports) -> Result<Rendered, serde_norway::Error> {
     let instance = &state.instance.value;
     let ctx = RenderContext {
         instance_id: instance.id.as_str(),
         default_host: default_host(instance.platform, process_host),
-        allocated_port: port,
+        ports,
     };
-    let yaml = to_yaml(&effective(&state.config.value, &ctx))?;
-    // Runtime options (image, limits) change what runs, so they are part of the hash.
-    let spec_hash = if instance.runtime.is_empty() || instance.platform == Platform::Process {
-        spec_hash(&yaml)
+    let config = effective(&state.config.value, &ctx);
+    let yaml = to_yaml(&config)?;
+    let spec_hash = instance_hash(&yaml, state);
+    Ok(Rendered { yaml, spec_hash, config })
+}
+
+/// The spec hash of `yaml` run as `state`'s instance: runtime options (image, limits) change
+/// what runs, so on the container platforms they are part of it.
+pub fn instance_hash(yaml: &str, state: &InstanceState) -> String {
+    let instance = &state.instance.value;
+    if instance.runtime.is_empty() || instance.platform == Platform::Process {
+        spec_hash(yaml)
     } else {
         spec_hash(&format!("{yaml}\n# runtime: {}", serde_json::to_string(&instance.runtime).unwrap_or_default()))
-    };
-    Ok(Rendered { yaml, spec_hash })
+    }
 }
 
 #[cfg(test)]
@@ -106,13 +170,35 @@ mod tests {
     fn effective_config_fills_in_draas_defaults_only_where_absent() {
         let config = parse_config(json!({"port": 9000, "queries": [{"id": "q", "query": "MATCH (n) RETURN n"}]}))
             .expect("valid");
-        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", allocated_port: Some(8100) };
+        let ports = Ports { server: Some(8100), ..Ports::default() };
+        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", ports: &ports };
         let e = effective(&config, &ctx);
         assert_eq!(e.id.as_deref(), Some("abc"));
         assert_eq!(e.port.map(Port::get), Some(9000));
         assert_eq!(e.persist_config, Some(false));
         assert_eq!(e.queries[0].query_language.as_deref(), Some("Cypher"));
         assert_eq!(e.queries[0].auto_start, Some(true));
+    }
+
+    #[test]
+    fn listening_components_get_their_allocated_port_and_the_default_host_unless_named() {
+        let config = parse_config(json!({
+            "sources": [{"kind": "http", "id": "hook"}, {"kind": "mock", "id": "m"}],
+            "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "m"}]}],
+            "reactions": [{"kind": "sse", "id": "s", "queries": ["q"], "port": 9999, "host": "127.0.0.9"}]
+        }))
+        .expect("valid");
+        let names: Vec<(String, Option<u16>)> = listeners(&config).into_iter().map(|l| (l.name, l.port)).collect();
+        assert_eq!(names, [("sources/hook".to_owned(), None), ("reactions/s".to_owned(), Some(9999))]);
+        let ports = Ports { server: Some(8100), components: [("sources/hook".to_owned(), 8101)].into() };
+        let e = effective(&config, &RenderContext { instance_id: "i", default_host: "0.0.0.0", ports: &ports });
+        assert_eq!(e.sources[0].properties["port"], json!(8101));
+        assert_eq!(e.sources[0].properties["host"], json!("0.0.0.0"));
+        assert!(!e.sources[1].properties.contains_key("port"), "a mock source does not listen");
+        assert_eq!(
+            (e.reactions[0].properties["port"].clone(), e.reactions[0].properties["host"].clone()),
+            (json!(9999), json!("127.0.0.9"))
+        );
     }
 
     #[test]

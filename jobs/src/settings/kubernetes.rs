@@ -35,6 +35,77 @@ pub struct KubernetesSettings {
     /// URL the reconciler probes with `probe_via: service`, with `{name}`, `{namespace}`,
     /// `{port}` and `{id}` filled in.
     pub endpoint: String,
+    /// Where the pods' plugins come from (nothing on the nodes is needed).
+    pub plugins: KubePlugins,
+    /// The init container's command copying the ConfigMap's file (mounted at
+    /// `/draas-config`) to where drasi-server reads it, in an `emptyDir` it may write (its API
+    /// is read-only otherwise). Empty: `cp /draas-config/<file> <config_path>`; it runs in the
+    /// instance's image, which must then have `cp`.
+    pub config_copy_command: Vec<String>,
+    /// A PersistentVolumeClaim per instance for drasi-server's data directory (indexes, WAL),
+    /// kept across new pods and removed with the instance. None (the default): the data lives
+    /// and dies with the pod.
+    pub data_volume: Option<DataVolume>,
+}
+
+/// The data volume of Kubernetes instances.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DataVolume {
+    /// The claim's storage request.
+    pub size: String,
+    /// Its storage class (None: the cluster's default).
+    pub storage_class: Option<String>,
+    /// Where it is mounted in drasi-server's container (its `./data`).
+    pub mount_path: String,
+}
+
+impl Default for DataVolume {
+    fn default() -> Self {
+        Self { size: "1Gi".into(), storage_class: None, mount_path: "/app/data".into() }
+    }
+}
+
+/// The plugins of Kubernetes instances: copied from an image by an init container into an
+/// `emptyDir`, or mounted from a volume; either way at `mount_path`, passed as `--plugins-dir`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct KubePlugins {
+    /// An image holding the plugin files under `image_path`; an init container copies them.
+    pub image: Option<String>,
+    /// Where the files are in `image`.
+    pub image_path: String,
+    /// The init container's command; empty: `cp -r <image_path>/. /draas-plugins/` (the
+    /// image must then have `cp`), the `emptyDir` being mounted at `/draas-plugins` in it.
+    pub copy_command: Vec<String>,
+    /// Instead of an image: a volume source as Kubernetes writes it, e.g.
+    /// `{persistentVolumeClaim: {claimName: drasi-plugins}}`, mounted read-only.
+    pub volume: Option<serde_json::Value>,
+    /// Where the plugins are in drasi-server's container.
+    pub mount_path: String,
+    /// What the image or volume provides (`type/kind`, e.g. `source/postgres`): the catalog
+    /// configurations are checked against (the worker cannot look inside them).
+    pub kinds: Vec<String>,
+}
+
+impl Default for KubePlugins {
+    fn default() -> Self {
+        Self {
+            image: None,
+            image_path: "/plugins".into(),
+            copy_command: Vec::new(),
+            volume: None,
+            mount_path: "/app/plugins".into(),
+            kinds: Vec::new(),
+        }
+    }
+}
+
+impl KubePlugins {
+    /// Are plugins given to the pods at all?
+    pub fn configured(&self) -> bool {
+        self.image.is_some() || self.volume.is_some()
+    }
 }
 
 /// CPU and memory quantities in Kubernetes notation (`250m`, `512Mi`).
@@ -94,6 +165,9 @@ impl Default for KubernetesSettings {
             limits: KubeResources { cpu: None, memory: Some("1Gi".into()) },
             probe_via: ProbeVia::Readiness,
             endpoint: "http://{name}.{namespace}.svc:{port}".into(),
+            plugins: KubePlugins::default(),
+            config_copy_command: Vec::new(),
+            data_volume: None,
         }
     }
 }

@@ -221,6 +221,7 @@ impl Instances<'_> {
             .key(k.probe(id))
             .key(k.ports())
             .key(k.port_by_instance())
+            .key(k.port_owners(id))
             .arg(id.as_str())
             .invoke_async(&mut self.store.conn())
             .await?;

@@ -104,9 +104,14 @@ impl Keys {
         format!("{}:ports", self.tag)
     }
 
-    /// HASH instance id → `<node>|<port>`.
+    /// HASH owner (an instance id, or `<id>/<component>`) → `<node>|<port>`.
     pub fn port_by_instance(&self) -> String {
         format!("{}:port-by-instance", self.tag)
+    }
+
+    /// SET of the port owners of an instance besides itself (its listening components).
+    pub fn port_owners(&self, id: &InstanceId) -> String {
+        format!("{}:port-owners:{id}", self.tag)
     }
 
     /// STRING (JSON) with an expiry: a live node's heartbeat.
@@ -142,6 +147,11 @@ impl Keys {
     /// Prefix of every node heartbeat key (`<prefix><node id>`).
     pub fn node_prefix(&self) -> String {
         format!("{}:node:", self.tag)
+    }
+
+    /// HASH scope → JSON: the plugin catalogs workers publish.
+    pub fn plugins(&self) -> String {
+        format!("{}:plugins", self.tag)
     }
 
     /// Pub/sub channel of the deployment's notifications (not a key): job pushes, ended

@@ -4,7 +4,8 @@
 //! views: [`instances`](Store::instances), [`operations`](Store::operations),
 //! [`leases`](Store::leases), [`ports`](Store::ports), [`nodes`](Store::nodes),
 //! [`crash_loops`](Store::crash_loops), [`history`](Store::history),
-//! [`queues`](Store::queues), [`passes`](Store::passes) and [`events`](Store::events).
+//! [`queues`](Store::queues), [`passes`](Store::passes), [`plugins`](Store::plugins) and
+//! [`events`](Store::events).
 //! Every multi-key write is one Lua script (`scripts`), so a state transition is one round
 //! trip and all or nothing. Nothing is cached: every replica sees every change at once.
 
@@ -17,6 +18,7 @@ pub mod leases;
 pub mod nodes;
 pub mod operations;
 pub mod passes;
+pub mod plugins;
 pub mod ports;
 pub mod queues;
 pub(crate) mod scripts;
@@ -227,6 +229,11 @@ impl Store {
     /// apalis-redis queues: pushes, depths, sweeping.
     pub fn queues(&self) -> queues::Queues<'_> {
         queues::Queues { store: self }
+    }
+
+    /// Plugin catalogs published by workers.
+    pub fn plugins(&self) -> plugins::Plugins<'_> {
+        plugins::Plugins { store: self }
     }
 
     /// Reconcile passes: counters, claims of reported deaths, instance counts.

@@ -263,6 +263,8 @@ pub struct Finish<'a> {
     pub lease: Option<&'a Lease>,
     /// What to record as observed, and why.
     pub observed: Option<(&'a ObservedRecord, Cause<'a>)>,
+    /// Forget the instance's crash loop (its server came up).
+    pub reset_crash_loop: bool,
 }
 
 /// Operation records.
@@ -434,7 +436,7 @@ impl Operations<'_> {
         };
         let mut inv = scripts::finish().prepare_invoke();
         inv.key(k.operation(&f.op.id)).key(k.lease(instance)).key(k.observed(instance)).key(k.history(instance));
-        inv.key(k.changes());
+        inv.key(k.changes()).key(k.crash_loop(instance));
         let (observed, status, cause) = match f.observed {
             Some((o, c)) => (to_json(o), o.status.as_str(), c),
             None => (String::new(), "", Cause { source: "", reason: "" }),
@@ -454,7 +456,8 @@ impl Operations<'_> {
             .arg(limits.history_per_instance)
             .arg(limits.history_global)
             .arg(k.events())
-            .arg(f.op.id.as_str());
+            .arg(f.op.id.as_str())
+            .arg(if f.reset_crash_loop { "1" } else { "0" });
         let (ended, wrote): (i32, i32) = inv.invoke_async(&mut self.store.conn()).await?;
         Ok((ended == 1, wrote == 1))
     }

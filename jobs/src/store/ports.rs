@@ -3,6 +3,8 @@
 //! once. A port named in the config is honoured and reserved. A start allocates its port in
 //! the `begin` script; this view is for the rest.
 
+use redis::AsyncCommands;
+
 use super::operations::Allocated;
 use super::{Store, StoreError, scripts};
 use crate::domain::ids::InstanceId;
@@ -25,10 +27,36 @@ impl Ports<'_> {
         wanted: Option<u16>,
         skip: &[u16],
     ) -> Result<Allocated, StoreError> {
+        self.allocate_for(pool, id, id.as_str(), range, wanted, skip).await
+    }
+
+    /// [`Ports::allocate`] for a component of instance `id` that listens (`component` is its
+    /// listener name, `sources/<id>`).
+    pub async fn allocate_component(
+        &self,
+        pool: &str,
+        id: &InstanceId,
+        component: &str,
+        range: (u16, u16),
+        wanted: Option<u16>,
+        skip: &[u16],
+    ) -> Result<Allocated, StoreError> {
+        self.allocate_for(pool, id, &format!("{id}/{component}"), range, wanted, skip).await
+    }
+
+    async fn allocate_for(
+        &self,
+        pool: &str,
+        id: &InstanceId,
+        owner: &str,
+        range: (u16, u16),
+        wanted: Option<u16>,
+        skip: &[u16],
+    ) -> Result<Allocated, StoreError> {
         let k = self.store.keys();
         let mut inv = scripts::allocate().prepare_invoke();
-        inv.key(k.ports()).key(k.port_by_instance());
-        inv.arg(pool).arg(id.as_str()).arg(range.0).arg(range.1).arg(wanted.unwrap_or(0)).arg(skip);
+        inv.key(k.ports()).key(k.port_by_instance()).key(k.port_owners(id));
+        inv.arg(pool).arg(owner).arg(range.0).arg(range.1).arg(wanted.unwrap_or(0)).arg(skip);
         let port: i64 = inv.invoke_async(&mut self.store.conn()).await?;
         Ok(match port {
             -1 => Allocated::Taken,
@@ -37,13 +65,21 @@ impl Ports<'_> {
         })
     }
 
-    /// Free the port of `id`, wherever it is.
-    pub async fn release(&self, id: &InstanceId) -> Result<(), StoreError> {
+    /// Free the ports of the components of `id` that are not in `keep` (they left the
+    /// configuration).
+    pub async fn release_components_except(&self, id: &InstanceId, keep: &[String]) -> Result<(), StoreError> {
         let k = self.store.keys();
+        let owners: Vec<String> = self.store.conn().smembers(k.port_owners(id)).await?;
+        let keep: Vec<String> = keep.iter().map(|c| format!("{id}/{c}")).collect();
+        let gone: Vec<String> = owners.into_iter().filter(|o| o != id.as_str() && !keep.contains(o)).collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
         let _: i32 = scripts::release_port()
             .key(k.ports())
             .key(k.port_by_instance())
-            .arg(id.as_str())
+            .key(k.port_owners(id))
+            .arg(gone)
             .invoke_async(&mut self.store.conn())
             .await?;
         Ok(())

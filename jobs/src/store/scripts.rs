@@ -160,9 +160,9 @@ return out
 );
 
 script!(
-    /// Remove an instance's records and free its port.
+    /// Remove an instance's records and free its ports (the server's and its components').
     /// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe,
-    /// ports, port-by-instance. ARGV: id.
+    /// ports, port-by-owner, the instance's port owners. ARGV: id.
     delete = r"
 local data = redis.call('HGET', KEYS[3], 'data')
 if data then
@@ -171,8 +171,13 @@ if data then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
-local port = redis.call('HGET', KEYS[11], ARGV[1])
-if port then redis.call('HDEL', KEYS[10], port) redis.call('HDEL', KEYS[11], ARGV[1]) end
+local owners = redis.call('SMEMBERS', KEYS[12])
+table.insert(owners, ARGV[1])
+for _, owner in ipairs(owners) do
+  local port = redis.call('HGET', KEYS[11], owner)
+  if port then redis.call('HDEL', KEYS[10], port) redis.call('HDEL', KEYS[11], owner) end
+end
+redis.call('DEL', KEYS[12])
 return 1
 "
 );
@@ -358,10 +363,11 @@ script!(
     /// End an operation, in one step: write what was observed last (while the lease holds),
     /// make the operation final (if it still is queued or running), release the lease, and
     /// tell waiters.
-    /// KEYS: op, lease, observed, history, changes. ARGV: status, finished at, error json
-    /// ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json
+    /// KEYS: op, lease, observed, history, changes, crash loop. ARGV: status, finished at, error
+    /// json ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json
     /// ('' = none), observed status, instance id, at, source, reason, history cap, global cap,
-    /// channel, op id. Replies {op ended (0/1), observed written (0/1)}.
+    /// channel, op id, forget the crash loop ('1'). Replies {op ended (0/1), observed written
+    /// (0/1)}.
     finish = concat!(
         lua_observe!(),
         r"
@@ -384,6 +390,7 @@ if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then
   redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[15], 'l|' .. ARGV[9])
 end
+if ARGV[17] == '1' and wrote == 1 then redis.call('DEL', KEYS[6]) end
 return {ended, wrote}
 "
     )
@@ -429,24 +436,30 @@ return 1
 );
 
 script!(
-    /// Allocate a port (see `allocate` above).
-    /// KEYS: ports (`node|port` → id), by-instance (id → `node|port`).
-    /// ARGV: node, id, first, last, wanted (0 = any), then ports to skip.
+    /// Allocate a port (see `allocate` above) to an owner: an instance id, or a listening
+    /// component of one (`<id>/sources/<component>`), noted in the instance's set of owners.
+    /// KEYS: ports (`node|port` → owner), by-owner (owner → `node|port`), the instance's owners.
+    /// ARGV: pool, owner, first, last, wanted (0 = any), then ports to skip.
     allocate = concat!(
         lua_allocate!(),
         r"
 local skip = {}
 for i = 6, #ARGV do skip[tonumber(ARGV[i])] = true end
-return allocate(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), skip)
+local port = allocate(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), skip)
+if port > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+return port
 "
     )
 );
 
 script!(
-    /// Free the port of an instance. KEYS: ports, by-instance. ARGV: id.
+    /// Free the ports of owners. KEYS: ports, by-owner, the instance's owners. ARGV: owners.
     release_port = r"
-local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if cur then redis.call('HDEL', KEYS[1], cur) redis.call('HDEL', KEYS[2], ARGV[1]) end
+for _, owner in ipairs(ARGV) do
+  local cur = redis.call('HGET', KEYS[2], owner)
+  if cur then redis.call('HDEL', KEYS[1], cur) redis.call('HDEL', KEYS[2], owner) end
+  redis.call('SREM', KEYS[3], owner)
+end
 return 1
 "
 );
