@@ -61,6 +61,7 @@ impl Ctx {
                 &settings.data_dir,
                 node.clone(),
                 settings.key_prefix.clone(),
+                settings.verify_plugins,
             ),
             shared,
             heartbeat_failed_at: Mutex::new(None),
@@ -116,13 +117,13 @@ impl Ctx {
 async fn shared_platforms(settings: &Settings) -> Vec<Arc<dyn Platform>> {
     let mut shared: Vec<Arc<dyn Platform>> = Vec::new();
     if settings.docker.enabled {
-        match DockerPlatform::new(settings.docker.clone(), settings.key_prefix.clone()) {
+        match DockerPlatform::new(settings.docker.clone(), settings.key_prefix.clone(), settings.verify_plugins) {
             Ok(p) => shared.push(Arc::new(p)),
             Err(e) => tracing::error!(error = %e, "docker platform disabled: invalid settings"),
         }
     }
     if settings.kubernetes.enabled {
-        match KubernetesPlatform::connect(&settings.kubernetes, &settings.key_prefix).await {
+        match KubernetesPlatform::connect(&settings.kubernetes, &settings.key_prefix, settings.verify_plugins).await {
             Ok(k) => {
                 tracing::info!(namespace = %settings.kubernetes.namespace, "kubernetes platform enabled");
                 shared.push(Arc::new(k));

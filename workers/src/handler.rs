@@ -90,7 +90,7 @@ async fn wait_for_release(
 
 /// Begin (or, with `held`, resume) an attempt.
 async fn begin(ctx: &Ctx, job: &InstanceJob, held: Option<&Lease>) -> Result<Begun, StoreError> {
-    let starts = matches!(job.kind, OperationKind::Start | OperationKind::Restart);
+    let starts = matches!(job.kind, OperationKind::Start | OperationKind::Restart | OperationKind::Reconfigure);
     let platform = job.platform.and_then(|p| ctx.platform(p).ok());
     let pool = platform.filter(|_| starts).and_then(|p| p.port_pool(&ctx.node).map(|pool| (p, pool)));
     let skip = pool.as_ref().map(|(p, pool)| p.busy_ports(&job.instance_id, pool.range)).unwrap_or_default();
@@ -212,6 +212,7 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
             OperationKind::Stop => actions::stop(ctx, &a, a.state.observed_or_default()).await,
             OperationKind::Restart => actions::restart(ctx, &a).await,
             OperationKind::Delete => actions::delete(ctx, &a).await,
+            OperationKind::Reconfigure => actions::reconfigure(ctx, &a).await,
             OperationKind::Reconcile => {
                 crate::reconcile::one(ctx, a.state, a.lease).await?;
                 Ok(Done::default())
@@ -305,11 +306,17 @@ async fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) 
             tracing::warn!(code = %e.code, error = %e, "operation failed");
             op.status = OperationStatus::Failed;
             op.error = Some(OperationError::from(&e));
-            (op.kind != OperationKind::Reconcile).then(|| (actions::errored(&ready.state, &e), e.code.as_str()))
+            (op.kind != OperationKind::Reconcile).then(|| (actions::errored(ctx, &ready.state, &e), e.code.as_str()))
         }
     };
     let observed = observed.as_ref().map(|(o, reason)| (o, Cause { source: &source, reason }));
-    let f = Finish { op: &op, lease: Some(&ready.lease), observed };
+    // A server that came up for another reason than a crash repair (a new configuration, a
+    // user's request) ends the crash loop: its next crash starts counting anew. A repair that
+    // comes up and crashes again keeps counting, so a crash loop still gives up.
+    let started = op.status == OperationStatus::Succeeded
+        && matches!(op.kind, OperationKind::Start | OperationKind::Restart | OperationKind::Reconfigure)
+        && !matches!(op.reason.as_str(), "crashed" | "exited");
+    let f = Finish { op: &op, lease: Some(&ready.lease), observed, reset_crash_loop: started };
     ctx.store.operations().finish(&f).await?;
     Ok(())
 }

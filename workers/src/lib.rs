@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod context;
 pub mod handler;
+pub mod live;
 mod metrics_server;
 pub mod platform;
 pub mod reconcile;
@@ -153,7 +154,27 @@ async fn heartbeat(ctx: Arc<Ctx>) {
             tracing::warn!(error = %e, "node heartbeat failed");
             ctx.heartbeat_failed();
         }
+        publish_catalogs(&ctx).await;
         ctx.process.rotate_logs();
         tokio::time::sleep(period).await;
+    }
+}
+
+/// Publish what this worker's platforms can run, for the API's checks of configurations.
+async fn publish_catalogs(ctx: &Ctx) {
+    use draas_jobs::domain::model::Platform as Kind;
+    use draas_jobs::domain::plugins::Scope;
+    let platforms =
+        std::iter::once(&ctx.process as &dyn platform::Platform).chain(ctx.shared.iter().map(|p| p.as_ref()));
+    for p in platforms {
+        let Some(catalog) = p.catalog() else { continue };
+        let scope = match p.kind() {
+            Kind::Process => Scope::Process(ctx.node.clone()),
+            Kind::Docker => Scope::Docker(ctx.node.clone()),
+            Kind::Kubernetes => Scope::Kubernetes,
+        };
+        if let Err(e) = ctx.store.plugins().publish(&scope, &catalog).await {
+            tracing::debug!(error = %e, "could not publish the plugin catalog");
+        }
     }
 }

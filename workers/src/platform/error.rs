@@ -9,6 +9,7 @@ pub enum ErrorCode {
     ExecutableNotFound,
     SpawnFailed,
     ConfigRejected,
+    PluginMissing,
     ValidateTimeout,
     CrashedOnStart,
     HealthTimeout,
@@ -60,6 +61,7 @@ impl ErrorCode {
             Self::ExecutableNotFound => "executable_not_found",
             Self::SpawnFailed => "spawn_failed",
             Self::ConfigRejected => "config_rejected",
+            Self::PluginMissing => "plugin_missing",
             Self::ValidateTimeout => "validate_timeout",
             Self::CrashedOnStart => "crashed_on_start",
             Self::HealthTimeout => "health_timeout",
@@ -128,6 +130,7 @@ impl ErrorCode {
             // instance that is gone or belongs elsewhere, a newer operation.
             Self::ExecutableNotFound
             | Self::ConfigRejected
+            | Self::PluginMissing
             | Self::RenderFailed
             | Self::PortTaken
             | Self::PortsExhausted
@@ -165,8 +168,13 @@ impl std::fmt::Display for ErrorCode {
 pub struct PlatformError {
     pub code: ErrorCode,
     pub message: String,
-    /// Context such as the tail of the server's log.
+    /// Context such as the tail of the server's log (plain text: no colour codes).
     pub detail: Option<String>,
+    /// JSON pointer into the instance's configuration, when one field is at fault.
+    pub pointer: Option<String>,
+    /// The failure came from checking a configuration before anything changed: what ran
+    /// before still runs.
+    pub before_change: bool,
     /// What caused it, when it was an error of ours (a store failure, an I/O error).
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -175,13 +183,32 @@ pub struct PlatformError {
 impl PlatformError {
     /// A failure with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), detail: None, source: None }
+        Self {
+            code,
+            message: draas_jobs::domain::text::plain(&message.into()),
+            detail: None,
+            pointer: None,
+            before_change: false,
+            source: None,
+        }
     }
 
-    /// Attach detail (a log tail).
+    /// Attach detail (a log tail), without colour codes.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        let d = detail.into();
-        self.detail = (!d.is_empty()).then_some(d);
+        let d = draas_jobs::domain::text::plain(&detail.into());
+        self.detail = (!d.trim().is_empty()).then_some(d);
+        self
+    }
+
+    /// Point at the configuration field at fault.
+    pub fn at(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
+        self
+    }
+
+    /// Say the failure came from a check before anything changed.
+    pub fn before_change(mut self) -> Self {
+        self.before_change = true;
         self
     }
 
@@ -205,6 +232,11 @@ impl From<draas_jobs::store::StoreError> for PlatformError {
 
 impl From<&PlatformError> for draas_jobs::domain::operation::OperationError {
     fn from(e: &PlatformError) -> Self {
-        Self { code: e.code.as_str().to_owned(), message: e.message.clone(), detail: e.detail.clone() }
+        Self {
+            code: e.code.as_str().to_owned(),
+            message: e.message.clone(),
+            detail: e.detail.clone(),
+            pointer: e.pointer.clone(),
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::{self, Exit, RuntimeFacts, RuntimeOptions};
+use draas_jobs::domain::plugins::Catalog;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ErrorCode, PlatformError};
@@ -31,6 +32,15 @@ pub struct StartSpec {
     pub port: u16,
     /// Image and resource limits (container platforms).
     pub runtime: RuntimeOptions,
+    /// The components that listen on ports of their own (`sources/<id>`, port), which
+    /// container platforms publish beside the server's.
+    pub listeners: Vec<(String, u16)>,
+    /// The plugins the configuration needs (`type/kind`), which a platform that ships
+    /// plugins to the server (docker) ships.
+    pub plugins: Vec<String>,
+    /// The spec hash a running server of this spec still shows when it took the spec live
+    /// (it was started with an earlier one): a start adopts that server as well.
+    pub runs_as: Option<String>,
     /// Cancelled when a newer operation on the instance arrives: a start that is only waiting
     /// (for `/health`, for a rollout) gives way, and the newer operation takes over from what
     /// it left (it converges whatever runs).
@@ -38,6 +48,17 @@ pub struct StartSpec {
 }
 
 impl StartSpec {
+    /// The hash a server of this spec shows (a label, an annotation): the one it was started
+    /// with when it took this spec live, else this spec's.
+    pub fn shown_hash(&self) -> &str {
+        self.runs_as.as_deref().unwrap_or(&self.spec_hash)
+    }
+
+    /// Does a server showing spec hash `seen` run this spec?
+    pub fn runs(&self, seen: Option<&str>) -> bool {
+        seen.is_some_and(|h| h == self.spec_hash || self.runs_as.as_deref() == Some(h))
+    }
+
     /// Wait `d` while waiting for the server; `superseded` when a newer operation arrives.
     pub async fn pause(&self, d: Duration) -> Result<(), PlatformError> {
         tokio::select! {
@@ -97,6 +118,26 @@ pub trait Platform: Send + Sync {
     /// skips them even when its table says they are free.
     fn busy_ports(&self, _id: &InstanceId, _range: (u16, u16)) -> Vec<u16> {
         Vec::new()
+    }
+
+    /// What plugins this platform's servers can load (`None`: it cannot tell, e.g. an image's
+    /// own plugins).
+    fn catalog(&self) -> Option<Catalog> {
+        None
+    }
+
+    /// Check the configuration of `spec` as far as the platform can without changing
+    /// anything (the process platform runs drasi-server's own `validate`); a refusal leaves
+    /// what runs running.
+    async fn preflight(&self, _spec: &StartSpec) -> Result<(), PlatformError> {
+        Ok(())
+    }
+
+    /// The running server of `spec` took its configuration live (through its API): keep what
+    /// the platform holds of it (the config file, the ConfigMap) in step, so the server it
+    /// starts next runs the same. Nothing restarts.
+    async fn reconfigured(&self, _spec: &StartSpec) -> Result<(), PlatformError> {
+        Ok(())
     }
 
     /// Start (or adopt) the server of `spec` and return once drasi-server is healthy.

@@ -51,6 +51,7 @@ async fn fail_stranded(ctx: &Ctx, s: &InstanceState, node: &str) -> Result<(), S
             code: crate::platform::ErrorCode::NodeLost.as_str().to_owned(),
             message: format!("node '{node}' stopped heartbeating before the operation ran"),
             detail: None,
+            pointer: None,
         };
         ops.fail_queued(&op.id, &error).await?;
     }

@@ -100,7 +100,12 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
             Ok(_) => (OperationStatus::Succeeded, None),
             Err(e) => (
                 OperationStatus::Failed,
-                Some(OperationError { code: "store_unavailable".into(), message: e.to_string(), detail: None }),
+                Some(OperationError {
+                    code: "store_unavailable".into(),
+                    message: e.to_string(),
+                    detail: None,
+                    pointer: None,
+                }),
             ),
         };
         let _ = ctx.store.operations().settle(op_id, status, error.as_ref()).await;
@@ -164,7 +169,8 @@ pub async fn settle_probed(
     looping: bool,
 ) -> Result<(), StoreError> {
     let before = s.observed_or_default();
-    let (after, reason) = settle::judge(&before, p);
+    let (mut after, reason) = settle::judge(&before, p);
+    settle::forget_stale_refusal(ctx, s, &mut after);
     if !settle::record(ctx, s, &before, &after, reason, lease).await? {
         tracing::debug!(instance = %s.id(), "changed while probed; judged again next pass");
         return Ok(());

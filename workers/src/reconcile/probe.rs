@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use draas_jobs::domain::model::{Exit, InstanceState, ObservedRecord, ProbeRecord};
+use draas_jobs::domain::config::ComponentKind::{self, Queries, Reactions, Sources};
+use draas_jobs::domain::model::{ComponentStatus, Exit, InstanceState, ObservedRecord, ProbeRecord};
 use draas_jobs::store::StoreError;
 
 use crate::context::Ctx;
@@ -24,6 +25,14 @@ pub struct Probe {
     pub exit: Option<Exit>,
     /// Spec hash of what runs, when the platform records it.
     pub spec_hash: Option<String>,
+    /// The server's sources, queries and reactions, when it answered for them.
+    pub components: Option<Vec<ComponentStatus>>,
+}
+
+impl Probe {
+    fn down(at: DateTime<Utc>, latency: Duration, message: Option<String>) -> Self {
+        Self { at, alive: false, healthy: false, latency, message, exit: None, spec_hash: None, components: None }
+    }
 }
 
 /// Probe an instance: the platform's own view, then drasi-server's health endpoint.
@@ -34,15 +43,11 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
     let started = Instant::now();
     let inspection = match ctx.platform(s.instance.value.platform) {
         Ok(p) => p.inspect(id, &observed.map(|o| o.runtime.clone()).unwrap_or_default()).await,
-        Err(e) => {
-            let message = Some(e.message);
-            let latency = started.elapsed();
-            return Probe { at, alive: false, healthy: false, latency, message, exit: None, spec_hash: None };
-        }
+        Err(e) => return Probe::down(at, started.elapsed(), Some(e.message)),
     };
     let alive = inspection.alive;
     let url = inspection.endpoint.or_else(|| endpoint(observed));
-    let (healthy, message) = match (inspection.healthy, url) {
+    let (healthy, message) = match (inspection.healthy, &url) {
         (Some(h), _) if alive => (h, None),
         (None, Some(url)) if alive => match http.get(format!("{url}/health")).send().await {
             Ok(r) if r.status().is_success() => (true, None),
@@ -51,9 +56,46 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
         },
         _ => (false, None),
     };
+    let components = match &url {
+        Some(url) if alive && healthy && ctx.settings.reconcile.component_health => components(http, url).await,
+        _ => None,
+    };
     let message = if alive { message.or(inspection.message) } else { inspection.message };
     let latency = started.elapsed();
-    Probe { at, alive, healthy, latency, message, exit: inspection.exit, spec_hash: inspection.spec_hash }
+    let (exit, spec_hash) = (inspection.exit, inspection.spec_hash);
+    Probe { at, alive, healthy, latency, message, exit, spec_hash, components }
+}
+
+/// One item of drasi-server's component lists (`GET /api/v1/sources` and the others).
+#[derive(serde::Deserialize)]
+struct Listed {
+    id: String,
+    status: String,
+    #[serde(default, alias = "errorMessage")]
+    error_message: Option<String>,
+}
+
+/// The server's sources, queries and reactions with their status (its internal
+/// `__component_graph__` source left out); `None` when it does not say.
+pub(crate) async fn components(http: &reqwest::Client, url: &str) -> Option<Vec<ComponentStatus>> {
+    let list = |collection: ComponentKind| async move {
+        let res = http.get(format!("{url}/api/v1/{}", collection.key())).send().await.ok()?;
+        let body: serde_json::Value = res.error_for_status().ok()?.json().await.ok()?;
+        let items: Vec<Listed> = serde_json::from_value(body.get("data")?.clone()).ok()?;
+        Some(items.into_iter().filter(|i| !i.id.starts_with("__")).map(move |i| ComponentStatus {
+            kind: collection.singular().to_owned(),
+            id: i.id,
+            status: i.status,
+            error: i.error_message,
+        }))
+    };
+    let (s, q, r) = tokio::join!(list(Sources), list(Queries), list(Reactions));
+    Some(s?.chain(q?).chain(r?).collect())
+}
+
+/// The collection of a recorded component's `kind` (`source`, `query`, `reaction`).
+pub(crate) fn collection(kind: &str) -> Option<ComponentKind> {
+    [Sources, Queries, Reactions].into_iter().find(|c| c.singular() == kind)
 }
 
 fn endpoint(observed: Option<&ObservedRecord>) -> Option<String> {

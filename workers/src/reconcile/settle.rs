@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use draas_jobs::domain::model::{Cause, DesiredState, Exit, InstanceState, ObservedRecord, RuntimeFacts, Status};
 use draas_jobs::domain::operation::OperationKind;
-use draas_jobs::domain::render;
+use draas_jobs::domain::render::{self, Ports};
 use draas_jobs::queue::submit::{Request, SubmitError};
 use draas_jobs::store::StoreError;
 use draas_jobs::store::crashloops::Verdict;
@@ -22,10 +22,28 @@ const UNHEALTHY_AFTER: u32 = 3;
 pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static str) {
     let mut o = before.clone();
     let reason = if p.alive && p.healthy {
-        o.status = Status::Running;
-        o.message = None;
+        if let Some(components) = &p.components {
+            o.components = components.clone();
+        }
+        let failing: Vec<String> = o
+            .components
+            .iter()
+            .filter(|c| c.failed())
+            .map(|c| match &c.error {
+                Some(e) => format!("{} '{}' is in error: {e}", c.kind, c.id),
+                None => format!("{} '{}' is in error", c.kind, c.id),
+            })
+            .collect();
         o.probe_failures = 0;
-        "healthy"
+        if failing.is_empty() {
+            o.status = Status::Running;
+            o.message = None;
+            "healthy"
+        } else {
+            o.status = Status::Degraded;
+            o.message = Some(failing.join("; "));
+            "degraded"
+        }
     } else if p.alive {
         o.probe_failures = before.probe_failures + 1;
         if o.probe_failures >= UNHEALTHY_AFTER {
@@ -35,22 +53,30 @@ pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static st
         "unhealthy"
     } else {
         o.probe_failures = 0;
-        if matches!(before.status, Status::Running | Status::Starting | Status::Stopping | Status::Unknown) {
+        if matches!(
+            before.status,
+            Status::Running | Status::Degraded | Status::Starting | Status::Stopping | Status::Unknown
+        ) {
             let how = p.message.clone().unwrap_or_else(|| "the process is gone".into());
             let clean = p.exit == Some(Exit::Code { code: 0 });
             o.status = if clean { Status::Stopped } else { Status::Error };
             o.message = Some(how);
             o.exit = p.exit;
             o.runtime = RuntimeFacts::default();
+            o.components.clear();
             if clean { "exited" } else { "crashed" }
         } else {
             ""
         }
     };
+    // After live applies the platform still shows the hash the server started with; any other
+    // hash means another server runs now.
     if p.alive
         && let Some(h) = &p.spec_hash
+        && o.started_hash.as_ref() != Some(h)
     {
         o.spec_hash = Some(h.clone());
+        o.started_hash = None;
     }
     o.observed_at = Some(p.at);
     (o, reason)
@@ -71,7 +97,9 @@ pub async fn record(
         || after.message != before.message
         || after.probe_failures != before.probe_failures
         || after.node != before.node
-        || after.spec_hash != before.spec_hash;
+        || after.spec_hash != before.spec_hash
+        || after.components != before.components
+        || after.rejected != before.rejected;
     let version = s.observed_version();
     let instances = ctx.store.instances();
     if changed {
@@ -95,11 +123,17 @@ pub enum Plan {
 pub fn plan(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<Plan> {
     let r = &ctx.settings.reconcile;
     match (s.instance.value.desired_state, observed.status) {
-        (DesiredState::Running, Status::Running) => {
-            let want = render::render(s, &ctx.settings.process.host, observed.port).ok().map(|r| r.spec_hash);
-            (observed.spec_hash.is_some() && want.is_some() && observed.spec_hash != want)
-                .then_some(Plan::Submit(OperationKind::Restart, "config-changed"))
+        (DesiredState::Running, Status::Running | Status::Degraded) => {
+            let want = desired_hash(ctx, s, observed);
+            if observed.spec_hash.is_some() && want.is_some() && observed.spec_hash != want {
+                return (!refused(observed, &want))
+                    .then_some(Plan::Submit(OperationKind::Reconfigure, "config-changed"));
+            }
+            (r.component_health && changed_behind_our_back(observed))
+                .then_some(Plan::Submit(OperationKind::Reconfigure, "server-drift"))
         }
+        // A configuration refused before it ran: nothing to repair until it changes.
+        (DesiredState::Running, Status::Error) if refused(observed, &desired_hash(ctx, s, observed)) => None,
         (DesiredState::Running, Status::Error) if r.repair_error => Some(Plan::CrashRepair("crashed")),
         (DesiredState::Running, Status::Stopped) if observed.exited_cleanly() && r.repair_stopped => {
             Some(Plan::CrashRepair("exited"))
@@ -111,6 +145,41 @@ pub fn plan(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<P
         }
         (DesiredState::Stopped, Status::Running) => Some(Plan::Submit(OperationKind::Stop, "drift")),
         _ => None,
+    }
+}
+
+/// Does the server have other sources, queries or reactions than the configuration it was
+/// given (someone used its API directly)?
+fn changed_behind_our_back(observed: &ObservedRecord) -> bool {
+    let Some(applied) = &observed.applied else { return false };
+    let mut given: Vec<(&str, &str)> = applied
+        .sources
+        .iter()
+        .map(|c| ("source", c.id.as_str()))
+        .chain(applied.queries.iter().map(|c| ("query", c.id.as_str())))
+        .chain(applied.reactions.iter().map(|c| ("reaction", c.id.as_str())))
+        .collect();
+    let mut has: Vec<(&str, &str)> = observed.components.iter().map(|c| (c.kind.as_str(), c.id.as_str())).collect();
+    given.sort_unstable();
+    has.sort_unstable();
+    given != has
+}
+
+/// The spec hash of the desired configuration, with the ports the instance has.
+fn desired_hash(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<String> {
+    render::render(s, &ctx.settings.process.host, &Ports::observed(Some(observed))).ok().map(|r| r.spec_hash)
+}
+
+/// Was the configuration of spec hash `want` refused already?
+fn refused(observed: &ObservedRecord, want: &Option<String>) -> bool {
+    observed.rejected.as_ref().is_some_and(|c| Some(&c.spec_hash) == want.as_ref())
+}
+
+/// A refusal of a configuration the instance no longer has (the user fixed or reverted it)
+/// is no longer a condition of the instance.
+pub fn forget_stale_refusal(ctx: &Ctx, s: &InstanceState, observed: &mut ObservedRecord) {
+    if observed.rejected.is_some() && !refused(observed, &desired_hash(ctx, s, observed)) {
+        observed.rejected = None;
     }
 }
 

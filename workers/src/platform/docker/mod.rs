@@ -14,13 +14,14 @@ pub mod engine;
 pub mod image;
 pub mod spec;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::body_full;
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions, UploadToContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::RuntimeFacts;
@@ -41,13 +42,16 @@ pub struct DockerPlatform {
     deployment: String,
     /// Host draas reaches published ports at.
     advertise: String,
+    /// Have drasi-server verify plugin signatures.
+    verify_plugins: bool,
     http: reqwest::Client,
 }
 
 impl DockerPlatform {
     /// The platform of the engine the settings name (no I/O: the engine is contacted on use).
-    pub fn new(settings: DockerSettings, deployment: String) -> Result<Self, PlatformError> {
+    pub fn new(settings: DockerSettings, deployment: String, verify_plugins: bool) -> Result<Self, PlatformError> {
         Ok(Self {
+            verify_plugins,
             engine: Engine::connect(&settings)?,
             advertise: spec::advertise_host(&settings),
             settings,
@@ -61,10 +65,7 @@ impl DockerPlatform {
         let name = spec::container_name(&spec.instance_id);
         if let Some(c) = self.inspect_container(&name).await? {
             let seen = spec::inspection(&c, &self.advertise);
-            if seen.alive
-                && seen.spec_hash.as_deref() == Some(spec.spec_hash.as_str())
-                && self.healthy(seen.endpoint.as_deref()).await
-            {
+            if seen.alive && spec.runs(seen.spec_hash.as_deref()) && self.healthy(seen.endpoint.as_deref()).await {
                 tracing::info!(instance = %spec.instance_id, container = %name, "adopted running container");
                 return Ok(self.facts(spec, &c));
             }
@@ -72,11 +73,26 @@ impl DockerPlatform {
         }
         let image = spec.runtime.image.clone().unwrap_or_else(|| self.settings.image.clone());
         image::ensure(&self.engine, &image, self.settings.image_policy).await?;
-        let body = spec::container_body(spec, &image, &self.settings, &self.deployment)?;
+        let body = spec::container_body(spec, &image, &self.settings, &self.deployment, self.verify_plugins)?;
         let docker = self.engine.client().await?;
+        if !self.settings.data_path.is_empty() {
+            // Labelled like the container; creating a volume that exists is a no-op.
+            let labels = HashMap::from([
+                (spec::MANAGED.to_owned(), "true".to_owned()),
+                (spec::INSTANCE.to_owned(), spec.instance_id.to_string()),
+                (spec::DEPLOYMENT.to_owned(), self.deployment.clone()),
+            ]);
+            let volume = VolumeCreateRequest {
+                name: Some(spec::volume_name(&spec.instance_id)),
+                labels: Some(labels),
+                ..Default::default()
+            };
+            docker.create_volume(volume).await.map_err(|e| self.engine.classify(e))?;
+        }
         let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
         docker.create_container(Some(options), body).await.map_err(|e| self.engine.classify(e))?;
-        let archive = spec::config_archive(&self.settings.config_path, &spec.yaml)?;
+        let plugins = self.settings.plugins_dir.as_deref().map(|d| (d, self.settings.plugins_path.as_str()));
+        let archive = spec::config_archive(&self.settings.config_path, &spec.yaml, plugins, &spec.plugins)?;
         let upload = UploadToContainerOptions { path: "/".into(), ..Default::default() };
         docker
             .upload_to_container(&name, Some(upload), body_full(archive.into()))
@@ -95,6 +111,7 @@ impl DockerPlatform {
     fn facts(&self, spec: &StartSpec, c: &ContainerInspectResponse) -> RuntimeFacts {
         let port = spec::published_port(c).unwrap_or(spec.port);
         RuntimeFacts {
+            listeners: spec.listeners.iter().map(|(name, p)| (name.clone(), self.endpoint(*p))).collect(),
             container_id: c.id.clone(),
             container_name: Some(spec::container_name(&spec.instance_id)),
             image: c.config.as_ref().and_then(|c| c.image.clone()),
@@ -189,7 +206,7 @@ impl DockerPlatform {
         let options = LogsOptions { stdout: true, stderr: true, tail: "200".into(), ..Default::default() };
         let chunks: Vec<_> = docker.logs(name, Some(options)).collect().await;
         let bytes: Vec<u8> = chunks.into_iter().flatten().flat_map(|c| c.into_bytes()).collect();
-        let text = String::from_utf8_lossy(&bytes);
+        let text = draas_jobs::domain::text::plain(&String::from_utf8_lossy(&bytes));
         let start = text.len().saturating_sub(LOG_TAIL_BYTES);
         let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
         text[start..].to_owned()
@@ -215,6 +232,10 @@ impl Platform for DockerPlatform {
         self.engine.ping().await
     }
 
+    fn catalog(&self) -> Option<draas_jobs::domain::plugins::Catalog> {
+        draas_jobs::domain::plugins::scan(self.settings.plugins_dir.as_deref()?)
+    }
+
     async fn start(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
         self.start_container(spec).await
     }
@@ -224,7 +245,23 @@ impl Platform for DockerPlatform {
     }
 
     async fn delete(&self, id: &InstanceId) -> Result<(), PlatformError> {
-        self.remove_container(&spec::container_name(id)).await
+        self.remove_container(&spec::container_name(id)).await?;
+        let docker = self.engine.client().await?;
+        match docker.remove_volume(&spec::volume_name(id), None::<RemoveVolumeOptions>).await {
+            Err(e) if !is_not_found(&e) => Err(self.engine.classify(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The container's file gets the new configuration, as writable as at its start.
+    async fn reconfigured(&self, spec: &StartSpec) -> Result<(), PlatformError> {
+        let archive = spec::config_archive(&self.settings.config_path, &spec.yaml, None, &[])?;
+        let upload = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        let docker = self.engine.client().await?;
+        docker
+            .upload_to_container(&spec::container_name(&spec.instance_id), Some(upload), body_full(archive.into()))
+            .await
+            .map_err(|e| self.engine.classify(e))
     }
 
     async fn inspect(&self, id: &InstanceId, _facts: &RuntimeFacts) -> Inspection {

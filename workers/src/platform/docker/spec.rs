@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, HealthConfig, HostConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    Mount, MountType, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::Exit;
@@ -22,10 +22,18 @@ pub const INSTANCE: &str = "draas.instance";
 pub const SPEC_HASH: &str = "draas.spec-hash";
 /// Label naming the deployment (key prefix), so deployments sharing an engine keep apart.
 pub const DEPLOYMENT: &str = "draas.deployment";
+/// Label naming the server's own container port among the published ones (its listening
+/// components are published too).
+pub const SERVER_PORT: &str = "draas.port";
 
 /// The container's name on the engine.
 pub fn container_name(id: &InstanceId) -> String {
     format!("draas-{id}")
+}
+
+/// The named volume of an instance's data directory.
+pub fn volume_name(id: &InstanceId) -> String {
+    format!("draas-{id}-data")
 }
 
 /// The label filters that find this deployment's containers.
@@ -42,17 +50,38 @@ pub fn container_body(
     image: &str,
     settings: &DockerSettings,
     deployment: &str,
+    verify_plugins: bool,
 ) -> Result<ContainerCreateBody, PlatformError> {
-    let port = format!("{}/tcp", spec.port);
     let labels = HashMap::from([
         (MANAGED.to_owned(), "true".to_owned()),
         (INSTANCE.to_owned(), spec.instance_id.to_string()),
         (SPEC_HASH.to_owned(), spec.spec_hash.clone()),
         (DEPLOYMENT.to_owned(), deployment.to_owned()),
+        (SERVER_PORT.to_owned(), spec.port.to_string()),
     ]);
-    let binding = PortBinding { host_ip: Some(settings.host_ip.clone()), host_port: Some(spec.port.to_string()) };
+    // The server's port and those of its listening components, each published on the same
+    // host port (the one allocated; the configuration inside names it).
+    let ports: Vec<u16> = std::iter::once(spec.port).chain(spec.listeners.iter().map(|(_, p)| *p)).collect();
+    let binding = |p: u16| PortBinding { host_ip: Some(settings.host_ip.clone()), host_port: Some(p.to_string()) };
+    let bindings = ports.iter().map(|p| (format!("{p}/tcp"), Some(vec![binding(*p)]))).collect();
+    let mut cmd = vec!["--config".to_owned(), settings.config_path.clone()];
+    if settings.plugins_dir.is_some() {
+        cmd.extend(["--plugins-dir".to_owned(), settings.plugins_path.clone()]);
+    }
+    if !verify_plugins {
+        cmd.push("--skip-verification".to_owned());
+    }
+    let mounts = (!settings.data_path.is_empty()).then(|| {
+        vec![Mount {
+            typ: Some(MountType::VOLUME),
+            source: Some(volume_name(&spec.instance_id)),
+            target: Some(settings.data_path.clone()),
+            ..Default::default()
+        }]
+    });
     let host_config = HostConfig {
-        port_bindings: Some(HashMap::from([(port.clone(), Some(vec![binding]))])),
+        port_bindings: Some(bindings),
+        mounts,
         restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
         memory: memory_limit(spec)?,
         nano_cpus: spec.runtime.cpus.map(|c| (c * 1e9).round() as i64),
@@ -60,9 +89,9 @@ pub fn container_body(
     };
     Ok(ContainerCreateBody {
         image: Some(image.to_owned()),
-        cmd: Some(vec!["--config".to_owned(), settings.config_path.clone()]),
+        cmd: Some(cmd),
         labels: Some(labels),
-        exposed_ports: Some(vec![port]),
+        exposed_ports: Some(ports.iter().map(|p| format!("{p}/tcp")).collect()),
         stop_signal: Some("SIGINT".to_owned()),
         stop_timeout: i64::try_from(settings.stop_grace_secs).ok(),
         healthcheck: Some(HealthConfig { test: Some(vec!["NONE".to_owned()]), ..Default::default() }),
@@ -81,21 +110,46 @@ fn memory_limit(spec: &StartSpec) -> Result<Option<i64>, PlatformError> {
 }
 
 /// A tar archive holding the YAML at `config_path` (relative to `/`), owned by root and
-/// read-only (0444): drasi-server's user can read it but not write it back.
-pub fn config_archive(config_path: &str, yaml: &str) -> Result<Vec<u8>, PlatformError> {
-    let io =
-        |e: std::io::Error| PlatformError::new(ErrorCode::IoError, format!("cannot build the config archive: {e}"));
+/// writable by all (0666): drasi-server answers changes through its API only when its file is
+/// writable (it does not write it back: draas renders `persistConfig: false`, and draas'
+/// desired configuration stays the truth), whichever user the image runs it as; and, with
+/// `plugins` (a directory on this host and where they go), the files of the plugins in `needed`
+/// and the directory's `plugins.lock` (0555): a configuration without plugins copies nothing.
+pub fn config_archive(
+    config_path: &str,
+    yaml: &str,
+    plugins: Option<(&std::path::Path, &str)>,
+    needed: &[String],
+) -> Result<Vec<u8>, PlatformError> {
+    let io = |e: std::io::Error| {
+        PlatformError::new(ErrorCode::IoError, format!("cannot build the config archive: {e}")).caused_by(e)
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    append(&mut builder, config_path, yaml.as_bytes(), 0o666).map_err(io)?;
+    if let Some((dir, dest)) = plugins {
+        for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let wanted = draas_jobs::domain::plugins::from_file_name(&name).is_some_and(|p| needed.contains(&p));
+            if !wanted && name != "plugins.lock" {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).map_err(io)?;
+            append(&mut builder, &format!("{}/{name}", dest.trim_end_matches('/')), &bytes, 0o555).map_err(io)?;
+        }
+    }
+    builder.into_inner().map_err(io)
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut header = tar::Header::new_gnu();
-    header.set_path(config_path.trim_start_matches('/')).map_err(io)?;
-    header.set_size(yaml.len() as u64);
-    header.set_mode(0o444);
+    header.set_path(path.trim_start_matches('/'))?;
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
     header.set_uid(0);
     header.set_gid(0);
     header.set_mtime(chrono::Utc::now().timestamp().max(0).unsigned_abs());
     header.set_cksum();
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.append(&header, yaml.as_bytes()).map_err(io)?;
-    builder.into_inner().map_err(io)
+    builder.append(&header, bytes)
 }
 
 /// The engine's view of a container as an [`Inspection`]; `advertise` is the host its
@@ -132,14 +186,17 @@ pub fn describe(state: &ContainerState) -> String {
     }
 }
 
-/// The host port the container's port is published on.
+/// The host port the server's own port is published on: the one its `draas.port` label names
+/// (a container of an older draas without the label publishes only that one).
 pub fn published_port(c: &ContainerInspectResponse) -> Option<u16> {
     let ports = c.network_settings.as_ref()?.ports.as_ref()?;
-    ports
-        .iter()
-        .filter(|(k, _)| k.ends_with("/tcp"))
-        .filter_map(|(_, b)| b.as_ref()?.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))
-        .next()
+    let server = c.config.as_ref().and_then(|c| c.labels.as_ref()?.get(SERVER_PORT)).map(|p| format!("{p}/tcp"));
+    let host_port =
+        |b: &Option<Vec<PortBinding>>| b.as_ref()?.iter().find_map(|b| b.host_port.as_deref()?.parse().ok());
+    match server {
+        Some(key) => ports.get(&key).and_then(host_port),
+        None => ports.iter().filter(|(k, _)| k.ends_with("/tcp")).find_map(|(_, b)| host_port(b)),
+    }
 }
 
 /// Where draas reaches published ports: the setting, else `host_ip` unless it is a wildcard,
@@ -180,7 +237,7 @@ pub fn pull_reference(image: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use bollard::models::NetworkSettings;
+    use bollard::models::{ContainerConfig, NetworkSettings};
     use draas_jobs::domain::model::RuntimeOptions;
 
     fn spec(runtime: RuntimeOptions) -> StartSpec {
@@ -191,6 +248,9 @@ mod tests {
             host: "0.0.0.0".into(),
             port: 9101,
             runtime,
+            listeners: Vec::new(),
+            plugins: Vec::new(),
+            runs_as: None,
             superseded: Default::default(),
         }
     }
@@ -198,7 +258,7 @@ mod tests {
     #[test]
     fn the_container_body_carries_labels_port_limits_and_no_restart_policy() {
         let runtime = RuntimeOptions { image: None, memory: Some("512Mi".into()), cpus: Some(0.5) };
-        let body = container_body(&spec(runtime), "img:1", &DockerSettings::default(), "fleet").unwrap();
+        let body = container_body(&spec(runtime), "img:1", &DockerSettings::default(), "fleet", false).unwrap();
         let labels = body.labels.unwrap();
         assert_eq!(labels[MANAGED], "true");
         assert_eq!(labels[SPEC_HASH], "abc123");
@@ -210,7 +270,7 @@ mod tests {
         let binding = &host.port_bindings.unwrap()["9101/tcp"].clone().unwrap()[0];
         assert_eq!((binding.host_ip.as_deref(), binding.host_port.as_deref()), (Some("127.0.0.1"), Some("9101")));
         assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
-        assert_eq!(body.cmd.unwrap(), ["--config", "/app/config/server.yaml"]);
+        assert_eq!(body.cmd.unwrap(), ["--config", "/app/config/server.yaml", "--skip-verification"]);
     }
 
     #[test]
@@ -246,6 +306,22 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoint_is_the_servers_port_among_its_components_ports() {
+        let bind = |p: &str| Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(p.into()) }]);
+        let ports: HashMap<String, Option<Vec<PortBinding>>> =
+            ["9105", "9106", "9107"].iter().map(|p| (format!("{p}/tcp"), bind(p))).collect();
+        for server in ["9105", "9106", "9107"] {
+            let labels = HashMap::from([(SERVER_PORT.to_owned(), server.to_owned())]);
+            let c = ContainerInspectResponse {
+                config: Some(ContainerConfig { labels: Some(labels), ..Default::default() }),
+                network_settings: Some(NetworkSettings { ports: Some(ports.clone()), ..Default::default() }),
+                ..Default::default()
+            };
+            assert_eq!(published_port(&c).map(|p| p.to_string()).as_deref(), Some(server));
+        }
+    }
+
+    #[test]
     fn wildcard_host_ips_advertise_the_engine_host() {
         let mut s = DockerSettings { host_ip: "0.0.0.0".into(), ..Default::default() };
         assert_eq!(advertise_host(&s), "127.0.0.1");
@@ -265,10 +341,10 @@ mod tests {
 
     #[test]
     fn the_config_archive_holds_one_read_only_file() {
-        let tar = config_archive("/app/config/server.yaml", "port: 1\n").unwrap();
+        let tar = config_archive("/app/config/server.yaml", "port: 1\n", None, &[]).unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let entry = archive.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(entry.path().unwrap().to_str(), Some("app/config/server.yaml"));
-        assert_eq!(entry.header().mode().unwrap(), 0o444);
+        assert_eq!(entry.header().mode().unwrap(), 0o666);
     }
 }

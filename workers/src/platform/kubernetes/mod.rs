@@ -20,7 +20,7 @@ use draas_jobs::domain::model::RuntimeFacts;
 use draas_jobs::settings::KubernetesSettings;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -47,9 +47,16 @@ pub struct KubernetesPlatform {
 
 impl KubernetesPlatform {
     /// The platform of the cluster the settings name; `key_prefix` marks this deployment's objects.
-    pub async fn connect(settings: &KubernetesSettings, key_prefix: &str) -> Result<Self, PlatformError> {
+    pub async fn connect(
+        settings: &KubernetesSettings,
+        key_prefix: &str,
+        verify_plugins: bool,
+    ) -> Result<Self, PlatformError> {
+        objects::check_plugins(&settings.plugins)?;
         let client = client::connect(settings).await?;
-        Ok(Self { client, layout: Layout::new(settings.clone(), key_prefix) })
+        let mut layout = Layout::new(settings.clone(), key_prefix);
+        layout.verify_plugins = verify_plugins;
+        Ok(Self { client, layout })
     }
 
     fn settings(&self) -> &KubernetesSettings {
@@ -124,7 +131,7 @@ impl KubernetesPlatform {
                 .await?
                 .ok_or_else(|| PlatformError::new(ErrorCode::KubeNotFound, format!("Deployment {name} vanished")))?;
             let pods = self.pods(spec.instance_id.as_str()).await?;
-            match status::rollout(&d, &pods, &spec.spec_hash) {
+            match status::rollout(&d, &pods, spec.shown_hash()) {
                 Rollout::Available => return Ok(self.facts(spec, &pods)),
                 Rollout::Failed(e) => return Err(e.with_detail(self.tail(&pods).await)),
                 Rollout::Pending(why) if Instant::now() >= deadline => {
@@ -142,10 +149,12 @@ impl KubernetesPlatform {
     fn facts(&self, spec: &StartSpec, pods: &[Pod]) -> RuntimeFacts {
         let name = name(&spec.instance_id);
         let ready = pods.iter().find(|p| {
-            p.annotations().get(ANNOTATION_SPEC_HASH) == Some(&spec.spec_hash)
+            p.annotations().get(ANNOTATION_SPEC_HASH).map(String::as_str) == Some(spec.shown_hash())
                 && p.metadata.deletion_timestamp.is_none()
         });
+        let host = format!("{name}.{}.svc", self.layout.namespace());
         RuntimeFacts {
+            listeners: spec.listeners.iter().map(|(c, p)| (c.clone(), format!("http://{host}:{p}"))).collect(),
             namespace: Some(self.layout.namespace().to_owned()),
             deployment: Some(name.clone()),
             service: Some(name),
@@ -199,7 +208,11 @@ impl KubernetesPlatform {
     async fn delete_all(&self, name: &str) -> Result<(), PlatformError> {
         self.delete_one::<Deployment>(name).await?;
         self.delete_one::<Service>(name).await?;
-        self.delete_one::<ConfigMap>(name).await
+        self.delete_one::<ConfigMap>(name).await?;
+        if self.settings().data_volume.is_some() {
+            self.delete_one::<PersistentVolumeClaim>(&objects::data_claim_name(name)).await?;
+        }
+        Ok(())
     }
 
     /// Names and marks of every object of one kind this deployment of draas manages.
@@ -239,15 +252,30 @@ impl Platform for KubernetesPlatform {
         None
     }
 
+    fn catalog(&self) -> Option<draas_jobs::domain::plugins::Catalog> {
+        let kinds = &self.settings().plugins.kinds;
+        (!kinds.is_empty()).then(|| draas_jobs::domain::plugins::Catalog { kinds: kinds.iter().cloned().collect() })
+    }
+
     async fn start(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
         // The pod mounts the ConfigMap: it goes first. The Deployment is applied with force:
         // `stop` writes its replica count with a merge patch (an update, not an apply, so a
         // different owner of that field), and a hand-made `kubectl scale` or edit owns fields
         // too; draas' desired state is the truth for these objects, so it takes them back.
         self.apply(&objects::config_map(spec, &self.layout), false).await?;
+        if let Some(claim) = objects::data_claim(spec, &self.layout) {
+            self.apply(&claim, false).await?;
+        }
         self.apply(&objects::service(spec, &self.layout), false).await?;
         self.apply(&objects::deployment(spec, &self.layout, 1), true).await?;
         self.wait_available(spec).await
+    }
+
+    /// The ConfigMap gets the new configuration (the running pod keeps its copy; a new pod
+    /// starts with what draas applied). The Deployment is left alone: changing it would roll
+    /// out a new pod.
+    async fn reconfigured(&self, spec: &StartSpec) -> Result<(), PlatformError> {
+        self.apply(&objects::config_map(spec, &self.layout), false).await
     }
 
     async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {

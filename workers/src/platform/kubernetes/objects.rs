@@ -9,18 +9,20 @@ use std::collections::BTreeMap;
 
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::{RuntimeOptions, parse_memory};
-use draas_jobs::settings::{KubeResources, KubernetesSettings};
+use draas_jobs::settings::{DataVolume, KubePlugins, KubeResources, KubernetesSettings};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction, HTTPGetAction, KeyToPath,
-    Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
+    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::platform::StartSpec;
+use crate::platform::error::{ErrorCode, PlatformError};
 
 /// The one field manager of every write draas makes.
 pub const MANAGER: &str = "draas";
@@ -34,7 +36,16 @@ pub const ANNOTATION_SPEC_HASH: &str = "draas.io/spec-hash";
 pub const CONTAINER: &str = "drasi-server";
 const PORT_NAME: &str = "http";
 const HEALTH_PATH: &str = "/health";
+/// The `emptyDir` drasi-server reads (and may write) its configuration in.
 const CONFIG_VOLUME: &str = "config";
+/// The ConfigMap, mounted in the init container that copies it into [`CONFIG_VOLUME`].
+const CONFIG_SOURCE_VOLUME: &str = "config-source";
+/// Where the ConfigMap is mounted in that init container.
+const CONFIG_STAGING: &str = "/draas-config";
+const PLUGINS_VOLUME: &str = "plugins";
+const DATA_VOLUME: &str = "data";
+/// Where the init container copies plugins to (the `emptyDir` mounted in it).
+const PLUGINS_STAGING: &str = "/draas-plugins";
 
 /// Where an instance's objects go and what they look like beyond its spec.
 #[derive(Debug, Clone)]
@@ -42,12 +53,14 @@ pub struct Layout {
     pub settings: KubernetesSettings,
     /// Value of the deployment label (a label-safe form of the key prefix).
     pub deployment: String,
+    /// Have drasi-server verify plugin signatures.
+    pub verify_plugins: bool,
 }
 
 impl Layout {
     /// The layout of the deployment with Redis key prefix `key_prefix`.
     pub fn new(settings: KubernetesSettings, key_prefix: &str) -> Self {
-        Self { settings, deployment: deployment_label(key_prefix) }
+        Self { settings, deployment: deployment_label(key_prefix), verify_plugins: false }
     }
 
     /// The instance's namespace.
@@ -96,7 +109,7 @@ impl Layout {
             name: Some(name(&spec.instance_id)),
             namespace: Some(self.namespace().to_owned()),
             labels: Some(self.labels(spec.instance_id.as_str())),
-            annotations: Some(BTreeMap::from([(ANNOTATION_SPEC_HASH.to_owned(), spec.spec_hash.clone())])),
+            annotations: Some(BTreeMap::from([(ANNOTATION_SPEC_HASH.to_owned(), spec.shown_hash().to_owned())])),
             ..ObjectMeta::default()
         }
     }
@@ -138,6 +151,14 @@ pub fn config_map(spec: &StartSpec, layout: &Layout) -> ConfigMap {
     }
 }
 
+/// The named ports of the pod: the server's (`http`) and one per listening component
+/// (`c-<port>`).
+fn ports(spec: &StartSpec) -> Vec<(String, u16)> {
+    std::iter::once((PORT_NAME.to_owned(), spec.port))
+        .chain(spec.listeners.iter().map(|(_, p)| (format!("c-{p}"), *p)))
+        .collect()
+}
+
 /// The Service in front of the instance's pod.
 pub fn service(spec: &StartSpec, layout: &Layout) -> Service {
     Service {
@@ -145,13 +166,18 @@ pub fn service(spec: &StartSpec, layout: &Layout) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(layout.settings.service_type.as_str().to_owned()),
             selector: Some(layout.selector(spec.instance_id.as_str())),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.into()),
-                port: i32::from(spec.port),
-                target_port: Some(IntOrString::String(PORT_NAME.into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(
+                ports(spec)
+                    .into_iter()
+                    .map(|(name, port)| ServicePort {
+                        name: Some(name.clone()),
+                        port: i32::from(port),
+                        target_port: Some(IntOrString::String(name)),
+                        protocol: Some("TCP".into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -187,23 +213,105 @@ pub fn deployment(spec: &StartSpec, layout: &Layout, replicas: i32) -> Deploymen
 
 fn pod_spec(spec: &StartSpec, layout: &Layout) -> PodSpec {
     let (_, file) = layout.config_file();
-    PodSpec {
-        containers: vec![container(spec, layout)],
-        volumes: Some(vec![Volume {
-            name: CONFIG_VOLUME.into(),
+    let mut volumes = vec![
+        Volume {
+            name: CONFIG_SOURCE_VOLUME.into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: name(&spec.instance_id),
                 items: Some(vec![KeyToPath { key: file.to_owned(), path: file.to_owned(), mode: None }]),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
-        }]),
+        },
+        Volume { name: CONFIG_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+    ];
+    volumes.extend(plugins_volume(&layout.settings.plugins));
+    if layout.settings.data_volume.is_some() {
+        volumes.push(Volume {
+            name: DATA_VOLUME.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data_claim_name(&name(&spec.instance_id)),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+    }
+    let mut init = vec![config_init(spec, layout)];
+    init.extend(plugins_init(&layout.settings.plugins));
+    PodSpec {
+        containers: vec![container(spec, layout)],
+        init_containers: Some(init),
+        volumes: Some(volumes),
         // drasi-server needs no Kubernetes API access, and Service variables in its environment
         // could shadow the `${VAR}` references of its configuration.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         ..PodSpec::default()
     }
+}
+
+/// The init container copying the ConfigMap's file into the `emptyDir` drasi-server reads it
+/// from: drasi-server takes changes through its API only when its file is writable, and a
+/// ConfigMap volume never is. It runs the instance's image (as the same user as the server).
+fn config_init(spec: &StartSpec, layout: &Layout) -> Container {
+    let (dir, file) = layout.config_file();
+    let command = if layout.settings.config_copy_command.is_empty() {
+        vec!["cp".to_owned(), format!("{CONFIG_STAGING}/{file}"), layout.settings.config_path.clone()]
+    } else {
+        layout.settings.config_copy_command.clone()
+    };
+    Container {
+        name: "config".into(),
+        image: Some(spec.runtime.image.clone().unwrap_or_else(|| layout.settings.image.clone())),
+        command: Some(command),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: CONFIG_SOURCE_VOLUME.into(),
+                mount_path: CONFIG_STAGING.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount { name: CONFIG_VOLUME.into(), mount_path: dir.to_owned(), ..VolumeMount::default() },
+        ]),
+        security_context: Some(restricted()),
+        ..Container::default()
+    }
+}
+
+/// No privilege escalation, no capabilities.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        ..SecurityContext::default()
+    }
+}
+
+/// Name of the data claim of the instance whose objects are named `object`.
+pub fn data_claim_name(object: &str) -> String {
+    format!("{object}-data")
+}
+
+/// The PersistentVolumeClaim of drasi-server's data directory, when the settings ask for one.
+pub fn data_claim(spec: &StartSpec, layout: &Layout) -> Option<PersistentVolumeClaim> {
+    let DataVolume { size, storage_class, .. } = layout.settings.data_volume.as_ref()?;
+    let mut metadata = layout.meta(spec);
+    metadata.name = Some(data_claim_name(&name(&spec.instance_id)));
+    // The hash names what ran; a claim outlives configurations.
+    metadata.annotations = None;
+    Some(PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(size.clone()))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    })
 }
 
 fn container(spec: &StartSpec, layout: &Layout) -> Container {
@@ -222,22 +330,22 @@ fn container(spec: &StartSpec, layout: &Layout) -> Container {
     Container {
         name: CONTAINER.into(),
         image: Some(spec.runtime.image.clone().unwrap_or_else(|| layout.settings.image.clone())),
-        args: Some(vec!["--config".into(), layout.settings.config_path.clone()]),
-        ports: Some(vec![ContainerPort {
-            name: Some(PORT_NAME.into()),
-            container_port: i32::from(spec.port),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        args: Some(args(layout)),
+        ports: Some(
+            ports(spec)
+                .into_iter()
+                .map(|(name, port)| ContainerPort {
+                    name: Some(name),
+                    container_port: i32::from(port),
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
         readiness_probe: Some(health(1, 5)),
         liveness_probe: Some(health(10, 10)),
         resources: Some(resources(&spec.runtime, &layout.settings)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: CONFIG_VOLUME.into(),
-            mount_path: layout.config_file().0.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts(layout)),
         // drasi-server shuts down cleanly on SIGINT but dies at once on SIGTERM, the only
         // signal Kubernetes 1.20 sends: ask it for SIGINT first. Without a shell in the image
         // the hook fails and the kubelet goes on with SIGTERM.
@@ -250,13 +358,105 @@ fn container(spec: &StartSpec, layout: &Layout) -> Container {
             }),
             ..Lifecycle::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted()),
         ..Container::default()
     }
+}
+
+/// drasi-server's arguments: the configuration, the plugins when the settings give any, and
+/// `--skip-verification` unless plugins are verified.
+fn args(layout: &Layout) -> Vec<String> {
+    let mut args = vec!["--config".to_owned(), layout.settings.config_path.clone()];
+    if layout.settings.plugins.configured() {
+        args.extend(["--plugins-dir".to_owned(), layout.settings.plugins.mount_path.clone()]);
+    }
+    if !layout.verify_plugins {
+        args.push("--skip-verification".to_owned());
+    }
+    args
+}
+
+fn mounts(layout: &Layout) -> Vec<VolumeMount> {
+    let mut mounts = vec![VolumeMount {
+        name: CONFIG_VOLUME.into(),
+        mount_path: layout.config_file().0.to_owned(),
+        ..VolumeMount::default()
+    }];
+    if let Some(data) = &layout.settings.data_volume {
+        mounts.push(VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: data.mount_path.clone(),
+            ..VolumeMount::default()
+        });
+    }
+    if layout.settings.plugins.configured() {
+        mounts.push(VolumeMount {
+            name: PLUGINS_VOLUME.into(),
+            mount_path: layout.settings.plugins.mount_path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
+}
+
+/// Refuse plugin settings Kubernetes would refuse: a `volume` that is not a volume source.
+pub fn check_plugins(p: &KubePlugins) -> Result<(), PlatformError> {
+    let Some(source) = &p.volume else { return Ok(()) };
+    let invalid = |why: String| {
+        PlatformError::new(ErrorCode::KubeInvalid, format!("kubernetes.plugins.volume is not a volume source: {why}"))
+    };
+    let serde_json::Value::Object(fields) = source else { return Err(invalid("expected a map".into())) };
+    if fields.len() != 1 || fields.contains_key("name") {
+        return Err(invalid(
+            "expected exactly one volume type, e.g. {persistentVolumeClaim: {claimName: plugins}}".into(),
+        ));
+    }
+    let mut v = source.clone();
+    v["name"] = serde_json::Value::from(PLUGINS_VOLUME);
+    serde_json::from_value::<Volume>(v).map(drop).map_err(|e| invalid(e.to_string()))
+}
+
+/// The plugins volume: the one the settings give (read-only), or an `emptyDir` the init
+/// container fills from the plugins image.
+fn plugins_volume(p: &KubePlugins) -> Option<Volume> {
+    if let Some(source) = &p.volume {
+        let mut v = source.clone();
+        v["name"] = serde_json::Value::from(PLUGINS_VOLUME);
+        // Checked by `Settings`: a volume source that does not parse never gets here.
+        return serde_json::from_value(v).ok();
+    }
+    p.image.as_ref().map(|_| Volume {
+        name: PLUGINS_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    })
+}
+
+/// The init container copying the plugins image's files into the `emptyDir`.
+fn plugins_init(p: &KubePlugins) -> Option<Container> {
+    let image = p.image.as_ref().filter(|_| p.volume.is_none())?;
+    Some(Container {
+        name: "plugins".into(),
+        image: Some(image.clone()),
+        command: Some(copy_command(p)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: PLUGINS_VOLUME.into(),
+            mount_path: PLUGINS_STAGING.into(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(restricted()),
+        ..Container::default()
+    })
+}
+
+/// The init container's command: the settings', or `cp -r <image_path>/. <staging>/`.
+fn copy_command(p: &KubePlugins) -> Vec<String> {
+    if !p.copy_command.is_empty() {
+        return p.copy_command.clone();
+    }
+    let from = format!("{}/.", p.image_path.trim_end_matches('/'));
+    ["cp".to_owned(), "-r".to_owned(), from, format!("{PLUGINS_STAGING}/")].to_vec()
 }
 
 /// Requests and limits: the instance's runtime options over the settings; a request above its

@@ -17,6 +17,9 @@ fn spec(runtime: RuntimeOptions) -> StartSpec {
         host: "0.0.0.0".into(),
         port: 8080,
         runtime,
+        listeners: Vec::new(),
+        plugins: Vec::new(),
+        runs_as: None,
         superseded: Default::default(),
     }
 }
@@ -117,4 +120,66 @@ fn cpu_quantities_are_read_in_millicores() {
     assert_eq!(cpu_millis("0.5"), Some(500));
     assert_eq!(cpu_millis("2"), Some(2000));
     assert_eq!(cpu_millis("lots"), None);
+}
+
+#[test]
+fn a_plugins_volume_from_the_settings_is_mounted_read_only_without_a_plugins_init_container() {
+    let mut settings = KubernetesSettings::default();
+    settings.plugins.volume = Some(serde_json::json!({"persistentVolumeClaim": {"claimName": "drasi-plugins"}}));
+    check_plugins(&settings.plugins).unwrap();
+    let d = deployment(&spec(RuntimeOptions::default()), &Layout::new(settings, "draas"), 1);
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let init: Vec<&str> = pod.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(init, ["config"], "only the config copy");
+    let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "plugins").unwrap();
+    assert_eq!(volume.persistent_volume_claim.unwrap().claim_name, "drasi-plugins");
+    let c = &pod.containers[0];
+    assert!(c.args.as_ref().unwrap().windows(2).any(|w| w == ["--plugins-dir", "/app/plugins"]));
+}
+
+#[test]
+fn a_plugins_volume_that_is_not_a_volume_source_is_refused() {
+    for bad in [
+        serde_json::json!("pvc"),
+        serde_json::json!({}),
+        serde_json::json!({"name": "x", "emptyDir": {}}),
+        serde_json::json!({"persistentVolumeClaim": {"claimName": 7}}),
+    ] {
+        let plugins = KubePlugins { volume: Some(bad.clone()), ..KubePlugins::default() };
+        let e = check_plugins(&plugins).unwrap_err();
+        assert!(e.message.contains("kubernetes.plugins.volume"), "{bad}: {}", e.message);
+    }
+}
+
+#[test]
+fn the_server_reads_a_writable_copy_of_the_config_map() {
+    let d = deployment(&spec(RuntimeOptions::default()), &layout(), 1);
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let copy = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(copy.command.as_ref().unwrap(), &["cp", "/draas-config/server.yaml", "/app/config/server.yaml"]);
+    assert_eq!(copy.image, pod.containers[0].image, "the server's own image");
+    let mount = pod.containers[0].volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "config").unwrap();
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/app/config", None), "writable");
+    let volumes = pod.volumes.unwrap();
+    let config = volumes.iter().find(|v| v.name == "config").unwrap();
+    assert!(config.empty_dir.is_some() && config.config_map.is_none());
+    assert!(volumes.iter().any(|v| v.name == "config-source" && v.config_map.is_some()));
+}
+
+#[test]
+fn a_data_volume_is_a_claim_of_the_instance_mounted_at_the_data_path() {
+    let mut settings = KubernetesSettings::default();
+    assert!(
+        data_claim(&spec(RuntimeOptions::default()), &Layout::new(settings.clone(), "draas")).is_none(),
+        "off by default"
+    );
+    settings.data_volume = Some(draas_jobs::settings::DataVolume { size: "5Gi".into(), ..Default::default() });
+    let layout = Layout::new(settings, "draas");
+    let claim = data_claim(&spec(RuntimeOptions::default()), &layout).unwrap();
+    golden("data-claim.yaml", &claim);
+    let pod = deployment(&spec(RuntimeOptions::default()), &layout, 1).spec.unwrap().template.spec.unwrap();
+    let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "data").unwrap();
+    assert_eq!(Some(volume.persistent_volume_claim.unwrap().claim_name), claim.metadata.name);
+    let mount = pod.containers[0].volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "data").unwrap();
+    assert_eq!(mount.mount_path, "/app/data");
 }

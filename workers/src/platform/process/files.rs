@@ -45,14 +45,14 @@ impl Files {
         self.dir(id).join("exit-status")
     }
 
-    /// Write the YAML (0600) atomically into the instance directory (0700); its path. Not
-    /// synced to disk: every start writes it anew, and the server reads it at once.
-    pub fn write_config(&self, id: &InstanceId, yaml: &str) -> std::io::Result<PathBuf> {
+    /// Write the YAML (0600) atomically as `name` into the instance directory (0700); its
+    /// path. Not synced to disk: every start writes it anew, and the server reads it at once.
+    pub fn write_config(&self, id: &InstanceId, name: &str, yaml: &str) -> std::io::Result<PathBuf> {
         let dir = self.dir(id);
         fs::create_dir_all(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-        let path = self.config(id);
-        let tmp = dir.join(".server.yaml.tmp");
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(yaml.as_bytes())?;
         fs::rename(&tmp, &path)?;
@@ -64,14 +64,14 @@ impl Files {
         OpenOptions::new().create(true).append(true).mode(0o600).open(self.log(id))
     }
 
-    /// The last few KiB of an instance's log.
+    /// The last few KiB of an instance's log, without colour codes.
     pub fn log_tail(&self, id: &InstanceId) -> String {
         let Ok(mut f) = fs::File::open(self.log(id)) else { return String::new() };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
         let mut buf = Vec::new();
         let _ = f.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
+        draas_jobs::domain::text::plain(&String::from_utf8_lossy(&buf))
     }
 
     /// Forget how the last server ended (a new one starts).

@@ -3,7 +3,9 @@
 //! Each instance gets a directory (`files`). The server runs in its own process group,
 //! without a shell, so it outlives a worker restart; it carries `DRAAS_INSTANCE_ID`,
 //! `DRAAS_SPEC_HASH` and `DRAAS_DEPLOYMENT` in its environment, so any worker on this node can
-//! find, adopt or kill it from `/proc` alone (`procfs`).
+//! find, adopt or kill it from `/proc` alone (`procfs`). `run` and `validate` get the node's
+//! plugins directory (`process.plugins_dir`, else `plugins` beside the executable, where
+//! drasi-server itself looks) and, unless `verify_plugins`, `--skip-verification`.
 
 pub mod files;
 pub mod procfs;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::{Exit, RuntimeFacts};
+use draas_jobs::domain::plugins::Catalog;
 use draas_jobs::settings::{ProcessSettings, StopSignal};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -31,13 +34,14 @@ const HEALTH_POLL_FAST: Duration = Duration::from_millis(4);
 const HEALTH_POLL_FAST_FOR: Duration = Duration::from_secs(2);
 const HEALTH_POLL_SLOW: Duration = Duration::from_millis(100);
 
-/// An executable, as far as a validation result of it can be trusted: the same path, size and
-/// modification time.
+/// An executable and its plugins, as far as a validation result of them can be trusted: the
+/// same path, size and modification time of the executable, and the same plugin files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Executable {
     path: PathBuf,
     size: u64,
     modified: Option<SystemTime>,
+    plugins: Vec<(std::ffi::OsString, u64, Option<SystemTime>)>,
 }
 
 /// Local processes on this node.
@@ -51,12 +55,21 @@ pub struct ProcessPlatform {
     /// Spec hashes the executable accepted (`validate`), so a start of a known configuration
     /// does not spawn it twice.
     validated: Mutex<HashSet<(Executable, String)>>,
+    /// Have drasi-server verify plugin signatures.
+    verify_plugins: bool,
 }
 
 impl ProcessPlatform {
     /// Processes of this node, with files under `data_dir`.
-    pub fn new(settings: ProcessSettings, data_dir: &Path, node: String, deployment: String) -> Self {
+    pub fn new(
+        settings: ProcessSettings,
+        data_dir: &Path,
+        node: String,
+        deployment: String,
+        verify_plugins: bool,
+    ) -> Self {
         Self {
+            verify_plugins,
             settings,
             files: Files::new(data_dir),
             node,
@@ -73,7 +86,13 @@ impl ProcessPlatform {
 
     fn facts(&self, spec: &StartSpec, p: &Found) -> RuntimeFacts {
         let id = &spec.instance_id;
+        let host = probe_host(&spec.host);
         RuntimeFacts {
+            listeners: spec
+                .listeners
+                .iter()
+                .map(|(name, port)| (name.clone(), format!("http://{host}:{port}")))
+                .collect(),
             pid: Some(p.pid),
             pid_start_time: Some(p.start_time),
             node: Some(self.node.clone()),
@@ -85,18 +104,56 @@ impl ProcessPlatform {
         }
     }
 
-    /// The executable as it is now, or `None` when it cannot be looked at (then every start
-    /// validates).
-    fn executable(&self) -> Option<Executable> {
+    /// Where the executable is.
+    fn executable_path(&self) -> Option<PathBuf> {
         let exe = &self.settings.executable;
-        let path = if exe.contains('/') {
-            PathBuf::from(exe)
-        } else {
-            std::env::var_os("PATH")
-                .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(exe)).find(|p| p.is_file()))?
+        if exe.contains('/') {
+            return Some(PathBuf::from(exe));
+        }
+        std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(exe)).find(|p| p.is_file()))
+    }
+
+    /// The plugins directory drasi-server loads from, when there is one.
+    pub fn plugins_dir(&self) -> Option<PathBuf> {
+        let dir = match &self.settings.plugins_dir {
+            Some(d) => d.clone(),
+            None => std::fs::canonicalize(self.executable_path()?).ok()?.parent()?.join("plugins"),
         };
+        dir.is_dir().then_some(dir)
+    }
+
+    /// What drasi-server gets besides `--config` (and `validate`): the plugins.
+    fn plugin_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        if let Some(dir) = self.plugins_dir() {
+            args.push("--plugins-dir".into());
+            args.push(dir.into_os_string());
+        }
+        if !self.verify_plugins {
+            args.push("--skip-verification".into());
+        }
+        args
+    }
+
+    /// The executable and its plugins as they are now, or `None` when they cannot be looked
+    /// at (then every start validates).
+    fn executable(&self) -> Option<Executable> {
+        let path = self.executable_path()?;
         let meta = std::fs::metadata(&path).ok()?;
-        Some(Executable { path, size: meta.len(), modified: meta.modified().ok() })
+        let mut plugins: Vec<_> = self
+            .plugins_dir()
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| Some((e.file_name(), e.metadata().ok()?)))
+                    .map(|(name, m)| (name, m.len(), m.modified().ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        plugins.sort();
+        Some(Executable { path, size: meta.len(), modified: meta.modified().ok(), plugins })
     }
 
     /// Run the server's own `validate --config <file>` unless this executable accepted this spec
@@ -109,7 +166,12 @@ impl ProcessPlatform {
             return Ok(());
         }
         let mut cmd = tokio::process::Command::new(&self.settings.executable);
-        cmd.arg("validate").arg("--config").arg(config).stdin(Stdio::null()).kill_on_drop(true);
+        cmd.arg("validate")
+            .arg("--config")
+            .arg(config)
+            .args(self.plugin_args())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         sanitize_env(cmd.as_std_mut());
         let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
             .await
@@ -117,16 +179,32 @@ impl ProcessPlatform {
                 PlatformError::new(ErrorCode::ValidateTimeout, "drasi-server validate did not finish within 30 s")
             })?
             .map_err(|e| spawn_error(&self.settings.executable, e))?;
+        let text = draas_jobs::domain::text::plain(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
         if out.status.success() {
+            // drasi-server's validate passes a configuration whose plugins are missing, with
+            // a warning; `run` would then die of it.
+            let missing: Vec<&str> = text.lines().filter(|l| l.contains("not installed")).map(str::trim).collect();
+            if !missing.is_empty() {
+                return Err(PlatformError::new(
+                    ErrorCode::PluginMissing,
+                    format!("drasi-server lacks plugins this configuration needs: {}", missing.join("; ")),
+                )
+                .with_detail(tail_str(&text)));
+            }
             if let (Some(k), Ok(mut v)) = (key, self.validated.lock()) {
                 v.insert(k);
             }
             return Ok(());
         }
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("configuration rejected").to_owned();
-        Err(PlatformError::new(ErrorCode::ConfigRejected, format!("drasi-server rejected the configuration: {first}"))
-            .with_detail(tail_str(&text)))
+        Err(PlatformError::new(
+            ErrorCode::ConfigRejected,
+            format!("drasi-server rejected the configuration: {}", validate_verdict(&text)),
+        )
+        .with_detail(tail_str(&text)))
     }
 
     fn spawn(&self, spec: &StartSpec, config: &Path) -> Result<Found, PlatformError> {
@@ -137,7 +215,8 @@ impl ProcessPlatform {
         let log = self.files.open_log(id).map_err(io)?;
         let err = log.try_clone().map_err(io)?;
         let mut cmd = std::process::Command::new(&self.settings.executable);
-        cmd.arg("--config").arg(config).current_dir(self.files.dir(id)).stdin(Stdio::null()).stdout(log).stderr(err);
+        cmd.arg("--config").arg(config).args(self.plugin_args());
+        cmd.current_dir(self.files.dir(id)).stdin(Stdio::null()).stdout(log).stderr(err);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         sanitize_env(&mut cmd);
         cmd.env("DRAAS_INSTANCE_ID", id.as_str())
@@ -262,7 +341,7 @@ impl Platform for ProcessPlatform {
     async fn start(&self, spec: &StartSpec) -> Result<RuntimeFacts, PlatformError> {
         let id = &spec.instance_id;
         let running = servers_of(id);
-        if let Some(p) = running.iter().find(|p| p.spec_hash.as_deref() == Some(spec.spec_hash.as_str()))
+        if let Some(p) = running.iter().find(|p| spec.runs(p.spec_hash.as_deref()))
             && self.healthy(&spec.host, spec.port).await
             && procfs::listens_on(p.pid, spec.port)
         {
@@ -272,16 +351,38 @@ impl Platform for ProcessPlatform {
             tracing::info!(instance = %id, pid = p.pid, "adopted running drasi-server");
             return Ok(self.facts(spec, p));
         }
+        // Checked before anything that runs is stopped: a refused configuration leaves it.
+        self.preflight(spec).await?;
         for p in &running {
             self.terminate(p).await;
         }
-        let config = self.files.write_config(id, &spec.yaml).map_err(|e| {
+        let config = self.files.write_config(id, "server.yaml", &spec.yaml).map_err(|e| {
             PlatformError::new(ErrorCode::IoError, format!("cannot write the config file: {e}")).caused_by(e)
         })?;
-        self.validate(&config, &spec.spec_hash).await?;
         let found = self.spawn(spec, &config)?;
         self.wait_healthy(spec, &found).await?;
         Ok(self.facts(spec, &found))
+    }
+
+    fn catalog(&self) -> Option<Catalog> {
+        draas_jobs::domain::plugins::scan(&self.plugins_dir()?)
+    }
+
+    /// drasi-server's own `validate` of the configuration, written beside the running one
+    /// (`server.next.yaml`), with this node's plugins.
+    async fn preflight(&self, spec: &StartSpec) -> Result<(), PlatformError> {
+        let candidate = self.files.write_config(&spec.instance_id, "server.next.yaml", &spec.yaml).map_err(|e| {
+            PlatformError::new(ErrorCode::IoError, format!("cannot write the config file: {e}")).caused_by(e)
+        })?;
+        self.validate(&candidate, &spec.spec_hash).await.map_err(PlatformError::before_change)
+    }
+
+    /// The running server's file becomes the new configuration (the server reads it only at
+    /// start; a restart by hand then runs what draas applied).
+    async fn reconfigured(&self, spec: &StartSpec) -> Result<(), PlatformError> {
+        self.files.write_config(&spec.instance_id, "server.yaml", &spec.yaml).map(drop).map_err(|e| {
+            PlatformError::new(ErrorCode::IoError, format!("cannot write the config file: {e}")).caused_by(e)
+        })
     }
 
     async fn stop(&self, id: &InstanceId) -> Result<(), PlatformError> {
@@ -348,6 +449,17 @@ fn spawn_error(exe: &str, e: std::io::Error) -> PlatformError {
         _ => (ErrorCode::SpawnFailed, format!("cannot start '{exe}': {e}")),
     };
     PlatformError::new(code, message).caused_by(e)
+}
+
+/// The line of `drasi-server validate`'s report that says why: its first `[ERR]` line (its
+/// report starts with "Validating: <file>"), else an `Error:` line, else the first line.
+fn validate_verdict(report: &str) -> &str {
+    let lines = || report.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find_map(|l| l.strip_prefix("[ERR]"))
+        .or_else(|| lines().find_map(|l| l.strip_prefix("Error:")))
+        .or_else(|| lines().next())
+        .map_or("configuration rejected", str::trim)
 }
 
 /// drasi-server gets the worker's environment minus draas' own settings (tokens, Redis URL),
