@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use draas_jobs::domain::model::InstanceState;
-use draas_jobs::domain::model::{DesiredState, Platform, ProbeRecord, RuntimeOptions, Status};
+use draas_jobs::domain::model::{
+    ComponentStatus, Condition, DesiredState, Platform, ProbeRecord, RuntimeFacts, RuntimeOptions, Status,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -36,6 +38,28 @@ pub struct Instance {
     /// Container image and resource limits (docker and kubernetes platforms).
     #[serde(default, skip_serializing_if = "RuntimeOptions::is_empty")]
     pub runtime: RuntimeOptions,
+    /// Where drasi-server answers, while it runs.
+    pub endpoint: Option<String>,
+    /// The node running it (process platform).
+    pub node: Option<String>,
+    /// What the platform reported when it started: pid, container id or pod, the endpoints of
+    /// the components that listen.
+    pub runtime_facts: RuntimeFacts,
+    /// The server's sources, queries and reactions as the last probe saw them.
+    pub components: Vec<ComponentStatus>,
+    /// How many components there are, and how many are in error.
+    pub components_summary: ComponentsSummary,
+    /// What is wrong besides the status, e.g. a configuration change the worker refused
+    /// (`config_rejected`, `plugin_missing`) while the server kept running the one before.
+    pub conditions: Vec<Condition>,
+}
+
+/// Component counts of an instance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ComponentsSummary {
+    pub total: usize,
+    pub running: usize,
+    pub failing: usize,
 }
 
 impl From<&InstanceState> for Instance {
@@ -57,6 +81,16 @@ impl From<&InstanceState> for Instance {
             observed_at: o.and_then(|o| o.observed_at),
             last_probe: s.probe.clone(),
             runtime: i.runtime.clone(),
+            endpoint: o.and_then(|o| o.runtime.endpoint.clone()),
+            node: o.and_then(|o| o.node.clone()),
+            runtime_facts: o.map(|o| o.runtime.clone()).unwrap_or_default(),
+            components: o.map(|o| o.components.clone()).unwrap_or_default(),
+            components_summary: o.map_or_else(ComponentsSummary::default, |o| ComponentsSummary {
+                total: o.components.len(),
+                running: o.components.iter().filter(|c| c.status.eq_ignore_ascii_case("running")).count(),
+                failing: o.components.iter().filter(|c| c.failed()).count(),
+            }),
+            conditions: o.and_then(|o| o.rejected.clone()).into_iter().collect(),
         }
     }
 }

@@ -188,13 +188,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<ConfigError> for ApiError {
-    fn from(ConfigError(errors): ConfigError) -> Self {
+impl ApiError {
+    /// An error about several fields, with `status`: the first one's code, message and pointer,
+    /// and every one in `errors`.
+    pub fn fields(status: StatusCode, errors: Vec<FieldError>) -> Self {
         let first =
             errors.first().cloned().unwrap_or_else(|| FieldError::new("invalid_config", "invalid configuration", ""));
-        let mut e = Self::field(first);
+        let mut e = Self::new(status, &first.code, first.message.clone()).at(first.pointer);
         e.errors = errors;
         e
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(ConfigError(errors): ConfigError) -> Self {
+        Self::fields(StatusCode::UNPROCESSABLE_ENTITY, errors)
     }
 }
 

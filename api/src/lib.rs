@@ -10,6 +10,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
+pub mod plugins;
 pub mod routes;
 pub mod secrets;
 
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
         .route("/api/v1/queues", get(queues::list))
+        .route("/api/v1/plugins", get(plugins::list))
         .route("/api/v1/instances/{id}/config", get(config::get).put(config::put).patch(config::patch))
         .route("/api/v1/instances/{id}/config/{kind}", get(components::list).post(components::create))
         .route(

@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use crate::plugins;
 use crate::routes::{components, config, health, instances, operations, queues, status};
 
 /// The v1 API.
@@ -21,6 +22,7 @@ use crate::routes::{components, config, health, instances, operations, queues, s
         operations::start, operations::stop, operations::restart, operations::delete,
         operations::get, operations::list, operations::cancel, queues::list,
         status::history, status::recent_changes, status::events, status::push, status::reconcile_one, status::reconcile_all,
+        plugins::list,
     ),
     components(schemas(
         crate::error::Problem, draas_jobs::domain::validate::FieldError, crate::dto::Instance, crate::dto::InstancePage,
@@ -31,10 +33,12 @@ use crate::routes::{components, config, health, instances, operations, queues, s
         draas_jobs::domain::config::DrasiConfig, draas_jobs::domain::config::Source, draas_jobs::domain::config::Query,
         draas_jobs::domain::config::QuerySource, draas_jobs::domain::config::Reaction, draas_jobs::domain::config::LogLevel,
         draas_jobs::domain::model::Platform, draas_jobs::domain::model::ProbeRecord, draas_jobs::domain::model::DesiredState, draas_jobs::domain::model::Status,
+        draas_jobs::domain::model::ComponentStatus, draas_jobs::domain::model::Condition, draas_jobs::domain::model::RuntimeFacts,
+        crate::dto::ComponentsSummary, plugins::Plugins, plugins::CatalogDto,
     )),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = [])),
-    tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "health")),
+    tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "plugins"), (name = "health")),
 )]
 pub struct ApiDoc;
 

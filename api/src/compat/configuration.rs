@@ -25,6 +25,7 @@ pub async fn get(State(state): State<AppState>, PathParams(p): PathParams<Instan
 pub async fn patch(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>, body: RawBody) -> Answer {
     let ops = json::patch(json::body(&body, true)?, ALL_CONFIG_KEYS)?;
     let id = instance_id(&p.instance_id)?;
+    let plugins = crate::plugins::Checker::load(&state).await?;
     let (after, ()) = state
         .store
         .instances()
@@ -32,7 +33,9 @@ pub async fn patch(State(state): State<AppState>, PathParams(p): PathParams<Inst
             let before = json::config_out(&s.config.value)?;
             let mut doc = before.clone();
             json::apply_patch(&mut doc, &ops)?;
-            s.config.value = json::parse_original_config(doc, Some(&before))?;
+            let config = json::parse_original_config(doc, Some(&before))?;
+            plugins.check_instance(s, &config)?;
+            s.config.value = config;
             Ok::<_, CompatError>(())
         })
         .await

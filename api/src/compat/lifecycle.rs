@@ -107,10 +107,12 @@ pub async fn start(
     };
     if let Some(doc) = given {
         let config = draas_jobs::domain::validate::parse_config(doc)?;
+        let plugins = crate::plugins::Checker::load(&state).await?;
         state
             .store
             .instances()
             .update(&id, |s| {
+                plugins.check_instance(s, &config)?;
                 s.config.value = config.clone();
                 Ok::<_, CompatError>(())
             })

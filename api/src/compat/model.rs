@@ -77,7 +77,7 @@ impl InstanceStatus {
     pub fn from_status(s: Status) -> Self {
         match s {
             Status::Created => Self::Created,
-            Status::Starting | Status::Running | Status::Stopping => Self::Running,
+            Status::Starting | Status::Running | Status::Degraded | Status::Stopping => Self::Running,
             Status::Stopped => Self::Stopped,
             Status::Error | Status::Unknown => Self::Error,
         }

@@ -12,12 +12,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::config::edit_config;
+use super::config::{WriteQuery, edit_config, operation_headers, reconfigure};
 use super::instances::{load, parse_id};
+use super::operations::wait_duration;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
+use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, RequestId, etag};
 use crate::secrets::{reveal, shown};
 
 fn kind(raw: &str) -> Result<ComponentKind, ApiError> {
@@ -116,16 +117,19 @@ pub async fn list(
 
 /// Add a component.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/config/{kind}", tag = "config",
-    params(("id" = String, Path), ("kind" = String, Path, description = "sources, queries or reactions")),
+    params(("id" = String, Path), ("kind" = String, Path, description = "sources, queries or reactions"), WriteQuery),
     request_body(content = Object, content_type = "application/json"),
     responses((status = 201, body = Object), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     PathParams((id, k)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
+    RequestId(rid): RequestId,
     body: RawBody,
 ) -> Result<Response, ApiError> {
+    let wait = wait_duration(&state, q.wait)?;
     let kind = kind(&k)?;
     let component = component_body(&body, None)?;
     let cid = component.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -143,7 +147,14 @@ pub async fn create(
     .await?;
     let cid = cid.unwrap_or_default();
     let location = format!("/api/v1/instances/{id}/config/{}/{cid}", kind.key());
-    Ok((StatusCode::CREATED, [etag(after.config.version), (header::LOCATION, location)], Json(shown(component, false)))
+    let op = reconfigure(&state, &after, &rid, wait).await;
+    let headers = operation_headers(op.as_ref(), false);
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        [etag(after.config.version), (header::LOCATION, location)],
+        Json(shown(component, false)),
+    )
         .into_response())
 }
 
@@ -168,16 +179,19 @@ pub async fn get(
 
 /// Replace (or create) one component.
 #[utoipa::path(put, path = "/api/v1/instances/{id}/config/{kind}/{componentId}", tag = "config",
-    params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path)),
+    params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path), WriteQuery),
     request_body(content = Object, content_type = "application/json"),
     responses((status = 200, body = Object), (status = 201, body = Object), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 412, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn put(
     State(state): State<AppState>,
     PathParams((id, k, cid)): PathParams<(String, String, String)>,
+    QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
+    RequestId(rid): RequestId,
     body: RawBody,
 ) -> Result<Response, ApiError> {
+    let wait = wait_duration(&state, q.wait)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
     let component = component_body(&body, Some(cid.as_str()))?;
@@ -200,18 +214,23 @@ pub async fn put(
     })
     .await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, [etag(after.config.version)], Json(shown(component, false))).into_response())
+    let op = reconfigure(&state, &after, &rid, wait).await;
+    let headers = operation_headers(op.as_ref(), true);
+    Ok((status, headers, [etag(after.config.version)], Json(shown(component, false))).into_response())
 }
 
 /// Remove one component; refused (409) while other components depend on it.
 #[utoipa::path(delete, path = "/api/v1/instances/{id}/config/{kind}/{componentId}", tag = "config",
-    params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path)),
+    params(("id" = String, Path), ("kind" = String, Path), ("componentId" = String, Path), WriteQuery),
     responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
     PathParams((id, k, cid)): PathParams<(String, String, String)>,
+    QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
+    RequestId(rid): RequestId,
 ) -> Result<Response, ApiError> {
+    let wait = wait_duration(&state, q.wait)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
     let after = edit_config(&state, &id, &if_match, |config| {
@@ -228,5 +247,6 @@ pub async fn delete(
         with_collection(config, kind, items, i)
     })
     .await?;
-    Ok((StatusCode::NO_CONTENT, [etag(after.config.version)]).into_response())
+    let op = reconfigure(&state, &after, &rid, wait).await;
+    Ok((StatusCode::NO_CONTENT, operation_headers(op.as_ref(), true), [etag(after.config.version)]).into_response())
 }

@@ -6,18 +6,23 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use draas_jobs::domain::config::DrasiConfig;
-use draas_jobs::domain::model::InstanceState;
+use draas_jobs::domain::model::{DesiredState, InstanceState};
+use draas_jobs::domain::operation::{Operation, OperationKind};
 use draas_jobs::domain::validate::{FieldError, parse_config};
 use draas_jobs::domain::{redact, render};
+use draas_jobs::queue::submit::Request;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::instances::{load, parse_id};
+use super::operations::wait_duration;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
+use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, RequestId, etag};
+use crate::lifecycle;
+use crate::plugins::Checker;
 use crate::secrets::{reveal, shown, shown_yaml};
 
 /// Options of `GET …/config`.
@@ -44,6 +49,55 @@ pub fn config_response(status: StatusCode, s: &InstanceState, reveal: bool) -> R
     Ok((status, [etag(s.config.version)], Json(doc)).into_response())
 }
 
+/// `?wait=N` of a configuration write: hold up to N seconds for its `reconfigure` to end.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WriteQuery {
+    pub wait: Option<u64>,
+}
+
+/// After a configuration write to an instance that should run: a `reconfigure` operation (live
+/// through the server's API where it can be, else a restart), held up to `wait`. The
+/// configuration is stored whatever happens here: when the operation cannot be queued now
+/// (a full queue), the reconciler applies the change at its next tick.
+pub async fn reconfigure(
+    state: &AppState,
+    after: &InstanceState,
+    request_id: &str,
+    wait: std::time::Duration,
+) -> Option<Operation> {
+    if after.instance.value.desired_state != DesiredState::Running {
+        return None;
+    }
+    let request = Request::new(OperationKind::Reconfigure, Some(after.id()), "user", request_id);
+    match lifecycle::submit_and_wait(state, request, wait).await {
+        Ok(op) => Some(op),
+        Err(e) => {
+            tracing::warn!(instance = %after.id(), code = e.code(), "stored a configuration; its reconfigure was not queued (the reconciler applies it)");
+            None
+        }
+    }
+}
+
+/// The headers naming a configuration write's operation: `X-Draas-Operation` (its id) and
+/// `X-Draas-Operation-Status`, and with `location` the operation as `Location` too.
+pub fn operation_headers(op: Option<&Operation>, location: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let Some(op) = op else { return h };
+    let value = |s: String| header::HeaderValue::from_str(&s).ok();
+    if let Some(v) = value(op.id.to_string()) {
+        h.insert(header::HeaderName::from_static("x-draas-operation"), v);
+    }
+    if let Some(v) = value(op.status.as_str().to_owned()) {
+        h.insert(header::HeaderName::from_static("x-draas-operation-status"), v);
+    }
+    if location && let Some(v) = value(format!("/api/v1/operations/{}", op.id)) {
+        h.insert(header::LOCATION, v);
+    }
+    h
+}
+
 /// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
 pub async fn edit_config(
     state: &AppState,
@@ -52,12 +106,15 @@ pub async fn edit_config(
     mut edit: impl FnMut(&DrasiConfig) -> Result<DrasiConfig, ApiError>,
 ) -> Result<InstanceState, ApiError> {
     let id = parse_id(id)?;
+    let plugins = Checker::load(state).await?;
     let (after, ()) = state
         .store
         .instances()
         .update(&id, |s| {
             if_match.check(s.config.version)?;
-            s.config.value = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
+            let config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
+            plugins.check_instance(s, &config)?;
+            s.config.value = config;
             Ok::<_, ApiError>(())
         })
         .await
@@ -91,9 +148,9 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let reveal = reveal(q.reveal, caller)?;
     let s = load(&state, &parse_id(&id)?).await?;
-    let port = s.observed.as_ref().and_then(|o| o.value.port);
     if wants_yaml(&headers) || q.effective == Some(true) {
-        let rendered = render::render(&s, &state.settings.process.host, port).map_err(|e| ApiError::internal(&e))?;
+        let ports = render::Ports::observed(s.observed.as_ref().map(|o| &o.value));
+        let rendered = render::render(&s, &state.settings.process.host, &ports).map_err(|e| ApiError::internal(&e))?;
         if wants_yaml(&headers) {
             return Ok((
                 [
@@ -111,36 +168,49 @@ pub async fn get(
     config_response(StatusCode::OK, &s, reveal)
 }
 
-/// Replace the whole configuration (JSON or YAML body).
-#[utoipa::path(put, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path)),
+/// Replace the whole configuration (JSON or YAML body). An instance that should run gets a
+/// `reconfigure` operation, named by `Location` and `X-Draas-Operation`.
+#[utoipa::path(put, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path), WriteQuery),
     request_body(content = DrasiConfig, content_type = "application/json"),
-    responses((status = 200, body = DrasiConfig), (status = 400, body = Problem), (status = 404, body = Problem),
+    responses((status = 200, body = DrasiConfig, headers(("Location" = String, description = "the reconfigure operation"),
+            ("X-Draas-Operation" = String), ("X-Draas-Operation-Status" = String))),
+        (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn put(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
+    RequestId(rid): RequestId,
     body: RawBody,
 ) -> Result<Response, ApiError> {
+    let wait = wait_duration(&state, q.wait)?;
     let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
     let config = parse_config(body.document(media)?)?;
     let after = edit_config(&state, &id, &if_match, |_| Ok(config.clone())).await?;
-    config_response(StatusCode::OK, &after, false)
+    let op = reconfigure(&state, &after, &rid, wait).await;
+    Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
 
 /// Patch the configuration: JSON Patch (RFC 6902) or JSON Merge Patch (RFC 7396). The result
 /// is validated before it is stored; a rejected patch changes nothing.
-#[utoipa::path(patch, path = "/api/v1/instances/{id}/config", tag = "config", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/instances/{id}/config", tag = "config",
     request_body(content = Object, content_type = "application/json-patch+json",
         description = "RFC 6902 operations, or an RFC 7396 merge document with Content-Type application/merge-patch+json"),
-    responses((status = 200, body = DrasiConfig), (status = 400, body = Problem), (status = 404, body = Problem),
+    params(("id" = String, Path), WriteQuery),
+    responses((status = 200, body = DrasiConfig, headers(("Location" = String, description = "the reconfigure operation"),
+            ("X-Draas-Operation" = String), ("X-Draas-Operation-Status" = String))),
+        (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
+    RequestId(rid): RequestId,
     body: RawBody,
 ) -> Result<Response, ApiError> {
+    let wait = wait_duration(&state, q.wait)?;
     let edit = match body.expect(&[MediaType::JsonPatch, MediaType::MergePatch])? {
         MediaType::JsonPatch => Patch::Json(body.json()?),
         _ => Patch::Merge(body.json()?),
@@ -151,7 +221,8 @@ pub async fn patch(
         Ok(parse_config(doc)?)
     })
     .await?;
-    config_response(StatusCode::OK, &after, false)
+    let op = reconfigure(&state, &after, &rid, wait).await;
+    Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
 
 /// A patch document of either kind.

@@ -72,12 +72,14 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
         None => DrasiConfig::default(),
     };
     let runtime = runtime(req.runtime)?;
+    let platform = req.platform.unwrap_or(state.settings.default_platform);
+    crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
     let record = InstanceRecord {
         id: InstanceId::generate(),
         name,
         description,
-        platform: req.platform.unwrap_or(state.settings.default_platform),
+        platform,
         desired_state: DesiredState::Stopped,
         generation: 1,
         created_at: now,

@@ -87,6 +87,16 @@ pub struct DeleteQuery {
 /// Longest `?wait=`.
 pub const MAX_WAIT_SECS: u64 = 60;
 
+/// How long `?wait=` holds a request: at most 60 s (400 beyond), and at most what the
+/// operators allow (a proxy in front with a shorter timeout).
+pub fn wait_duration(state: &AppState, wait: Option<u64>) -> Result<Duration, ApiError> {
+    let wait = wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request("invalid_wait", format!("wait must be at most {MAX_WAIT_SECS} seconds")));
+    }
+    Ok(Duration::from_secs(wait.min(state.settings.api.max_wait_secs)))
+}
+
 /// 202 + Location + Retry-After while the operation runs, 200 once it has ended.
 fn operation_response(op: &Operation) -> Response {
     let status = if op.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -107,12 +117,7 @@ struct Asked<'a> {
 
 async fn lifecycle(state: AppState, a: Asked<'_>) -> Result<Response, ApiError> {
     let id = parse_id(a.id)?;
-    let wait = a.wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(ApiError::bad_request("invalid_wait", format!("wait must be at most {MAX_WAIT_SECS} seconds")));
-    }
-    // Operators may hold requests for less (a proxy in front with a shorter timeout).
-    let wait = wait.min(state.settings.api.max_wait_secs);
+    let wait = wait_duration(&state, a.wait)?;
     let mut request = Request::new(a.kind, Some(&id), "user", a.request_id);
     if a.if_match.is_present() {
         // Checked against this read, and the submit writes only if nothing changed since.
@@ -121,7 +126,7 @@ async fn lifecycle(state: AppState, a: Asked<'_>) -> Result<Response, ApiError> 
         request.expected_version = Some(version);
     }
     request.force = a.force;
-    let op = lifecycle::submit_and_wait(&state, request, Duration::from_secs(wait)).await?;
+    let op = lifecycle::submit_and_wait(&state, request, wait).await?;
     Ok(operation_response(&op))
 }
 

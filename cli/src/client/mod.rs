@@ -74,6 +74,18 @@ impl Client {
         query: &[(&str, String)],
         body: Option<Body>,
     ) -> Result<Value, CliError> {
+        self.write(method, path, query, body).await.map(|(v, _)| v)
+    }
+
+    /// Like [`Client::call`], with the operation a configuration write started (its
+    /// `X-Draas-Operation` header), if any.
+    pub async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
+    ) -> Result<(Value, Option<String>), CliError> {
         let mut rb = self.request(method, path).query(query).timeout(REQUEST_TIMEOUT);
         rb = match body {
             Some(Body::Json(v)) => rb.json(&v),
@@ -81,10 +93,15 @@ impl Client {
             None => rb,
         };
         let res = self.send(rb).await?;
+        let op = res.headers().get("x-draas-operation").and_then(|v| v.to_str().ok()).map(str::to_owned);
         if res.status() == reqwest::StatusCode::NO_CONTENT {
-            return Ok(Value::Null);
+            return Ok((Value::Null, op));
         }
-        res.json().await.map_err(|e| CliError::Transport(format!("the answer is not JSON: {}", error::chain(&e))))
+        let v = res
+            .json()
+            .await
+            .map_err(|e| CliError::Transport(format!("the answer is not JSON: {}", error::chain(&e))))?;
+        Ok((v, op))
     }
 
     /// GET `path` with `query` and read JSON.

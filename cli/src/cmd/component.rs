@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use reqwest::Method;
 
+use super::follow::{WaitArg, after_write};
 use super::{Ctx, input};
 use crate::client::{Body, CliError, segment};
 use crate::output::{self, Column, Output, text};
@@ -74,6 +75,8 @@ pub enum ComponentCmd {
         instance: String,
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Remove one (refused while others use it).
     Rm {
@@ -81,6 +84,8 @@ pub enum ComponentCmd {
         instance: String,
         /// Component id.
         id: String,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// List them.
     List {
@@ -92,21 +97,23 @@ pub enum ComponentCmd {
 /// Run `draas <kind> …`.
 pub async fn run(ctx: &Ctx, kind: Kind, cmd: ComponentCmd) -> Result<(), CliError> {
     match cmd {
-        ComponentCmd::Add { instance, file } => {
+        ComponentCmd::Add { instance, file, wait } => {
             let doc = input::document(&file)?;
             let path = collection_path(ctx, &instance, kind).await?;
-            let added = ctx.client.call(Method::POST, &path, &[], Some(Body::Json(doc))).await?;
+            let (added, op) = ctx.client.write(Method::POST, &path, &[], Some(Body::Json(doc))).await?;
             match ctx.out {
                 Output::Table => println!("{} {} added to {instance}", kind.singular(), text(&added, "/id")),
                 out => output::document(out, &added),
             }
+            after_write(ctx, op, &wait, &format!("instance {instance}")).await?;
         }
-        ComponentCmd::Rm { instance, id } => {
+        ComponentCmd::Rm { instance, id, wait } => {
             let path = format!("{}/{}", collection_path(ctx, &instance, kind).await?, segment(&id));
-            ctx.client.call(Method::DELETE, &path, &[], None).await?;
+            let (_, op) = ctx.client.write(Method::DELETE, &path, &[], None).await?;
             if ctx.out == Output::Table {
                 println!("{} {id} removed from {instance}", kind.singular());
             }
+            after_write(ctx, op, &wait, &format!("instance {instance}")).await?;
         }
         ComponentCmd::List { instance } => {
             let path = collection_path(ctx, &instance, kind).await?;

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
 
+use super::follow::{WaitArg, after_write};
 use super::{Ctx, input};
 use crate::client::{Body, CliError, segment};
 use crate::output::{self, Output};
@@ -28,6 +29,8 @@ pub enum ConfigCmd {
         instance: String,
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Patch the configuration with an RFC 6902 JSON Patch file (JSON or YAML; `-` for stdin).
     Patch {
@@ -38,6 +41,8 @@ pub enum ConfigCmd {
         /// The file is an RFC 7396 JSON Merge Patch instead.
         #[arg(long)]
         merge: bool,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Print the exact YAML drasi-server is given (defaults and allocated port filled in).
     Yaml {
@@ -55,20 +60,20 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> Result<(), CliError> {
             output::document(ctx.out, &ctx.client.get(&path, &query).await?);
             Ok(())
         }
-        ConfigCmd::Set { instance, file } => {
+        ConfigCmd::Set { instance, file, wait } => {
             let doc = input::document(&file)?;
             let path = config_path(ctx, &instance).await?;
-            let after = ctx.client.call(Method::PUT, &path, &[], Some(Body::Json(doc))).await?;
+            let (after, op) = ctx.client.write(Method::PUT, &path, &[], Some(Body::Json(doc))).await?;
             changed(ctx.out, &instance, "replaced", &after);
-            Ok(())
+            after_write(ctx, op, &wait, &format!("instance {instance}")).await
         }
-        ConfigCmd::Patch { instance, file, merge } => {
+        ConfigCmd::Patch { instance, file, merge, wait } => {
             let doc = input::document(&file)?;
             let media = if merge { "application/merge-patch+json" } else { "application/json-patch+json" };
             let path = config_path(ctx, &instance).await?;
-            let after = ctx.client.call(Method::PATCH, &path, &[], Some(Body::JsonAs(doc, media))).await?;
+            let (after, op) = ctx.client.write(Method::PATCH, &path, &[], Some(Body::JsonAs(doc, media))).await?;
             changed(ctx.out, &instance, "patched", &after);
-            Ok(())
+            after_write(ctx, op, &wait, &format!("instance {instance}")).await
         }
         ConfigCmd::Yaml { instance } => {
             let path = config_path(ctx, &instance).await?;

@@ -44,6 +44,14 @@ pub fn is_final(op: &Value) -> bool {
     matches!(op["status"].as_str(), Some("succeeded" | "failed" | "superseded" | "cancelled"))
 }
 
+/// After a configuration write: with `--wait`, follow the `reconfigure` it started (none: the
+/// instance does not run; the configuration applies at its next start).
+pub async fn after_write(ctx: &Ctx, op: Option<String>, wait: &WaitArg, subject: &str) -> Result<(), CliError> {
+    let (Some(limit), Some(op)) = (wait.limit(), op) else { return Ok(()) };
+    let op = ctx.client.get(&format!("/api/v1/operations/{}", segment(&op)), &[]).await?;
+    follow(ctx, op, limit, subject).await
+}
+
 /// Follow `op` until it ends or `limit` passes, then report it.
 pub async fn follow(ctx: &Ctx, mut op: Value, limit: Duration, subject: &str) -> Result<(), CliError> {
     let spinner = Spinner::new();
@@ -122,6 +130,7 @@ fn past(kind: &str) -> String {
         "restart" => "restarted".to_owned(),
         "delete" => "deleted".to_owned(),
         "reconcile" => "reconciled".to_owned(),
+        "reconfigure" => "reconfigured".to_owned(),
         other => format!("{other} succeeded"),
     }
 }
