@@ -1,7 +1,8 @@
 //! Docker test support: a client of the real engine (a test fails loudly when dockerd does
 //! not answer; it never skips), the stand-in image built `FROM scratch` around a statically
-//! linked stand-in (once per test binary, reused while the binary's hash is the same), and a
-//! guard that removes a test's containers however the test ends.
+//! linked stand-in (once per test binary, reused while the binary's hash is the same), the
+//! real drasi-server's image built `FROM scratch` the same way from its binary and the shared
+//! libraries `ldd` names, and a guard that removes a test's containers however the test ends.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,9 @@ pub const IMAGE: &str = "draas-standin:test";
 pub const SLOW_IMAGE: &str = "draas-standin:slow";
 /// The stand-in image whose `/health` never answers 200.
 pub const UNHEALTHY_IMAGE: &str = "draas-standin:unhealthy";
-/// Label of the stand-in images holding the hash of the binary inside.
+/// The real drasi-server (with no plugins inside: the docker platform copies them in).
+pub const REAL_IMAGE: &str = "draas-drasi-server:test";
+/// Label of the test images holding the hash of the binary inside.
 const HASH_LABEL: &str = "draas.standin-sha256";
 
 /// The engine every test talks to.
@@ -60,8 +63,9 @@ pub fn standin_images() -> &'static str {
 async fn build_images() {
     let binary = static_standin();
     let bytes = std::fs::read(&binary).expect("read the static stand-in");
-    let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = sha256(&bytes);
     let docker = docker().await;
+    let files = [("usr/local/bin/drasi-server".to_owned(), bytes)];
     for (image, env) in [
         (IMAGE, None),
         (SLOW_IMAGE, Some("DRASI_STANDIN_STARTUP_DELAY_MS=2000")),
@@ -71,12 +75,55 @@ async fn build_images() {
         if current.as_deref() == Some(hash.as_str()) {
             continue;
         }
-        import(&docker, image, &bytes, &hash, env).await;
+        import(&docker, image, &files, &hash, env).await;
     }
 }
 
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Make sure [`REAL_IMAGE`] holds the real drasi-server at `bin` (built once per test binary
+/// run, reused while the binary is the same) and return it.
+pub fn real_server_image(bin: &Path) -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let bin = bin.to_owned();
+    BUILT.get_or_init(|| {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(build_real_image(&bin));
+        })
+        .join()
+        .expect("building the drasi-server image failed");
+    });
+    REAL_IMAGE
+}
+
+/// The binary at `/usr/local/bin/drasi-server` and every library `ldd` names at its own path.
+async fn build_real_image(bin: &Path) {
+    let bytes = std::fs::read(bin).expect("read drasi-server");
+    let hash = sha256(&bytes);
+    let docker = docker().await;
+    let current = docker.inspect_image(REAL_IMAGE).await.ok().and_then(|i| i.config?.labels?.get(HASH_LABEL).cloned());
+    if current.as_deref() == Some(hash.as_str()) {
+        return;
+    }
+    let ldd = Command::new("ldd").arg(bin).output().expect("run ldd");
+    assert!(ldd.status.success(), "ldd {}: {}", bin.display(), String::from_utf8_lossy(&ldd.stderr));
+    let mut files = vec![("usr/local/bin/drasi-server".to_owned(), bytes)];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libjq.so.1 => /lib/x86_64-linux-gnu/libjq.so.1 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`.
+        let path = line.split("=>").last().and_then(|r| r.split_whitespace().next()).filter(|p| p.starts_with('/'));
+        if let Some(path) = path {
+            let lib = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+            files.push((path.trim_start_matches('/').to_owned(), lib));
+        }
+    }
+    import(&docker, REAL_IMAGE, &files, &hash, None).await;
+}
+
 /// Import a root filesystem holding only the stand-in as `image`.
-async fn import(docker: &Docker, image: &str, binary: &[u8], hash: &str, env: Option<&str>) {
+async fn import(docker: &Docker, image: &str, files: &[(String, Vec<u8>)], hash: &str, env: Option<&str>) {
     let (repo, tag) = image.split_once(':').expect("image with a tag");
     let mut changes = vec![
         r#"ENTRYPOINT ["/usr/local/bin/drasi-server"]"#.to_owned(),
@@ -92,16 +139,26 @@ async fn import(docker: &Docker, image: &str, binary: &[u8], hash: &str, env: Op
         ..Default::default()
     };
     docker
-        .create_image(Some(options), Some(body_full(rootfs(binary).into())), None)
+        .create_image(Some(options), Some(body_full(rootfs(files).into())), None)
         .try_for_each(|_| async { Ok(()) })
         .await
         .unwrap_or_else(|e| panic!("cannot import {image}: {e}"));
 }
 
-/// `usr/local/bin/drasi-server`, `app/`, `tmp/`.
-fn rootfs(binary: &[u8]) -> Vec<u8> {
+/// `app/`, `tmp/` and `files` (executable, each under its directories).
+fn rootfs(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut dirs: Vec<String> = vec!["app/".into(), "tmp/".into()];
+    for (path, _) in files {
+        let mut parent = Path::new(path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.push(format!("{}/", p.display()));
+            parent = p.parent();
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
     let mut tar = tar::Builder::new(Vec::new());
-    for dir in ["app/", "tmp/", "usr/", "usr/local/", "usr/local/bin/"] {
+    for dir in &dirs {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_path(dir).expect("path");
@@ -110,12 +167,14 @@ fn rootfs(binary: &[u8]) -> Vec<u8> {
         h.set_cksum();
         tar.append(&h, std::io::empty()).expect("tar dir");
     }
-    let mut h = tar::Header::new_gnu();
-    h.set_path("usr/local/bin/drasi-server").expect("path");
-    h.set_mode(0o755);
-    h.set_size(binary.len() as u64);
-    h.set_cksum();
-    tar.append(&h, binary).expect("tar binary");
+    for (path, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(path).expect("path");
+        h.set_mode(0o755);
+        h.set_size(bytes.len() as u64);
+        h.set_cksum();
+        tar.append(&h, bytes.as_slice()).expect("tar file");
+    }
     tar.into_inner().expect("tar")
 }
 

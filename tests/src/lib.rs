@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod kube;
+pub mod postgres;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};
@@ -201,6 +202,18 @@ pub fn processes_under(dir: &std::path::Path) -> Vec<i32> {
         .collect()
 }
 
+/// Start Redis and one `draas up` (API, worker on node `node-a` and reconciler in one
+/// process, as a user runs draas) for a test: the worker settings of
+/// [`TestApp::start_worker`], no Docker, plus `extra` environment on top.
+pub async fn spawn_up(extra: &[(&str, &str)]) -> TestApp {
+    let mut app = spawn_app().await;
+    let mut more = vec![("DRAAS_DOCKER__ENABLED", "false")];
+    more.extend_from_slice(extra);
+    let up = DraasProcess::start(&["up"], &app.worker_env("node-a", &more));
+    drop(std::mem::replace(&mut app.api, up));
+    app
+}
+
 /// Start Redis and one `draas api` for a test.
 pub async fn spawn_app() -> TestApp {
     let redis = TestRedis::start();
@@ -234,6 +247,11 @@ impl TestApp {
     /// Start a worker on node `node` with the drasi-server stand-in, fast heartbeats and short
     /// leases, plus `extra` environment on top.
     pub fn start_worker(&self, node: &str, extra: &[(&str, &str)]) -> DraasProcess {
+        DraasProcess::start(&["worker"], &self.worker_env(node, extra))
+    }
+
+    /// The environment of a worker of this test (see [`TestApp::start_worker`]).
+    pub fn worker_env(&self, node: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = self.env();
         let standin = bin("drasi-server-standin");
         let ports = (self.ports.0.to_string(), self.ports.1.to_string());
@@ -254,7 +272,7 @@ impl TestApp {
             env.push((k.to_owned(), v.to_owned()));
         }
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        DraasProcess::start(&["worker"], &env)
+        env
     }
 
     /// Submit a lifecycle request (`start`, `stop`, `restart`) and return the operation.
@@ -391,12 +409,62 @@ pub async fn problem(res: reqwest::Response) -> (StatusCode, Value) {
 
 /// The shell block of the README between `<!-- <name>:start -->` and `<!-- <name>:end -->`.
 pub fn readme_block(name: &str) -> String {
+    readme_code(name, "bash")
+}
+
+/// The ```` ```<lang> ```` block of the README between `<!-- <name>:start -->` and
+/// `<!-- <name>:end -->`.
+pub fn readme_code(name: &str, lang: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(path).expect("README.md");
     let start = readme.find(&format!("<!-- {name}:start -->")).expect("start marker");
     let end = readme.find(&format!("<!-- {name}:end -->")).expect("end marker");
-    let body = readme[start..end].split("```bash").nth(1).expect("bash block");
+    let body = readme[start..end].split(&format!("```{lang}")).nth(1).expect("code block");
     body.split("\n```").next().expect("end of block").to_owned()
+}
+
+/// What a README shell block printed.
+#[derive(Debug)]
+pub struct BlockRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for BlockRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "success: {}\nstdout:\n{}\nstderr:\n{}", self.success, self.stdout, self.stderr)
+    }
+}
+
+/// Run the README's shell block `name` with `bash -euo pipefail` in `dir`, with `env` (and no
+/// other `DRAAS_*` variable) and `path` ahead of `PATH` (the workspace's binaries are first).
+pub fn run_readme_block(
+    name: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    path: &[&std::path::Path],
+) -> BlockRun {
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let search =
+        std::iter::once(bin_dir()).chain(path.iter().map(|p| p.to_path_buf())).chain(std::env::split_paths(&inherited));
+    let mut bash = Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", &readme_block(name)])
+        .env("PATH", std::env::join_paths(search).expect("PATH"))
+        .current_dir(dir);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DRAAS_")) {
+        bash.env_remove(k);
+    }
+    let out = bash.envs(env.iter().copied()).output().expect("bash");
+    let run = BlockRun {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    if verbose() {
+        eprintln!("{run}");
+    }
+    run
 }
 
 /// The real drasi-server and its plugins, as `scripts/test` finds them (`DRASI_SERVER_BIN`,
@@ -422,6 +490,52 @@ pub fn real_server(test: &str) -> Option<RealServer> {
             None
         }
     }
+}
+
+/// A Server-Sent Events stream, open (its answer's headers came).
+pub struct SseStream {
+    url: String,
+    res: reqwest::Response,
+    seen: String,
+}
+
+impl SseStream {
+    /// Open the stream at `url`, within `deadline`.
+    pub async fn open(url: &str, deadline: Duration) -> Self {
+        let res = tokio::time::timeout(deadline, reqwest::Client::new().get(url).send())
+            .await
+            .unwrap_or_else(|_| panic!("{url} did not answer within {deadline:?}"))
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(res.status().is_success(), "{url}: {}", res.status());
+        Self { url: url.to_owned(), res, seen: String::new() }
+    }
+
+    /// Read until `wanted` holds for one `data:` payload (returned) or `deadline` passes
+    /// (panics, showing what came).
+    pub async fn until(&mut self, deadline: Duration, wanted: impl Fn(&str) -> bool) -> String {
+        let end = tokio::time::Instant::now() + deadline;
+        let url = &self.url;
+        loop {
+            let complete = &self.seen[..self.seen.rfind('\n').map_or(0, |i| i + 1)];
+            if let Some(data) =
+                complete.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).find(|d| wanted(d))
+            {
+                return data.to_owned();
+            }
+            let chunk = match tokio::time::timeout_at(end, self.res.chunk()).await {
+                Ok(Ok(Some(c))) => c,
+                Ok(Ok(None)) => panic!("{url} ended; it sent:\n{}", self.seen),
+                Ok(Err(e)) => panic!("{url}: {e}; it sent:\n{}", self.seen),
+                Err(_) => panic!("no wanted event from {url} within {deadline:?}; it sent:\n{}", self.seen),
+            };
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// A small valid configuration with one source, query and reaction.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use draas_tests::{TestApp, bin, bin_dir, eventually, readme_block, spawn_app};
+use draas_tests::{TestApp, bin, bin_dir, eventually, free_port, readme_block, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -203,7 +203,7 @@ async fn lifecycle_commands_wait_for_their_operation_and_fail_with_its_error() {
     assert!(waited.ok().contains(" restarted "), "{waited}");
     assert_eq!(cli.run(&["op", "get", op, "-o", "json"]).json()["status"], "succeeded");
 
-    let rejected = cli.file("rejected.yaml", "sources: [{kind: postgres, id: db, host: db.local}]\n");
+    let rejected = cli.file("rejected.yaml", "host: ${DRAAS_TEST_UNSET_HOST}\nsources: []\n");
     cli.run(&["instance", "create", "rejected", "-f", &rejected]).ok();
     let failed = cli.run(&["instance", "start", "rejected", "--wait"]);
     assert!(failed.fails(3).starts_with("error: config_rejected: instance rejected: "), "{failed}");
@@ -223,11 +223,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Lines a child prints on stdout, as they come.
@@ -323,7 +318,17 @@ async fn server_and_token_come_from_flags_environment_a_settings_file_or_draas_u
 #[tokio::test]
 async fn the_readme_cli_block_runs_against_a_live_draas() {
     let app = spawn_app().await;
-    let _worker = app.start_worker("node-a", &[]);
+    // The real drasi-server and its plugins when the suite has them, else the stand-in (this
+    // block reads no results).
+    let real = draas_tests::real_server("the README CLI block on the real server (runs on the stand-in)");
+    let env: Vec<(&str, &str)> = real.as_ref().map_or_else(Vec::new, |r| {
+        vec![
+            ("DRAAS_PROCESS_EXECUTABLE", r.bin.to_str().unwrap()),
+            ("DRAAS_PROCESS__PLUGINS_DIR", r.plugins.to_str().unwrap()),
+            ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
+        ]
+    });
+    let _worker = app.start_worker("node-a", &env);
     let cli = Cli::for_app(&app);
     let path = std::env::join_paths(
         std::iter::once(bin_dir()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),

@@ -198,6 +198,8 @@ fn the_worker_role_grants_only_instance_objects_in_the_instances_namespace() {
         .flat_map(|r| write.iter().map(move |v| format!("{r}:{v}")))
         .collect();
     expected.extend(["/pods:list".to_owned(), "/pods/log:get".to_owned()]);
+    // Data claims (kubernetes.data_volume): applied, read back, removed; never listed.
+    expected.extend(["get", "create", "patch", "delete"].map(|v| format!("/persistentvolumeclaims:{v}")));
     assert_eq!(granted, expected);
     let api = at(find(&objects, "Deployment", "draas-api"), &["spec", "template", "spec"]);
     assert_eq!(api["automountServiceAccountToken"], false, "the API never calls Kubernetes");

@@ -129,7 +129,7 @@ async fn start_stop_delete_runs_a_labelled_limited_container_and_removes_it() {
     assert_eq!(c.config.as_ref().unwrap().stop_signal.as_deref(), Some("SIGINT"));
     let (file, mode) = w.config_file(&id).await;
     assert_eq!(file, yaml, "the container's file is exactly the YAML the API shows");
-    assert_eq!(mode & 0o777, 0o444, "read-only");
+    assert_eq!(mode & 0o777, 0o666, "writable: drasi-server's API takes changes only then");
 
     let stop = w.app.wait_op(&w.app.submit(&id, "stop").await, LONG).await;
     assert_eq!(stop["status"], "succeeded", "{stop}");
@@ -324,4 +324,111 @@ async fn create_labelled(docker: &Docker, deployment: &str, tag: &str) -> String
     let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
     docker.create_container(Some(options), body).await.unwrap();
     name
+}
+
+/// The mock → log and sse pipeline on the real drasi-server, in an image built `FROM scratch`
+/// from its binary; the plugins reach the container in its config archive (no bind mount), only
+/// those the configuration needs.
+#[tokio::test]
+async fn a_real_mock_pipeline_runs_in_a_container_with_its_plugins_copied_in() {
+    let Some(real) = draas_tests::real_server("the docker mock pipeline") else { return };
+    let w = world().await;
+    let image = docker::real_server_image(&real.bin);
+    let plugins = real.plugins.to_str().unwrap();
+    let _worker = w.worker("node-a", &[FAST, ("DRAAS_DOCKER_IMAGE", image), ("DRAAS_DOCKER__PLUGINS_DIR", plugins)]);
+
+    let catalog = eventually("the docker catalog", LONG, || async {
+        let (_, body) = w.app.get_json("/api/v1/plugins").await;
+        body["catalogs"].as_array()?.iter().find(|c| c["platform"] == "docker").cloned()
+    })
+    .await;
+    assert!(catalog["kinds"].as_array().unwrap().contains(&json!("source/mock")), "{catalog}");
+    let config = json!({
+        "logLevel": "info",
+        "sources": [{"kind": "mock", "id": "sensors", "dataType": {"type": "sensorReading", "sensorCount": 3},
+                     "intervalMs": 200}],
+        "queries": [{"id": "temps", "sources": [{"sourceId": "sensors"}],
+                     "query": "MATCH (s:SensorReading) RETURN s.sensor_id AS sensor, s.temperature AS temperature"}],
+        "reactions": [{"kind": "log", "id": "out", "queries": ["temps"]},
+                      {"kind": "sse", "id": "stream", "queries": ["temps"]}],
+    });
+    let mut lacking = config.clone();
+    lacking["sources"][0]["kind"] = json!("kafka");
+    let body = json!({"name": "lacking", "platform": "docker", "config": lacking});
+    let (status, problem) = w.app.send_json(Method::POST, "/api/v1/instances", &body).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("plugin_missing")));
+    assert_eq!(problem["pointer"], "/config/sources/0/kind", "{problem}");
+
+    let id = w.create("sensors", config, json!({})).await;
+    let op = w.start(&id).await;
+    let endpoint = op["result"]["endpoint"].as_str().unwrap().to_owned();
+    let rows = eventually("the mock readings in the results", LONG, || async {
+        let body: Value =
+            reqwest::get(format!("{endpoint}/api/v1/queries/temps/results")).await.ok()?.json().await.ok()?;
+        body["data"].as_array().filter(|rows| !rows.is_empty()).cloned()
+    })
+    .await;
+    assert!(rows.iter().all(|r| r["sensor"].is_string() && r["temperature"].is_number()), "{rows:?}");
+
+    // The sse reaction listens on a port of the pool, published like the server's.
+    let instance =
+        w.app.wait_instance(&id, "listeners recorded", LONG, |i| !i["runtimeFacts"]["listeners"].is_null()).await;
+    let stream = instance["runtimeFacts"]["listeners"]["reactions/stream"].as_str().unwrap().to_owned();
+    let mut events = draas_tests::SseStream::open(&format!("{stream}/events"), LONG).await;
+    let event = events.until(LONG, |d| d.contains("temps")).await;
+    assert!(event.contains("temperature"), "{event}");
+
+    // Only the plugins this configuration needs are in the container.
+    let options = DownloadFromContainerOptions { path: "/app/plugins".into() };
+    let chunks: Vec<_> =
+        w.docker.download_from_container(&format!("draas-{id}"), Some(options)).try_collect().await.unwrap();
+    let bytes: Vec<u8> = chunks.into_iter().flat_map(|b| b.to_vec()).collect();
+    let mut names: Vec<String> = tar::Archive::new(bytes.as_slice())
+        .entries()
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path().ok()?.file_name()?.to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".so"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["libdrasi_reaction_log.so", "libdrasi_reaction_sse.so", "libdrasi_source_mock.so"]);
+
+    let healthy = w.app.wait_instance(&id, "components recorded", LONG, |i| i["componentsSummary"]["total"] == 4).await;
+    assert_eq!(healthy["componentsSummary"], json!({"total": 4, "running": 4, "failing": 0}), "{healthy}");
+
+    // A live change keeps the container: a reaction added through draas is created in it.
+    let container = w.container(&id).await.unwrap().id;
+    let body = r#"{"kind": "log", "id": "audit", "queries": ["temps"]}"#;
+    let res = w
+        .app
+        .send_body(Method::POST, &format!("/api/v1/instances/{id}/config/reactions?wait=30"), "application/json", body)
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let op = res.headers()["x-draas-operation"].to_str().unwrap().to_owned();
+    let (_, op) = w.app.get_json(&format!("/api/v1/operations/{op}")).await;
+    assert_eq!(op["result"]["applied"]["how"], "live", "{op}");
+    assert_eq!(op["result"]["applied"]["steps"], json!(["create reaction audit"]), "{op}");
+    assert_eq!(w.container(&id).await.unwrap().id, container, "the same container");
+    let reactions: Value = reqwest::get(format!("{endpoint}/api/v1/reactions")).await.unwrap().json().await.unwrap();
+    assert!(reactions.to_string().contains("\"audit\""), "{reactions}");
+
+    // drasi-server's data directory is a named volume of the instance: a new container (a
+    // restart) mounts the same one; delete removes it.
+    let volume = format!("draas-{id}-data");
+    let created = w.docker.inspect_volume(&volume).await.unwrap().created_at;
+    let mounted = |c: &ContainerInspectResponse| {
+        c.mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name.as_deref() == Some(volume.as_str()) && m.destination.as_deref() == Some("/app/data"))
+    };
+    assert!(mounted(&w.container(&id).await.unwrap()));
+    let restart = w.app.wait_op(&w.app.submit(&id, "restart").await, LONG).await;
+    assert_eq!(restart["status"], "succeeded", "{restart}");
+    let after = w.container(&id).await.unwrap();
+    assert_ne!(after.id, container, "a new container");
+    assert!(mounted(&after), "the new container mounts the same volume");
+    assert_eq!(w.docker.inspect_volume(&volume).await.unwrap().created_at, created, "the same volume");
+    let (_, del) = w.app.send_json(Method::DELETE, &format!("/api/v1/instances/{id}?wait=30"), &Value::Null).await;
+    assert_eq!(del["status"], "succeeded", "{del}");
+    assert!(w.docker.inspect_volume(&volume).await.is_err(), "the volume went with the instance");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use draas_tests::kube::{self as harness, FakeController, KubeApiServer, Who};
 use draas_tests::{DraasProcess, TestApp, eventually, spawn_app};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use reqwest::{Method, StatusCode};
@@ -135,13 +135,15 @@ async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and
     let spec = d.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(1));
     let c = &spec.template.spec.as_ref().unwrap().containers[0];
-    assert_eq!(c.args.as_deref().unwrap(), ["--config", "/app/config/server.yaml"]);
+    assert_eq!(c.args.as_deref().unwrap(), ["--config", "/app/config/server.yaml", "--skip-verification"]);
+    let init = spec.template.spec.as_ref().unwrap().init_containers.iter().flatten();
+    assert_eq!(init.map(|c| c.name.as_str()).collect::<Vec<_>>(), ["config"], "no plugins configured, no plugins copy");
     assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
     for probe in [&c.readiness_probe, &c.liveness_probe] {
         assert_eq!(probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
     }
     let mount = &c.volume_mounts.as_ref().unwrap()[0];
-    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/app/config", Some(true)));
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/app/config", None), "a writable copy");
     let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
     assert_eq!((limits["memory"].0.as_str(), limits["cpu"].0.as_str()), ("256Mi", "500m"));
     let s = svc.spec.as_ref().unwrap();
@@ -192,6 +194,132 @@ async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and
     assert!(w.gone(&name).await, "delete leaves nothing behind");
     let (status, _) = w.app.get_json(&format!("/api/v1/instances/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn plugins_come_from_an_image_through_an_init_container_and_configs_are_checked_against_its_kinds() {
+    let w = world(&[
+        ("DRAAS_KUBERNETES__PLUGINS__IMAGE", "registry.example/drasi-plugins:0.2.2"),
+        ("DRAAS_KUBERNETES__PLUGINS__KINDS", "source/http,reaction/sse"),
+    ])
+    .await;
+    let catalog = eventually("the kubernetes catalog", LONG, || async {
+        let (_, body) = w.app.get_json("/api/v1/plugins").await;
+        body["catalogs"].as_array()?.iter().find(|c| c["platform"] == "kubernetes").cloned()
+    })
+    .await;
+    assert_eq!(catalog["kinds"], json!(["reaction/sse", "source/http"]), "{catalog}");
+
+    let lacking = json!({"name": "kube-lacking", "platform": "kubernetes",
+        "config": {"sources": [{"kind": "postgres", "id": "db"}], "queries": [], "reactions": []}});
+    let (status, body) = w.app.send_json(Method::POST, "/api/v1/instances", &lacking).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        (body["code"].as_str(), body["pointer"].as_str()),
+        (Some("plugin_missing"), Some("/config/sources/0/kind"))
+    );
+
+    let config = json!({
+        "sources": [{"kind": "http", "id": "ingest", "autoStart": true}],
+        "queries": [{"id": "q", "query": "MATCH (n:Reading) RETURN n.id AS id", "sources": [{"sourceId": "ingest"}]}],
+        "reactions": [{"kind": "sse", "id": "stream", "queries": ["q"]}]
+    });
+    let body = json!({"name": "kube-plugins", "platform": "kubernetes", "config": config});
+    let (status, i) = w.app.send_json(Method::POST, "/api/v1/instances", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{i}");
+    let id = i["id"].as_str().unwrap();
+    let name = format!("draas-{id}");
+    let op = w.run(id, "start").await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+
+    let d = w.api::<Deployment>().get(&name).await.unwrap();
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let init = pod.init_containers.as_ref().unwrap().iter().find(|c| c.name == "plugins").unwrap();
+    assert_eq!(init.image.as_deref(), Some("registry.example/drasi-plugins:0.2.2"));
+    assert_eq!(init.command.as_deref().unwrap(), ["cp", "-r", "/plugins/.", "/draas-plugins/"]);
+    let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "plugins").unwrap();
+    assert!(volume.empty_dir.is_some(), "the copy goes into an emptyDir: no node access");
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.args.as_deref().unwrap(),
+        ["--config", "/app/config/server.yaml", "--plugins-dir", "/app/plugins", "--skip-verification"]
+    );
+    let mounted = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "plugins").unwrap();
+    assert_eq!((mounted.mount_path.as_str(), mounted.read_only), ("/app/plugins", Some(true)));
+
+    // The http source and the sse reaction listen: each has a port in the pod and the Service.
+    let (yaml, _) = w.rendered(id).await;
+    let rendered: Value = serde_norway::from_str(&yaml).unwrap();
+    let ports = [rendered["sources"][0]["port"].as_u64().unwrap(), rendered["reactions"][0]["port"].as_u64().unwrap()];
+    assert_ne!(ports[0], ports[1], "{yaml}");
+    let in_pod: Vec<u64> = c.ports.as_ref().unwrap().iter().map(|p| p.container_port as u64).collect();
+    let svc = w.api::<Service>().get(&name).await.unwrap();
+    let in_service: Vec<u64> = svc.spec.unwrap().ports.unwrap().iter().map(|p| p.port as u64).collect();
+    for port in ports {
+        assert!(in_pod.contains(&port) && in_service.contains(&port), "{port}: pod {in_pod:?}, service {in_service:?}");
+    }
+    let (_, inst) = w.app.get_json(&format!("/api/v1/instances/{id}")).await;
+    let listeners = inst["runtimeFacts"]["listeners"].to_string();
+    for port in ports {
+        assert!(listeners.contains(&format!("{name}.{}.svc:{port}", w.ns)), "{inst}");
+    }
+
+    // A change to a kind the image lacks is refused and leaves the instance as it was.
+    let res = w
+        .app
+        .send_body(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}/config"),
+            "application/json-patch+json",
+            r#"[{"op": "replace", "path": "/reactions/0/kind", "value": "log"}]"#,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(
+        (problem["code"].as_str(), problem["pointer"].as_str()),
+        (Some("plugin_missing"), Some("/reactions/0/kind"))
+    );
+    assert_eq!(w.rendered(id).await.0, yaml, "nothing was written");
+}
+
+/// drasi-server takes API changes only when its file is writable: the pod reads a copy of the
+/// ConfigMap in an `emptyDir`; with `kubernetes.data_volume` its data directory is a claim of
+/// the instance, kept while it is stopped, removed with it.
+#[tokio::test]
+async fn pods_read_a_writable_copy_of_their_config_and_keep_their_data_on_a_claim_of_the_instance() {
+    let w = world(&[("DRAAS_KUBERNETES__DATA_VOLUME__SIZE", "2Gi")]).await;
+    let id = w.create("kube-data", json!({})).await;
+    let name = format!("draas-{id}");
+    let op = w.run(&id, "start").await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+
+    let pod = w.api::<Deployment>().get(&name).await.unwrap().spec.unwrap().template.spec.unwrap();
+    let copy = pod.init_containers.as_ref().unwrap().iter().find(|c| c.name == "config").unwrap();
+    assert_eq!(copy.command.as_deref().unwrap(), ["cp", "/draas-config/server.yaml", "/app/config/server.yaml"]);
+    let volumes = pod.volumes.as_ref().unwrap();
+    assert!(volumes.iter().any(|v| v.name == "config" && v.empty_dir.is_some()), "{volumes:?}");
+    let mount = pod.containers[0].volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "config").unwrap();
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/app/config", None));
+
+    let claim_name = format!("{name}-data");
+    let claim = w.api::<PersistentVolumeClaim>().get(&claim_name).await.unwrap();
+    let requested = claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0.clone();
+    assert_eq!(requested, "2Gi");
+    assert_eq!(claim.metadata.labels.unwrap()["draas.io/instance"], id);
+    let data = volumes.iter().find(|v| v.name == "data").unwrap();
+    assert_eq!(data.persistent_volume_claim.as_ref().unwrap().claim_name, claim_name);
+
+    let stopped = w.run(&id, "stop").await;
+    assert_eq!(stopped["status"], "succeeded", "{stopped}");
+    assert!(w.api::<PersistentVolumeClaim>().get_opt(&claim_name).await.unwrap().is_some(), "kept while stopped");
+    let (_, deleted) = w.app.send_json(Method::DELETE, &format!("/api/v1/instances/{id}?wait=30"), &Value::Null).await;
+    assert_eq!(deleted["status"], "succeeded", "{deleted}");
+    eventually("the claim removed with the instance", LONG, || async {
+        let claim = w.api::<PersistentVolumeClaim>().get_opt(&claim_name).await.ok()?;
+        claim.is_none_or(|c| c.metadata.deletion_timestamp.is_some()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

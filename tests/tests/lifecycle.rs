@@ -145,13 +145,29 @@ async fn a_missing_executable_fails_the_operation_at_once_and_marks_the_instance
 async fn a_config_the_server_rejects_fails_with_the_servers_own_message() {
     let app = spawn_app().await;
     let _worker = app.start_worker("node-a", &[]);
-    let config = json!({"sources": [{"kind": "postgres", "id": "db", "host": "db.local"}]});
+    let config = json!({"host": "${DRAAS_TEST_UNSET_HOST}", "sources": [], "queries": [], "reactions": []});
     let id = app.create_instance("rejected", config).await["id"].as_str().unwrap().to_owned();
     let done = app.wait_op(&app.submit(&id, "start").await, LONG).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "config_rejected");
-    assert!(done["error"]["detail"].as_str().unwrap().contains("Missing plugins required by configuration"), "{done}");
+    assert_eq!(done["attempt"], 1, "a rejected configuration is not retried");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("DRAAS_TEST_UNSET_HOST") && message.contains("not found"), "{done}");
     assert!(app.servers().is_empty());
+}
+
+#[tokio::test]
+async fn a_config_needing_a_plugin_the_node_lacks_fails_before_a_server_is_spawned() {
+    let app = spawn_app().await;
+    let _worker = app.start_worker("node-a", &[]);
+    let config = json!({"sources": [{"kind": "postgres", "id": "db", "host": "db.local"}]});
+    let id = app.create_instance("pluginless", config).await["id"].as_str().unwrap().to_owned();
+    let done = app.wait_op(&app.submit(&id, "start").await, LONG).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "plugin_missing");
+    assert_eq!(done["attempt"], 1, "a missing plugin is not retried");
+    assert!(done["error"]["detail"].as_str().unwrap().contains("source/postgres — not installed"), "{done}");
+    assert!(app.servers().is_empty(), "no server was spawned to die of it");
 }
 
 #[tokio::test]

@@ -5,15 +5,11 @@
 
 use std::time::Duration;
 
-use draas_tests::{eventually, spawn_app};
+use draas_tests::{eventually, free_port, spawn_app};
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The value of the first sample line starting with `series` (name and labels as written).
 fn sample(text: &str, series: &str) -> Option<f64> {

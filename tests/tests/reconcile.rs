@@ -83,8 +83,11 @@ async fn a_config_change_redeploys_and_the_new_process_gets_the_new_yaml() {
     .await;
     assert_eq!(served["logLevel"], "debug");
     let (_, ops) = app.get_json(&format!("/api/v1/operations?instance={id}")).await;
-    let redeploy = ops["items"].as_array().unwrap().iter().find(|o| o["reason"] == "config-changed").cloned().unwrap();
+    // A top-level key: no live apply can take it, so the reconfigure restarts, and says why.
+    let redeploy = ops["items"].as_array().unwrap().iter().find(|o| o["kind"] == "reconfigure").cloned().unwrap();
     let done = app.wait_op(&redeploy, LONG).await;
+    assert_eq!(done["result"]["applied"]["how"], "restart", "{done}");
+    assert_eq!(done["result"]["applied"]["reason"], "top_level_changed: logLevel", "{done}");
     assert_ne!(done["result"]["pid"], started["result"]["pid"], "a new process");
     assert_eq!(app.servers().len(), 1);
 }

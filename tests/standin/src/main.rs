@@ -11,7 +11,16 @@
 //! passes proves draas produced a config the server would accept, not one draas agrees with.
 //!
 //! Test-only switches (environment variables):
-//! - `DRASI_STANDIN_PLUGINS`: comma-separated plugins it "has" (default `source/mock,reaction/log`).
+//! - `DRASI_STANDIN_PLUGINS`: comma-separated plugins it "has" (default `source/mock,reaction/log`)
+//!   when no `--plugins-dir` is given; with one, it has what the directory's
+//!   `libdrasi_<type>_<kind>.so` file names say (the files are not loaded).
+//!
+//! Plugins behave as in the real server: `run` refuses a configuration whose source,
+//! bootstrap provider or reaction kind has no plugin (`Missing plugins required by
+//! configuration: …`, exit 1), and loads none at all when verification is on (no
+//! `--skip-verification`, no `verifyPlugins: false`) and the directory has no `plugins.lock`;
+//! `validate` only warns (`[WARN] source/x — not installed (referenced by source 'id')`) and
+//! exits 0.
 //! - `DRASI_STANDIN_CRASH_AFTER_SECS=N`: panic-like exit (code 101) after N seconds (0 = at start).
 //! - `DRASI_STANDIN_NEVER_HEALTHY=1`: bind, but `/health` answers 503 forever.
 //! - `DRASI_STANDIN_IGNORE_SIGINT=1`: keep running on SIGINT (only SIGKILL/SIGTERM stop it).
@@ -92,6 +101,8 @@ struct Cli {
     port: Option<u16>,
     /// `Some(true)` for `--enable-ui`, `Some(false)` for `--disable-ui`.
     ui: Option<bool>,
+    plugins_dir: Option<PathBuf>,
+    skip_verification: bool,
 }
 
 /// Why argument parsing stopped: help/version are not errors, the rest are usage errors (exit 2).
@@ -102,7 +113,14 @@ enum ArgStop {
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cli, ArgStop> {
-    let mut cli = Cli { command: Command::Run, config: PathBuf::from(DEFAULT_CONFIG_PATH), port: None, ui: None };
+    let mut cli = Cli {
+        command: Command::Run,
+        config: PathBuf::from(DEFAULT_CONFIG_PATH),
+        port: None,
+        ui: None,
+        plugins_dir: None,
+        skip_verification: false,
+    };
     let mut command_seen = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -141,8 +159,8 @@ fn apply_option(cli: &mut Cli, arg: &str, rest: &mut impl Iterator<Item = String
         "-V" | "--version" => return Err(ArgStop::Version),
         "-c" | "--config" => cli.config = take_value("--config <FILE>", inline, rest)?.into(),
         "-p" | "--port" => cli.port = Some(parse_port_arg(take_value("--port <PORT>", inline, rest)?)?),
-        "--plugins-dir" => drop(take_value("--plugins-dir <DIR>", inline, rest)?),
-        "--skip-verification" => {}
+        "--plugins-dir" => cli.plugins_dir = Some(take_value("--plugins-dir <DIR>", inline, rest)?.into()),
+        "--skip-verification" => cli.skip_verification = true,
         "--enable-ui" => cli.ui = Some(true),
         "--disable-ui" => cli.ui = Some(false),
         _ => return Err(ArgStop::Usage(format!("unexpected argument '{arg}' found"))),
@@ -167,8 +185,8 @@ fn print_help() {
     println!("Commands:\n  run       Run the server (default)\n  validate  Validate a configuration file\n");
     println!("Options:\n  -c, --config <FILE>       Config file [default: {DEFAULT_CONFIG_PATH}]");
     println!("  -p, --port <PORT>         Override the config's port");
-    println!("      --plugins-dir <DIR>   Ignored by the stand-in");
-    println!("      --skip-verification   Ignored by the stand-in");
+    println!("      --plugins-dir <DIR>   Plugins directory (only the file names count)");
+    println!("      --skip-verification   Load plugins without a plugins.lock");
     println!("      --enable-ui / --disable-ui");
     println!("  -h, --help                Print help\n  -V, --version             Print version");
 }
@@ -271,12 +289,27 @@ fn log(level: Level, target: &str, message: &str) {
     if level > *MAX_LEVEL.get().unwrap_or(&Level::Info) {
         return;
     }
+    // Colour codes even when stdout is not a terminal, as the real server writes them.
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    println!("{ts} {:>5} {target}: {message}", level.label());
+    let colour = match level {
+        Level::Error => 31,
+        Level::Warn => 33,
+        Level::Info => 32,
+        Level::Debug => 34,
+        Level::Trace => 35,
+    };
+    println!(
+        "\x1b[2m{ts}\x1b[0m \x1b[{colour}m{:>5}\x1b[0m \x1b[2m{target}\x1b[0m\x1b[2m:\x1b[0m {message}",
+        level.label()
+    );
 }
 
 fn info(message: &str) {
     log(Level::Info, "drasi_server", message);
+}
+
+fn warn(message: &str) {
+    log(Level::Warn, "drasi_server", message);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +360,7 @@ fn write_default_config(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-fn load_config(cli: &Cli, plugins: &[String]) -> Result<Config> {
+fn load_config(cli: &Cli) -> Result<Config> {
     let text = read_config_text(&cli.config, cli.command == Command::Run)?;
     let value: Value = serde_norway::from_str(&text)
         .with_context(|| format!("Failed to parse config file {}", cli.config.display()))?;
@@ -341,7 +374,7 @@ fn load_config(cli: &Cli, plugins: &[String]) -> Result<Config> {
         doc.insert("port".into(), json!(port));
     }
     let config = settings_from(doc, cli.ui)?;
-    validate_components(&config.doc, plugins)?;
+    validate_components(&config.doc)?;
     Ok(config)
 }
 
@@ -420,7 +453,7 @@ fn resolve_env_ref(key: &str, value: &str) -> Result<Option<String>> {
     match (std::env::var(name), default) {
         (Ok(v), _) => Ok(Some(v)),
         (Err(_), Some(d)) => Ok(Some(d.to_string())),
-        (Err(_), None) => bail!("environment variable `{name}` referenced by `{key}` is not set"),
+        (Err(_), None) => bail!("Environment variable '{name}' not found and no default provided (`{key}`)"),
     }
 }
 
@@ -465,11 +498,10 @@ fn random_id() -> String {
 
 type Obj = Map<String, Value>;
 
-fn validate_components(doc: &Obj, plugins: &[String]) -> Result<()> {
+fn validate_components(doc: &Obj) -> Result<()> {
     let sources = component_list(doc, "sources", &["kind", "id"])?;
     let queries = component_list(doc, "queries", &["id", "query"])?;
     let reactions = component_list(doc, "reactions", &["kind", "id"])?;
-    check_plugins(&sources, &reactions, plugins)?;
     let source_ids = unique_ids(&sources, "source")?;
     let query_ids = unique_ids(&queries, "query")?;
     unique_ids(&reactions, "reaction")?;
@@ -511,24 +543,26 @@ fn str_field<'a>(obj: &'a Obj, key: &str) -> &'a str {
     obj.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn check_plugins(sources: &[&Obj], reactions: &[&Obj], plugins: &[String]) -> Result<()> {
-    let needed = sources.iter().map(|s| format!("source/{}", str_field(s, "kind"))).chain(
-        reactions
-            .iter()
-            .map(|r| str_field(r, "kind"))
-            .filter(|kind| !BUILTIN_REACTION_KINDS.contains(kind))
-            .map(|kind| format!("reaction/{kind}")),
-    );
-    let mut missing: Vec<String> = Vec::new();
-    for plugin in needed {
-        if !plugins.contains(&plugin) && !missing.contains(&plugin) {
-            missing.push(plugin);
+/// The plugins `doc` needs that `plugins` lacks, each with the component that needs it
+/// (`source 'shop'`), in configuration order.
+fn missing_plugins(doc: &Obj, plugins: &[String]) -> Vec<(String, String)> {
+    let list = |key: &str| doc.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut needed = Vec::new();
+    for source in list("sources").iter().filter_map(Value::as_object) {
+        let by = format!("source '{}'", str_field(source, "id"));
+        needed.push((format!("source/{}", str_field(source, "kind")), by.clone()));
+        if let Some(kind) = source.get("bootstrapProvider").and_then(|b| b.get("kind")).and_then(Value::as_str) {
+            needed.push((format!("bootstrap/{kind}"), by));
         }
     }
-    if missing.is_empty() {
-        return Ok(());
+    for reaction in list("reactions").iter().filter_map(Value::as_object) {
+        let kind = str_field(reaction, "kind");
+        if !BUILTIN_REACTION_KINDS.contains(&kind) {
+            needed.push((format!("reaction/{kind}"), format!("reaction '{}'", str_field(reaction, "id"))));
+        }
     }
-    bail!("Missing plugins required by configuration: {}", missing.join(", "))
+    needed.retain(|(plugin, _)| !plugins.contains(plugin));
+    needed
 }
 
 fn unique_ids<'a>(list: &[&'a Obj], what: &str) -> Result<HashSet<&'a str>> {
@@ -577,9 +611,34 @@ fn array_field<'a>(obj: &'a Obj, key: &str, id: &str, what: &str) -> Result<&'a 
     }
 }
 
-fn available_plugins() -> Vec<String> {
-    let list = std::env::var("DRASI_STANDIN_PLUGINS").unwrap_or_else(|_| DEFAULT_PLUGINS.into());
-    list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
+/// The plugins the server has: the `--plugins-dir` file names, else `DRASI_STANDIN_PLUGINS`.
+fn available_plugins(cli: &Cli) -> Vec<String> {
+    let Some(dir) = &cli.plugins_dir else {
+        let list = std::env::var("DRASI_STANDIN_PLUGINS").unwrap_or_else(|_| DEFAULT_PLUGINS.into());
+        return list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+    };
+    let names = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    let mut plugins: Vec<String> = names
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_prefix("libdrasi_")?.strip_suffix(".so")?.to_owned();
+            let (kind, rest) = stem.split_once('_')?;
+            Some(format!("{kind}/{rest}"))
+        })
+        .collect();
+    plugins.sort();
+    plugins
+}
+
+/// What `run` loads: nothing when verification is on and there is no lockfile.
+fn loaded_plugins(cli: &Cli, config: &Config) -> Vec<String> {
+    let verify = !cli.skip_verification && config.doc.get("verifyPlugins").and_then(Value::as_bool) != Some(false);
+    let lockfile = cli.plugins_dir.as_ref().is_some_and(|d| d.join("plugins.lock").exists());
+    if verify && !lockfile {
+        warn("verify_plugins enabled but no lockfile found — no plugins will be loaded");
+        return Vec::new();
+    }
+    available_plugins(cli)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,8 +742,14 @@ async fn run(cli: &Cli, switches: &Switches) -> Result<()> {
     // Installed first so an ignored SIGINT is ignored from the very start. SIGTERM is
     // deliberately left alone: the real server dies from it (status 143).
     let mut sigint = signal(SignalKind::interrupt()).context("Failed to install SIGINT handler")?;
-    let config = load_config(cli, &available_plugins())?;
+    let config = load_config(cli)?;
     let _ = MAX_LEVEL.set(config.log_level);
+    let missing = missing_plugins(&config.doc, &loaded_plugins(cli, &config));
+    if !missing.is_empty() {
+        let mut names: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
+        names.dedup();
+        bail!("Missing plugins required by configuration: {}", names.join(", "));
+    }
     if switches.crash_after == Some(Duration::ZERO) {
         simulated_crash();
     }
@@ -718,7 +783,10 @@ async fn serve(listener: TcpListener, config: Config, switches: &Switches, mut s
 }
 
 fn validate(cli: &Cli) -> Result<()> {
-    let config = load_config(cli, &available_plugins())?;
+    let config = load_config(cli)?;
+    for (plugin, by) in missing_plugins(&config.doc, &available_plugins(cli)) {
+        println!("  [WARN] {plugin} — not installed (referenced by {by})");
+    }
     println!(
         "Configuration is valid: {} sources, {} queries, {} reactions",
         config.count("sources"),
@@ -759,7 +827,14 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run => run(&cli, &switches).await,
-        Command::Validate => validate(&cli),
+        Command::Validate => match validate(&cli) {
+            // The real validate reports on stdout, an error as an `[ERR]` line, and exits 1.
+            Err(e) => {
+                println!("Validating: {}\n\nStructure:\n  [ERR] Validation error: {e:#}", cli.config.display());
+                return ExitCode::from(1);
+            }
+            ok => ok,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,9 +10,15 @@ use draas_tests::{DraasProcess, TestRedis};
 
 use super::{create_instances, ms, settings, store};
 
-/// A stub drasi-server health endpoint; its base URL.
+/// A stub drasi-server: its health endpoint and empty component lists (what a probe reads);
+/// its base URL.
 async fn health_stub() -> String {
-    let app = axum::Router::new().route("/health", axum::routing::get(|| async { r#"{"status":"ok"}"# }));
+    let empty = || async { axum::Json(serde_json::json!({"success": true, "data": [], "error": null})) };
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { r#"{"status":"ok"}"# }))
+        .route("/api/v1/sources", axum::routing::get(empty))
+        .route("/api/v1/queries", axum::routing::get(empty))
+        .route("/api/v1/reactions", axum::routing::get(empty));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -25,7 +31,13 @@ async fn running_fleet(store: &Store, n: usize, stub: &str) {
     let start_time = draas_workers::platform::process::procfs::start_time(me).unwrap();
     for id in create_instances(store, n, Platform::Process).await {
         let state = store.instances().load(&id).await.unwrap().unwrap();
-        let hash = draas_jobs::domain::render::render(&state, "127.0.0.1", Some(8100)).unwrap().spec_hash;
+        let hash = draas_jobs::domain::render::render(
+            &state,
+            "127.0.0.1",
+            &draas_jobs::domain::render::Ports { server: Some(8100), ..Default::default() },
+        )
+        .unwrap()
+        .spec_hash;
         let observed = ObservedRecord {
             status: Status::Running,
             node: Some("bench".into()),

@@ -16,6 +16,7 @@
 mod api;
 mod fleet;
 mod jobs;
+mod live;
 mod start;
 
 use std::time::Duration;
@@ -107,6 +108,40 @@ pub fn worker(store: Store, settings: Settings) -> tokio::sync::oneshot::Sender<
     tx
 }
 
+/// An in-process API (on its own store, so its round trips are counted apart) and worker
+/// running the real drasi-server with its plugins, under key prefix `prefix`.
+pub struct RealDeployment {
+    pub base: String,
+    pub api_store: Store,
+    pub worker_store: Store,
+    pub http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RealDeployment {
+    pub async fn start(redis: &TestRedis, prefix: &str, server: &draas_tests::RealServer) -> Self {
+        let mut s = settings(prefix);
+        s.process.executable = server.bin.display().to_string();
+        s.process.plugins_dir = Some(server.plugins.clone());
+        let (api_store, worker_store) = (store(redis, prefix), store(redis, prefix));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = draas_api::AppState::new(api_store.clone(), s.clone());
+        tokio::spawn(draas_api::serve(listener, state, std::future::pending()));
+        let stop = worker(worker_store.clone(), s);
+        worker_ready(&worker_store).await;
+        Self { base, api_store, worker_store, http: reqwest::Client::new(), _stop: stop }
+    }
+
+    /// Create an instance named `name` with `config`; its id.
+    pub async fn create(&self, name: &str, config: serde_json::Value) -> String {
+        let res = self.http.post(format!("{}/api/v1/instances", self.base));
+        let created: serde_json::Value =
+            res.json(&serde_json::json!({"name": name, "config": config})).send().await.unwrap().json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+}
+
 /// Wait until the worker of node `bench` heartbeats on `store`.
 pub async fn worker_ready(store: &Store) {
     while !store.nodes().is_alive("bench").await.unwrap_or(false) {
@@ -136,6 +171,12 @@ async fn main() {
         match draas_tests::real_server("the start-latency figures") {
             Some(server) => start::figures(&redis, &server, 15).await,
             None => println!("start latency: SKIPPED (no real drasi-server)"),
+        }
+    }
+    if wanted("live") {
+        match draas_tests::real_server("the live-apply figures") {
+            Some(server) => live::figures(&redis, &server, 10).await,
+            None => println!("live apply: SKIPPED (no real drasi-server)"),
         }
     }
     if wanted("jobs") {

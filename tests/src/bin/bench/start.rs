@@ -6,11 +6,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use draas_api::AppState;
 use draas_tests::{RealServer, TestRedis};
 use serde_json::{Value, json};
 
-use super::{settings, store, summary, worker, worker_ready};
+use super::summary;
 
 /// What both sides run: an empty pipeline without the web UI (it has no assets here).
 fn config(port: Option<u16>) -> Value {
@@ -28,7 +27,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Spawn the server and wait for `/health`, `cycles` times.
+/// Spawn the server (with the flags draas passes) and wait for `/health`, `cycles` times.
 async fn bare(server: &RealServer, cycles: usize) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -42,6 +41,9 @@ async fn bare(server: &RealServer, cycles: usize) -> Vec<Duration> {
         let mut child = Command::new(&server.bin)
             .arg("--config")
             .arg(&file)
+            .arg("--plugins-dir")
+            .arg(&server.plugins)
+            .arg("--skip-verification")
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -62,26 +64,9 @@ async fn bare(server: &RealServer, cycles: usize) -> Vec<Duration> {
 /// trips are counted apart).
 pub async fn figures(redis: &TestRedis, server: &RealServer, cycles: usize) {
     let bare = bare(server, cycles).await;
-    let prefix = "start";
-    let mut s = settings(prefix);
-    s.process.executable = server.bin.display().to_string();
-    let (api_store, worker_store) = (store(redis, prefix), store(redis, prefix));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(draas_api::serve(listener, AppState::new(api_store.clone(), s.clone()), std::future::pending()));
-    let _stop = worker(worker_store.clone(), s);
-    worker_ready(&worker_store).await;
-    let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/api/v1/instances"))
-        .json(&json!({"name": "latency", "config": config(None)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let d = super::RealDeployment::start(redis, "start", server).await;
+    let (base, api_store, worker_store, http) = (&d.base, &d.api_store, &d.worker_store, &d.http);
+    let id = d.create("latency", config(None)).await;
     let call = |verb: &str| {
         let (http, url) = (http.clone(), format!("{base}/api/v1/instances/{id}/{verb}?wait=30"));
         async move {
