@@ -47,50 +47,36 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
     };
     let alive = inspection.alive;
     let url = inspection.endpoint.or_else(|| endpoint(observed));
-    let (healthy, message) = match (inspection.healthy, &url) {
-        (Some(h), _) if alive => (h, None),
-        (None, Some(url)) if alive => match http.get(format!("{url}/health")).send().await {
-            Ok(r) if r.status().is_success() => (true, None),
-            Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
-            Err(e) => (false, Some(format!("health endpoint unreachable: {}", short(&e)))),
-        },
-        _ => (false, None),
+    // `/health` and the component lists are asked at once (one round trip's wait, not two);
+    // the lists count only when the server is healthy.
+    let health = async {
+        match (inspection.healthy, &url) {
+            (Some(h), _) if alive => (h, None),
+            (None, Some(url)) if alive => match http.get(format!("{url}/health")).send().await {
+                Ok(r) if r.status().is_success() => (true, None),
+                Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
+                Err(e) => (false, Some(format!("health endpoint unreachable: {}", short(&e)))),
+            },
+            _ => (false, None),
+        }
     };
-    let components = match &url {
-        Some(url) if alive && healthy && ctx.settings.reconcile.component_health => components(http, url).await,
-        _ => None,
+    let listed = async {
+        match &url {
+            Some(url) if alive && ctx.settings.reconcile.component_health => components(http, url).await,
+            _ => None,
+        }
     };
+    let ((healthy, message), components) = tokio::join!(health, listed);
+    let components = components.filter(|_| healthy);
     let message = if alive { message.or(inspection.message) } else { inspection.message };
     let latency = started.elapsed();
     let (exit, spec_hash) = (inspection.exit, inspection.spec_hash);
     Probe { at, alive, healthy, latency, message, exit, spec_hash, components }
 }
 
-/// One item of drasi-server's component lists (`GET /api/v1/sources` and the others).
-#[derive(serde::Deserialize)]
-struct Listed {
-    id: String,
-    status: String,
-    #[serde(default, alias = "errorMessage")]
-    error_message: Option<String>,
-}
-
-/// The server's sources, queries and reactions with their status (its internal
-/// `__component_graph__` source left out); `None` when it does not say.
+/// The server's sources, queries and reactions with their status; `None` when it does not say.
 pub(crate) async fn components(http: &reqwest::Client, url: &str) -> Option<Vec<ComponentStatus>> {
-    let list = |collection: ComponentKind| async move {
-        let res = http.get(format!("{url}/api/v1/{}", collection.key())).send().await.ok()?;
-        let body: serde_json::Value = res.error_for_status().ok()?.json().await.ok()?;
-        let items: Vec<Listed> = serde_json::from_value(body.get("data")?.clone()).ok()?;
-        Some(items.into_iter().filter(|i| !i.id.starts_with("__")).map(move |i| ComponentStatus {
-            kind: collection.singular().to_owned(),
-            id: i.id,
-            status: i.status,
-            error: i.error_message,
-        }))
-    };
-    let (s, q, r) = tokio::join!(list(Sources), list(Queries), list(Reactions));
-    Some(s?.chain(q?).chain(r?).collect())
+    draas_jobs::drasi::components(http, url).await
 }
 
 /// The collection of a recorded component's `kind` (`source`, `query`, `reaction`).
