@@ -33,7 +33,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, health, instances, operations, queues, status};
+use crate::routes::{components, config, data, health, instances, operations, queues, status};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -65,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/instances/{id}/stop", post(operations::stop))
         .route("/api/v1/instances/{id}/restart", post(operations::restart))
         .route("/api/v1/instances/{id}/history", get(status::history))
+        .route("/api/v1/instances/{id}/components", get(data::components))
+        .route("/api/v1/instances/{id}/queries/{query}/results", get(data::results))
         .route("/api/v1/instances/{id}/reconcile", post(status::reconcile_one))
         .route("/api/v1/status/recent-changes", get(status::recent_changes))
         .route("/api/v1/status/updates", post(status::push))

@@ -8,7 +8,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::plugins;
-use crate::routes::{components, config, health, instances, operations, queues, status};
+use crate::routes::{components, config, data, health, instances, operations, queues, status};
 
 /// The v1 API.
 #[derive(OpenApi)]
@@ -19,6 +19,7 @@ use crate::routes::{components, config, health, instances, operations, queues, s
         instances::create, instances::list, instances::get, instances::update,
         config::get, config::put, config::patch,
         components::list, components::create, components::get, components::put, components::delete,
+        data::results, data::components,
         operations::start, operations::stop, operations::restart, operations::delete,
         operations::get, operations::list, operations::cancel, queues::list,
         status::history, status::recent_changes, status::events, status::push, status::reconcile_one, status::reconcile_all,
@@ -27,6 +28,7 @@ use crate::routes::{components, config, health, instances, operations, queues, s
     components(schemas(
         crate::error::Problem, draas_jobs::domain::validate::FieldError, crate::dto::Instance, crate::dto::InstancePage,
         crate::dto::CreateInstance, crate::dto::UpdateInstance, crate::dto::Health,
+        data::ResultsDto, data::ComponentsDto,
         operations::OperationDto, operations::OperationPage, queues::QueueDto, draas_jobs::domain::operation::OperationError,
         draas_jobs::domain::operation::OperationKind, draas_jobs::domain::operation::OperationStatus,
         draas_jobs::domain::model::StatusChange, status::History, status::StatusUpdate, status::StatusPushed,
@@ -38,7 +40,7 @@ use crate::routes::{components, config, health, instances, operations, queues, s
     )),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = [])),
-    tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "plugins"), (name = "health")),
+    tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "plugins"), (name = "data"), (name = "health")),
 )]
 pub struct ApiDoc;
 

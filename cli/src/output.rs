@@ -46,6 +46,28 @@ pub fn list(out: Output, items: &[Value], columns: &[Column]) {
     }
 }
 
+/// Print rows whose fields are not known in advance (a query's results): in table mode one
+/// column per field, in the order the first row names them (upper-cased as headers).
+pub fn rows(out: Output, items: &[Value]) {
+    match out {
+        Output::Table => {
+            let mut fields: Vec<String> = Vec::new();
+            for key in items.iter().filter_map(Value::as_object).flat_map(|o| o.keys()) {
+                if !fields.contains(key) {
+                    fields.push(key.clone());
+                }
+            }
+            let mut table = plain_table();
+            table.set_header(fields.iter().map(|f| f.to_uppercase()));
+            for item in items {
+                table.add_row(fields.iter().map(|f| text(&item[f.as_str()], "")));
+            }
+            print_table(table);
+        }
+        _ => document(out, &Value::Array(items.to_vec())),
+    }
+}
+
 /// Print one resource: in table mode as FIELD / VALUE rows.
 pub fn resource(out: Output, item: &Value) {
     match (out, item.as_object()) {

@@ -93,6 +93,26 @@ async fn a_postgres_cdc_pipeline_bootstraps_streams_changes_and_survives_a_bad_c
     .await;
     assert!(bootstrapped.iter().any(|r| r["item"] == "desk" && r["qty"] == 20), "{bootstrapped:?}");
 
+    // The same through draas, behind its token: the results, the components, and clear
+    // refusals of what does not exist.
+    let (status, through) = app.get_json(&format!("/api/v1/instances/{id}/queries/big-orders/results")).await;
+    assert_eq!(status, StatusCode::OK, "{through}");
+    assert_eq!(ids(through["rows"].as_array().unwrap()), [2, 3], "{through}");
+    let (status, listed) = app.get_json(&format!("/api/v1/instances/{id}/components")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let running: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "Running")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(running, ["shop", "big-orders", "out", "stream"], "{listed}");
+    let (status, problem) = app.get_json(&format!("/api/v1/instances/{id}/queries/nope/results")).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("query_not_found")), "{problem}");
+    let anonymous = reqwest::get(format!("{}/api/v1/instances/{id}/components", app.api.base_url)).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
     // The sse reaction got a port of the node's pool, recorded on the instance.
     let stream = i["runtimeFacts"]["listeners"]["reactions/stream"].as_str().unwrap().to_owned();
     let stream_port: u16 = stream.rsplit(':').next().unwrap().parse().unwrap();
@@ -169,6 +189,8 @@ async fn a_postgres_cdc_pipeline_bootstraps_streams_changes_and_survives_a_bad_c
 
     let (_, op) = app.send_json(Method::POST, &format!("/api/v1/instances/{id}/stop?wait=60"), &Value::Null).await;
     assert_eq!(op["status"], "succeeded", "{op}");
+    let (status, problem) = app.get_json(&format!("/api/v1/instances/{id}/queries/big-orders/results")).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("instance_not_running")), "{problem}");
 }
 
 #[tokio::test]
@@ -205,6 +227,9 @@ async fn a_component_the_server_reports_in_error_makes_the_instance_degraded() {
     assert!(!failing[0]["error"].as_str().unwrap_or_default().is_empty(), "the server's reason: {degraded}");
     assert!(degraded["statusMessage"].as_str().unwrap().contains("source 'away' is in error"), "{degraded}");
     assert_eq!(degraded["componentsSummary"]["failing"], 1, "{degraded}");
+    let (_, live) = app.get_json(&format!("/api/v1/instances/{id}/components")).await;
+    let away = live["items"].as_array().unwrap().iter().find(|c| c["id"] == "away").cloned().unwrap();
+    assert_eq!((away["kind"].as_str(), away["status"].as_str()), (Some("source"), Some("Error")), "{live}");
     assert_eq!(degraded["runtimeFacts"]["pid"], healthy["runtimeFacts"]["pid"], "degraded is not restarted");
     let (_, history) = app.get_json(&format!("/api/v1/instances/{id}/history")).await;
     assert!(history["items"].as_array().unwrap().iter().any(|h| h["to"] == "degraded"), "{history}");
@@ -227,4 +252,7 @@ async fn the_readme_postgres_example_runs_as_written() {
     assert!(run.success, "{run}");
     assert!(run.stdout.contains("instance shop started at http://127.0.0.1:"), "{run}");
     assert!(run.stdout.contains("INSERT 0 1"), "{run}");
+    let table: Vec<Vec<&str>> = run.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(table.contains(&vec!["ID", "ITEM", "QTY"]), "draas results prints a table: {run}");
+    assert!(table.contains(&vec!["4", "lamp", "40"]), "{run}");
 }

@@ -2,6 +2,7 @@
 
 pub mod components;
 pub mod config;
+pub mod data;
 pub mod health;
 pub mod instances;
 pub mod operations;

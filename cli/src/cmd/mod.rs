@@ -1,8 +1,9 @@
 //! The client commands: `instance`, `config`, `source`/`query`/`reaction`, `op`, `history`,
-//! `events`. Each talks to a draas API over HTTP; failures print one line and exit non-zero.
+//! `events`, `results`. Each talks to a draas API over HTTP; failures print one line and exit non-zero.
 
 mod component;
 mod config;
+mod data;
 mod follow;
 mod input;
 mod instance;
@@ -59,6 +60,8 @@ pub enum ClientCommand {
     History(status::HistoryArgs),
     /// Follow status transitions live (Server-Sent Events), resuming after a disconnect.
     Events(status::EventsArgs),
+    /// A query's current results, from the instance's server, as a table.
+    Results(data::ResultsArgs),
 }
 
 /// What a command runs with.
@@ -95,5 +98,6 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Op(g) => op::run(&Ctx::new(&g.conn)?, g.cmd).await,
         ClientCommand::History(a) => status::history(&Ctx::new(&a.conn)?, &a.instance).await,
         ClientCommand::Events(a) => status::events(&Ctx::new(&a.conn)?, a.instance.as_deref()).await,
+        ClientCommand::Results(a) => data::results(&Ctx::new(&a.conn)?, &a.instance, &a.query).await,
     }
 }
