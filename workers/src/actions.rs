@@ -378,14 +378,22 @@ async fn live_plan(ctx: &Ctx, a: &Attempt<'_>, observed: &ObservedRecord, prepar
     {
         return Plan::Restart("a new listening component needs a published port".into());
     }
-    let Ok(Some(components)) =
-        tokio::time::timeout(Duration::from_secs(5), crate::reconcile::probe::components(&ctx.http, endpoint)).await
-    else {
-        return Plan::Restart("the server did not list its components".into());
+    // What the server has now (someone may have used its API directly); when it does not say,
+    // what draas gave it: a server that answers its health but not its lists is not restarted
+    // for that.
+    let listed =
+        tokio::time::timeout(Duration::from_secs(5), crate::reconcile::probe::components(&ctx.http, endpoint)).await;
+    let running = match listed {
+        Ok(Some(components)) => {
+            let present: Vec<_> = components
+                .iter()
+                .filter_map(|c| Some((crate::reconcile::probe::collection(&c.kind)?, c.id.clone())))
+                .collect();
+            live::as_found(applied, &present)
+        }
+        _ => applied.clone(),
     };
-    let present: Vec<_> =
-        components.iter().filter_map(|c| Some((crate::reconcile::probe::collection(&c.kind)?, c.id.clone()))).collect();
-    live::plan(&live::as_found(applied, &present), &prepared.config)
+    live::plan(&running, &prepared.config)
 }
 
 /// The URL of a component's port on the host of the server's `endpoint`.
