@@ -149,9 +149,12 @@ pub fn plan(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<P
 }
 
 /// Does the server have other sources, queries or reactions than the configuration it was
-/// given (someone used its API directly)?
+/// given (someone used its API directly)? A server that never listed its components (an
+/// empty record) is not judged: drift would be seen on every tick and nothing repaired.
 fn changed_behind_our_back(observed: &ObservedRecord) -> bool {
-    let Some(applied) = &observed.applied else { return false };
+    let Some(applied) = observed.applied.as_ref().filter(|_| !observed.components.is_empty()) else {
+        return false;
+    };
     let mut given: Vec<(&str, &str)> = applied
         .sources
         .iter()
