@@ -10,16 +10,21 @@ as_root() {
 }
 
 apt_updated=""
+# apt_install PACKAGE ...: apt-get install them (the package lists updated once per run).
+apt_install() {
+  [ $# -eq 0 ] && return 0
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  echo "installing: $*" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 # ensure_packages CMD:PACKAGE ...: apt-get install PACKAGE unless CMD is on PATH.
 ensure_packages() {
   local missing=()
   for pair in "$@"; do
     need "${pair%%:*}" || missing+=("${pair#*:}")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
-  echo "installing: ${missing[*]}" >&2
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 ensure_rust() {
@@ -71,10 +76,7 @@ ensure_libs() {
   for p in "$@"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
-  echo "installing: ${missing[*]}" >&2
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 # find_drasi_server: the real drasi-server release the tests run against (a directory with
