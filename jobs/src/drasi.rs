@@ -18,9 +18,20 @@ pub enum DrasiError {
     /// It could not be reached, or answered something that is not its API.
     #[error("drasi-server at {url} did not answer: {message}")]
     Unreachable { url: String, message: String },
-    /// It refused: its status, code and message.
-    #[error("drasi-server refused: {code}: {message}")]
+    /// It refused: its status, code (empty when it gave none) and message.
+    #[error("{}", if code.is_empty() { message.clone() } else { format!("{code}: {message}") })]
     Refused { status: u16, code: String, message: String },
+}
+
+/// The refusal in an error answer of the server: its `code` and `message` (or `error`), else
+/// the status and the body's text.
+pub fn refusal(status: u16, body: &str) -> DrasiError {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(Value::as_str).map(str::to_owned);
+    let message = field("message")
+        .or_else(|| field("error"))
+        .unwrap_or_else(|| format!("HTTP {status}: {}", crate::domain::text::plain(body.trim())));
+    DrasiError::Refused { status, code: field("code").unwrap_or_default(), message }
 }
 
 /// One item of the server's component lists.
@@ -38,11 +49,10 @@ async fn data(http: &reqwest::Client, endpoint: &str, path: &str) -> Result<Valu
     let unreachable = |message: String| DrasiError::Unreachable { url: url.clone(), message };
     let res = http.get(&url).timeout(READ_TIMEOUT).send().await.map_err(|e| unreachable(e.to_string()))?;
     let status = res.status();
-    let body: Value = res.json().await.map_err(|e| unreachable(format!("not JSON ({status}): {e}")))?;
     if !status.is_success() {
-        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        return Err(DrasiError::Refused { status: status.as_u16(), code: text("code"), message: text("message") });
+        return Err(refusal(status.as_u16(), &res.text().await.unwrap_or_default()));
     }
+    let body: Value = res.json().await.map_err(|e| unreachable(format!("not JSON: {e}")))?;
     body.get("data").cloned().ok_or_else(|| unreachable("an answer without data".into()))
 }
 
@@ -70,5 +80,18 @@ pub async fn results(http: &reqwest::Client, endpoint: &str, query: &str) -> Res
             url: format!("{endpoint}/api/v1/queries/{query}/results"),
             message: format!("results that are not a list: {other}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_reason_is_kept() {
+        let body = r#"{"code":"QUERY_DELETE_FAILED","message":"Depended on by: out"}"#;
+        assert_eq!(refusal(400, body).to_string(), "QUERY_DELETE_FAILED: Depended on by: out");
+        assert_eq!(refusal(400, r#"{"success":false,"error":"no such source"}"#).to_string(), "no such source");
+        assert_eq!(refusal(400, "boom").to_string(), "HTTP 400: boom");
     }
 }

@@ -140,7 +140,7 @@ async fn start_prepared(
     if ctx.settings.reconcile.component_health
         && let Some(url) = &facts.endpoint
         && let Ok(Some(components)) =
-            tokio::time::timeout(Duration::from_secs(2), crate::reconcile::probe::components(&ctx.http, url)).await
+            tokio::time::timeout(Duration::from_secs(2), draas_jobs::drasi::components(&ctx.http, url)).await
     {
         observed.components = components;
     }
@@ -331,8 +331,7 @@ pub async fn reconfigure(ctx: &Ctx, a: &Attempt<'_>) -> Result<Done, PlatformErr
     now.observed_at = Some(Utc::now());
     if ctx.settings.reconcile.component_health
         && let Ok(Some(components)) =
-            tokio::time::timeout(Duration::from_secs(2), crate::reconcile::probe::components(&ctx.http, &endpoint))
-                .await
+            tokio::time::timeout(Duration::from_secs(2), draas_jobs::drasi::components(&ctx.http, &endpoint)).await
     {
         now.components = components;
     }
@@ -381,8 +380,7 @@ async fn live_plan(ctx: &Ctx, a: &Attempt<'_>, observed: &ObservedRecord, prepar
     // What the server has now (someone may have used its API directly); when it does not say,
     // what draas gave it: a server that answers its health but not its lists is not restarted
     // for that.
-    let listed =
-        tokio::time::timeout(Duration::from_secs(5), crate::reconcile::probe::components(&ctx.http, endpoint)).await;
+    let listed = tokio::time::timeout(Duration::from_secs(5), draas_jobs::drasi::components(&ctx.http, endpoint)).await;
     let running = match listed {
         Ok(Some(components)) => {
             let present: Vec<_> = components

@@ -66,7 +66,7 @@ pub async fn apply(endpoint: &str, steps: &[Step]) -> Result<(), Refused> {
         }
         if !status.is_success() {
             let body = res.text().await.unwrap_or_default();
-            return Err(refused(server_message(status, &body)));
+            return Err(refused(draas_jobs::drasi::refusal(status.as_u16(), &body).to_string()));
         }
         if start {
             let url = format!("{base}/{}/start", step.id);
@@ -75,36 +75,9 @@ pub async fn apply(endpoint: &str, steps: &[Step]) -> Result<(), Refused> {
             let status = res.status();
             if !status.is_success() {
                 let body = res.text().await.unwrap_or_default();
-                return Err(refused(format!("start: {}", server_message(status, &body))));
+                return Err(refused(format!("start: {}", draas_jobs::drasi::refusal(status.as_u16(), &body))));
             }
         }
     }
     Ok(())
-}
-
-/// The server's reason: its error body's `message` (or `error`), else the status and text.
-fn server_message(status: reqwest::StatusCode, body: &str) -> String {
-    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(|v| v.as_str()).map(str::to_owned);
-    let message = field("message").or_else(|| field("error"));
-    let code = field("code");
-    match (code, message) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (None, Some(m)) => m,
-        _ => format!("HTTP {}: {}", status.as_u16(), draas_jobs::domain::text::plain(body.trim())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_servers_reason_is_kept() {
-        let s = reqwest::StatusCode::BAD_REQUEST;
-        let body = r#"{"code":"QUERY_DELETE_FAILED","message":"Depended on by: out"}"#;
-        assert_eq!(server_message(s, body), "QUERY_DELETE_FAILED: Depended on by: out");
-        assert_eq!(server_message(s, r#"{"success":false,"error":"no such source"}"#), "no such source");
-        assert_eq!(server_message(s, "boom"), "HTTP 400: boom");
-    }
 }

@@ -64,8 +64,8 @@ fn unreachable(e: DrasiError) -> ApiError {
         DrasiError::Refused { code, message, .. } if code == "INVALID_REQUEST" && message.contains("not running") => {
             ApiError::conflict("query_not_running", message)
         }
-        DrasiError::Refused { code, message, .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "instance_refused", format!("drasi-server: {code}: {message}"))
+        e @ DrasiError::Refused { .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "instance_refused", format!("drasi-server: {e}"))
         }
         e @ DrasiError::Unreachable { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "instance_unreachable", e.to_string())

@@ -62,7 +62,9 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
     };
     let listed = async {
         match &url {
-            Some(url) if alive && ctx.settings.reconcile.component_health => components(http, url).await,
+            Some(url) if alive && ctx.settings.reconcile.component_health => {
+                draas_jobs::drasi::components(http, url).await
+            }
             _ => None,
         }
     };
@@ -72,11 +74,6 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
     let latency = started.elapsed();
     let (exit, spec_hash) = (inspection.exit, inspection.spec_hash);
     Probe { at, alive, healthy, latency, message, exit, spec_hash, components }
-}
-
-/// The server's sources, queries and reactions with their status; `None` when it does not say.
-pub(crate) async fn components(http: &reqwest::Client, url: &str) -> Option<Vec<ComponentStatus>> {
-    draas_jobs::drasi::components(http, url).await
 }
 
 /// The collection of a recorded component's `kind` (`source`, `query`, `reaction`).

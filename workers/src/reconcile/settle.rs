@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use draas_jobs::domain::config::ComponentKind::{Queries, Reactions, Sources};
 use draas_jobs::domain::model::{Cause, DesiredState, Exit, InstanceState, ObservedRecord, RuntimeFacts, Status};
 use draas_jobs::domain::operation::OperationKind;
 use draas_jobs::domain::render::{self, Ports};
@@ -158,9 +159,9 @@ fn changed_behind_our_back(observed: &ObservedRecord) -> bool {
     let mut given: Vec<(&str, &str)> = applied
         .sources
         .iter()
-        .map(|c| ("source", c.id.as_str()))
-        .chain(applied.queries.iter().map(|c| ("query", c.id.as_str())))
-        .chain(applied.reactions.iter().map(|c| ("reaction", c.id.as_str())))
+        .map(|c| (Sources.singular(), c.id.as_str()))
+        .chain(applied.queries.iter().map(|c| (Queries.singular(), c.id.as_str())))
+        .chain(applied.reactions.iter().map(|c| (Reactions.singular(), c.id.as_str())))
         .collect();
     let mut has: Vec<(&str, &str)> = observed.components.iter().map(|c| (c.kind.as_str(), c.id.as_str())).collect();
     given.sort_unstable();
