@@ -147,7 +147,9 @@ impl KubeApiServer {
                 url = self.url,
                 ca = self.dir.path().join("ca.crt").display(),
             );
-            let tmp = path.with_extension("tmp");
+            // A temporary file of this writer's own: tests starting at once all write it, and a
+            // shared temporary name let one rename away another's file ("NotFound").
+            let tmp = path.with_extension(format!("{}.tmp", ulid::Ulid::new()));
             std::fs::write(&tmp, text).expect("kubeconfig");
             std::fs::rename(&tmp, &path).expect("kubeconfig");
         }
@@ -242,4 +244,4 @@ mod fake;
 mod setup;
 
 pub use self::fake::{CONTROLLER_MANAGER, FakeController, create_pod, set_unavailable};
-pub use self::setup::{prepare_namespace, rbac_manifest, unique_namespace};
+pub use self::setup::{TestNamespace, prepare_namespace, rbac_manifest, unique_namespace};

@@ -538,6 +538,19 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// A start job of a new instance and operation, as the submit script lays one out.
+pub fn sample_job() -> draas_jobs::queue::InstanceJob {
+    draas_jobs::queue::InstanceJob {
+        schema_version: draas_jobs::queue::SCHEMA_VERSION,
+        kind: draas_jobs::domain::operation::OperationKind::Start,
+        instance_id: draas_jobs::domain::ids::InstanceId::generate(),
+        operation_id: draas_jobs::domain::ids::OperationId::generate(),
+        target_generation: 1,
+        correlation_id: "test".into(),
+        platform: None,
+    }
+}
+
 /// A small valid configuration with one source, query and reaction.
 pub fn sample_config() -> Value {
     serde_json::json!({

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use draas_jobs::domain::ids::{InstanceId, OperationId};
-use draas_jobs::domain::operation::OperationKind;
-use draas_jobs::queue::{InstanceJob, SCHEMA_VERSION, SHARED_QUEUE, queue_config, queue_name};
+use draas_jobs::queue::{InstanceJob, SHARED_QUEUE, queue_config, queue_name};
 use draas_jobs::settings::Settings;
 use draas_jobs::store::{Keys, Store};
 use draas_tests::{TestRedis, eventually};
@@ -309,18 +307,6 @@ fn the_scaled_object_targets_the_worker_deployment_through_its_redis_secret() {
     assert_eq!(str_at(t, &["metadata", "listName"]), format!("{}:active", queue_name(&keys, SHARED_QUEUE)));
 }
 
-fn job() -> InstanceJob {
-    InstanceJob {
-        schema_version: SCHEMA_VERSION,
-        kind: OperationKind::Start,
-        instance_id: InstanceId::generate(),
-        operation_id: OperationId::generate(),
-        target_generation: 1,
-        correlation_id: "deploy-test".into(),
-        platform: None,
-    }
-}
-
 async fn count(redis: &TestRedis, cmd: &str, key: &str) -> u64 {
     redis::cmd(cmd).arg(key).query_async(&mut redis.connection().await).await.expect(cmd)
 }
@@ -347,7 +333,7 @@ async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
     let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
     let queue = queue_name(store.keys(), SHARED_QUEUE);
     for _ in 0..JOBS {
-        job().push(&store, SHARED_QUEUE).await.unwrap();
+        draas_tests::sample_job().push(&store, SHARED_QUEUE).await.unwrap();
     }
 
     // No worker: apalis-redis parks every push in the scheduled ZSET; the list stays empty.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use draas_tests::kube::{self as harness, FakeController, KubeApiServer, Who};
+use draas_tests::kube::{self as harness, FakeController, KubeApiServer, TestNamespace, Who};
 use draas_tests::{DraasProcess, TestApp, eventually, spawn_app};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -29,24 +29,19 @@ struct World {
 }
 
 async fn world(extra: &[(&str, &str)]) -> World {
-    let kube = KubeApiServer::shared().await;
-    let admin = kube.client(Who::Admin).await;
-    let ns = harness::unique_namespace();
-    harness::prepare_namespace(&admin, &ns).await;
+    let t = TestNamespace::new().await;
     let app = spawn_app().await;
-    let kubeconfig = kube.kubeconfig(Who::Worker);
-    let mut env = vec![
-        ("DRAAS_KUBERNETES__ENABLED", "true"),
-        ("DRAAS_KUBECONFIG", kubeconfig.to_str().unwrap()),
-        ("DRAAS_KUBE_NAMESPACE", ns.as_str()),
+    let base = t.worker_env();
+    let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([
         ("DRAAS_KUBERNETES__START_TIMEOUT_SECS", "20"),
         ("DRAAS_KUBERNETES__DELETE_TIMEOUT_SECS", "20"),
         ("DRAAS_RECONCILE__INTERVAL_SECS", "1"),
-    ];
+    ]);
     env.extend_from_slice(extra);
     let worker = app.start_worker("node-a", &env);
-    let controller = FakeController::spawn(admin.clone(), &ns);
-    World { app, worker, ns, admin, controller, _kube: kube }
+    let controller = FakeController::spawn(t.admin.clone(), &t.ns);
+    World { app, worker, ns: t.ns, admin: t.admin, controller, _kube: t.kube }
 }
 
 impl World {

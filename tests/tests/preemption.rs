@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use draas_tests::docker::{self, ContainerGuard, UNHEALTHY_IMAGE};
-use draas_tests::kube::{self as harness, FakeController, KubeApiServer, Who};
+use draas_tests::kube::{FakeController, TestNamespace};
 use draas_tests::{TestApp, eventually, spawn_app};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -109,26 +109,18 @@ async fn a_delete_ends_a_docker_start_that_waits_for_health_and_leaves_no_contai
 
 #[tokio::test]
 async fn a_delete_ends_a_kubernetes_start_that_waits_for_its_rollout_and_leaves_no_object() {
-    let kube = KubeApiServer::shared().await;
-    let admin = kube.client(Who::Admin).await;
-    let ns = harness::unique_namespace();
-    harness::prepare_namespace(&admin, &ns).await;
+    let t = TestNamespace::new().await;
+    let (admin, ns) = (&t.admin, &t.ns);
     let app = spawn_app().await;
-    let kubeconfig = kube.kubeconfig(Who::Worker);
-    let _worker = app.start_worker(
-        "node-a",
-        &[
-            ("DRAAS_KUBERNETES__ENABLED", "true"),
-            ("DRAAS_KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("DRAAS_KUBE_NAMESPACE", ns.as_str()),
-            ("DRAAS_KUBERNETES__START_TIMEOUT_SECS", "180"),
-        ],
-    );
+    let base = t.worker_env();
+    let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("DRAAS_KUBERNETES__START_TIMEOUT_SECS", "180"));
+    let _worker = app.start_worker("node-a", &env);
     // The controller never reports the replica available: the rollout waits.
-    let controller = FakeController::spawn(admin.clone(), &ns);
+    let controller = FakeController::spawn(admin.clone(), ns);
     controller.pause().await;
     let id = create(&app, "rolling", "kubernetes", json!(null)).await;
-    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     let name = format!("draas-{id}");
     start_then_delete(&app, &id, async || deployments.get_opt(&name).await.ok().flatten().is_some()).await;
     assert!(deployments.get_opt(&name).await.unwrap().is_none(), "no Deployment left");

@@ -9,30 +9,16 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use draas_jobs::domain::ids::{InstanceId, OperationId};
-use draas_jobs::domain::operation::OperationKind;
-use draas_jobs::queue::{InstanceJob, SCHEMA_VERSION, queue_config, queue_name, task_id};
+use draas_jobs::queue::{InstanceJob, queue_config, queue_name, task_id};
 use draas_jobs::store::Store;
 use draas_tests::TestRedis;
 use secrecy::SecretString;
-
-fn job() -> InstanceJob {
-    InstanceJob {
-        schema_version: SCHEMA_VERSION,
-        kind: OperationKind::Start,
-        instance_id: InstanceId::generate(),
-        operation_id: OperationId::generate(),
-        target_generation: 3,
-        correlation_id: "layout".into(),
-        platform: None,
-    }
-}
 
 #[tokio::test]
 async fn a_job_draas_pushes_is_laid_out_as_apalis_lays_out_its_own() {
     let redis = TestRedis::start();
     let store = Store::open(&SecretString::from(redis.url.clone()), "layout").unwrap();
-    let job = job();
+    let job = draas_tests::sample_job();
     let id = task_id(&job.operation_id).to_string();
 
     let config = queue_config(store.keys(), "theirs", Duration::from_secs(5), 3);
@@ -72,7 +58,7 @@ async fn a_job_draas_pushes_is_laid_out_as_apalis_lays_out_its_own() {
 async fn an_apalis_worker_runs_and_acknowledges_a_job_draas_pushed() {
     let redis = TestRedis::start();
     let store = Store::open(&SecretString::from(redis.url.clone()), "layout").unwrap();
-    let job = job();
+    let job = draas_tests::sample_job();
     job.push(&store, "run").await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<InstanceJob>(1);
     let config = queue_config(store.keys(), "run", Duration::from_secs(1), 3);

@@ -24,6 +24,35 @@ pub fn unique_namespace() -> String {
     format!("t-{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
 }
 
+/// A namespace of its own on the shared API server, prepared (see [`prepare_namespace`]),
+/// with an admin client, and the environment of a worker running Kubernetes instances there
+/// as its service account.
+pub struct TestNamespace {
+    pub kube: std::sync::Arc<super::KubeApiServer>,
+    pub admin: Client,
+    pub ns: String,
+}
+
+impl TestNamespace {
+    pub async fn new() -> Self {
+        let kube = super::KubeApiServer::shared().await;
+        let admin = kube.client(super::Who::Admin).await;
+        let ns = unique_namespace();
+        prepare_namespace(&admin, &ns).await;
+        Self { kube, admin, ns }
+    }
+
+    /// `DRAAS_KUBERNETES__ENABLED`, the worker's kubeconfig and this namespace.
+    pub fn worker_env(&self) -> Vec<(&'static str, String)> {
+        let kubeconfig = self.kube.kubeconfig(super::Who::Worker);
+        vec![
+            ("DRAAS_KUBERNETES__ENABLED", "true".to_owned()),
+            ("DRAAS_KUBECONFIG", kubeconfig.to_string_lossy().into_owned()),
+            ("DRAAS_KUBE_NAMESPACE", self.ns.clone()),
+        ]
+    }
+}
+
 /// Create namespace `ns` and grant the worker's service account its Role there (the manifest's
 /// Role and RoleBinding, moved into `ns`).
 pub async fn prepare_namespace(admin: &Client, ns: &str) {
