@@ -29,11 +29,11 @@ use draas_jobs::store::Store;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, data, health, instances, operations, queues, status};
+use crate::routes::{components, config, data, health, instances, logs, operations, queues, status};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -41,12 +41,38 @@ pub struct AppState {
     pub store: Store,
     pub submitter: Submitter,
     pub settings: Arc<Settings>,
+    /// One permit per stream served now (`api.max_streams`).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// State over one store connection.
     pub fn new(store: Store, settings: Settings) -> Self {
-        Self { submitter: Submitter::new(store.clone(), &settings), store, settings: Arc::new(settings) }
+        Self {
+            submitter: Submitter::new(store.clone(), &settings),
+            store,
+            streams: Arc::new(tokio::sync::Semaphore::new(settings.api.max_streams)),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// A permit for one more stream, held as long as it runs; 429 when `api.max_streams` run.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!("this API replica serves {} streams already; retry later", self.settings.api.max_streams),
+            )
+            .retry_after(5)
+        })
+    }
+
+    /// The keep-alive every stream sends while it has nothing to say.
+    pub fn keep_alive(&self) -> axum::response::sse::KeepAlive {
+        axum::response::sse::KeepAlive::new()
+            .interval(Duration::from_secs(self.settings.api.heartbeat_secs))
+            .text("heartbeat")
     }
 }
 
@@ -66,7 +92,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/instances/{id}/restart", post(operations::restart))
         .route("/api/v1/instances/{id}/history", get(status::history))
         .route("/api/v1/instances/{id}/components", get(data::components))
+        .route("/api/v1/instances/{id}/logs", get(logs::logs))
         .route("/api/v1/instances/{id}/queries/{query}/results", get(data::results))
+        .route("/api/v1/instances/{id}/queries/{query}/watch", get(data::watch))
         .route("/api/v1/instances/{id}/reconcile", post(status::reconcile_one))
         .route("/api/v1/status/recent-changes", get(status::recent_changes))
         .route("/api/v1/status/updates", post(status::push))
@@ -83,9 +111,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/instances/{id}/config/{kind}/{component}",
             get(components::get).put(components::put).delete(components::delete),
         )
-        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::json()) }))
-        .merge(compat::routes())
-        .merge(Scalar::with_url("/docs", openapi::ApiDoc::openapi()));
+        .merge(compat::routes());
     let (public, v1) = if state.settings.api.metrics_public {
         (Router::new().route("/metrics", get(metrics::serve)), v1)
     } else {
@@ -99,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .merge(public)
         .merge(board::routes())
+        .merge(docs())
         .route_layer(middleware::from_fn(metrics::track))
         .merge(v1)
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
@@ -114,6 +141,14 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// The reference UI at `/docs` (Swagger UI, its assets inside the binary) and the document it
+/// shows at `/openapi.json`, both without a token: the document is the same for every
+/// deployment (`draas openapi` prints it) and holds no data; the page's "Authorize" button
+/// takes a token for the requests it sends.
+fn docs() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
 }
 
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Result<Response, ApiError> {

@@ -8,7 +8,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::plugins;
-use crate::routes::{components, config, data, health, instances, operations, queues, status};
+use crate::routes::{components, config, data, health, instances, logs, operations, queues, status};
 
 /// The v1 API.
 #[derive(OpenApi)]
@@ -19,7 +19,7 @@ use crate::routes::{components, config, data, health, instances, operations, que
         instances::create, instances::list, instances::get, instances::update,
         config::get, config::put, config::patch,
         components::list, components::create, components::get, components::put, components::delete,
-        data::results, data::components,
+        data::results, data::watch, data::components, logs::logs,
         operations::start, operations::stop, operations::restart, operations::delete,
         operations::get, operations::list, operations::cancel, queues::list,
         status::history, status::recent_changes, status::events, status::push, status::reconcile_one, status::reconcile_all,

@@ -1,5 +1,6 @@
 //! drasi-server's own REST API, as draas reads it: the components with their status (the
-//! reconciler's component health, the API's `/components`) and a query's current results.
+//! reconciler's component health, the API's `/components`), a query's current results and its
+//! live changes (`attach`).
 //! The server answers `{"success": true, "data": …}`, or an error `{"code", "message"}`.
 
 use std::time::Duration;
@@ -81,6 +82,51 @@ pub async fn results(http: &reqwest::Client, endpoint: &str, query: &str) -> Res
             message: format!("results that are not a list: {other}"),
         }),
     }
+}
+
+/// One change of a query's results as the server's `attach` stream sends it: its sequence
+/// number, time and the rows added, updated and deleted (its profiling figures left out).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ResultChange {
+    pub sequence: u64,
+    pub timestamp: String,
+    /// `{"type": "ADD" | "UPDATE" | "DELETE", "data" | "before"/"after": …}` per row.
+    pub results: Vec<Value>,
+}
+
+/// The live changes of query `query`, from the server's `attach` (Server-Sent Events, one JSON
+/// object per change). The stream ends when the server closes it: it stopped, or dropped the
+/// query. An error answer (the query is unknown: 404 `QUERY_NOT_FOUND`) is `Refused`.
+pub async fn attach(
+    http: &reqwest::Client,
+    endpoint: &str,
+    query: &str,
+) -> Result<impl futures::Stream<Item = Result<ResultChange, DrasiError>> + Send + 'static, DrasiError> {
+    use futures::StreamExt;
+
+    let url = format!("{endpoint}/api/v1/queries/{query}/attach");
+    let unreachable = |message: String| DrasiError::Unreachable { url: url.clone(), message };
+    let res = tokio::time::timeout(READ_TIMEOUT, http.get(&url).header("accept", "text/event-stream").send())
+        .await
+        .map_err(|_| unreachable(format!("no answer within {} s", READ_TIMEOUT.as_secs())))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = res.status();
+    if !status.is_success() {
+        return Err(refusal(status.as_u16(), &res.text().await.unwrap_or_default()));
+    }
+    let events = sse_stream::SseStream::from_bytes_stream(res.bytes_stream());
+    Ok(events.filter_map(move |event| {
+        let url = url.clone();
+        async move {
+            let unreachable = |message: String| DrasiError::Unreachable { url: url.clone(), message };
+            match event {
+                Err(e) => Some(Err(unreachable(format!("the stream broke: {e}")))),
+                Ok(e) => e.data.filter(|d| !d.is_empty()).map(|d| {
+                    serde_json::from_str(&d).map_err(|e| unreachable(format!("a change that is not one: {e}")))
+                }),
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct Settings {
     pub compat: CompatSettings,
     /// Kubernetes platform.
     pub kubernetes: KubernetesSettings,
+    /// The servers' output, shipped by workers for `GET …/logs`.
+    pub logs: LogSettings,
     /// Have drasi-server verify plugin signatures (`false`: it is started with
     /// `--skip-verification`, and the plugins directories this deployment configures are
     /// trusted as they are; `true` needs a `plugins.lock` beside the plugins).
@@ -65,6 +67,20 @@ pub struct Settings {
     /// before it exits anyway (jobs it could not report are left to their leases' expiry, so
     /// another worker takes them up).
     pub shutdown_grace_secs: u64,
+}
+
+/// The servers' output as workers ship it into the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// Lines kept per instance (about: the stream is trimmed lazily); 0 ships none.
+    pub keep_lines: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { keep_lines: 1000 }
+    }
 }
 
 /// The original DRaaS API (`/api/server`, `/api/configuration`, `/api/status`).
@@ -159,6 +175,11 @@ pub struct ApiSettings {
     /// Longest a `?wait=` long-poll is held (at most 60; less behind a proxy with a shorter
     /// timeout): the request then answers 202 and the client polls on.
     pub max_wait_secs: u64,
+    /// Most streams (query watches, followed logs, `/events`) an API replica serves at once;
+    /// more are answered 429 `too_many_streams`.
+    pub max_streams: usize,
+    /// Seconds between the heartbeat comments a stream sends while it has nothing to say.
+    pub heartbeat_secs: u64,
 }
 
 /// Worker runtime.
@@ -341,6 +362,7 @@ impl Default for Settings {
             reconcile: ReconcileSettings::default(),
             compat: CompatSettings::default(),
             kubernetes: KubernetesSettings::default(),
+            logs: LogSettings::default(),
             shutdown_grace_secs: 10,
             verify_plugins: false,
         }
@@ -355,6 +377,8 @@ impl Default for ApiSettings {
             max_page_size: 500,
             metrics_public: false,
             max_wait_secs: 60,
+            max_streams: 256,
+            heartbeat_secs: 15,
         }
     }
 }
@@ -487,6 +511,9 @@ impl Settings {
         self.kubernetes.check().map_err(SettingsError::Invalid)?;
         if self.docker.port_range_start == 0 || self.docker.port_range_start > self.docker.port_range_end {
             return Err(SettingsError::Invalid("docker port range is empty".into()));
+        }
+        if self.api.heartbeat_secs == 0 {
+            return Err(SettingsError::Invalid("api.heartbeat_secs must be at least 1".into()));
         }
         Ok(())
     }

@@ -6,7 +6,13 @@ use crate::settings::LogFormat;
 
 /// Install the global subscriber: `RUST_LOG` filters (default `info`), text or JSON output.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// [`init`] with another filter when `RUST_LOG` is unset (`draas up`: `warn`, so that its
+/// banner stays on screen).
+pub fn init_with_default(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -502,12 +502,40 @@ pub struct SseStream {
 impl SseStream {
     /// Open the stream at `url`, within `deadline`.
     pub async fn open(url: &str, deadline: Duration) -> Self {
-        let res = tokio::time::timeout(deadline, reqwest::Client::new().get(url).send())
-            .await
-            .unwrap_or_else(|_| panic!("{url} did not answer within {deadline:?}"))
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        Self::request(reqwest::Client::new().get(url), deadline).await
+    }
+
+    /// Open the stream `req` answers (it must answer 2xx), within `deadline`.
+    pub async fn request(req: RequestBuilder, deadline: Duration) -> Self {
+        let res = Self::answer(req, deadline).await;
+        let url = res.url().to_string();
         assert!(res.status().is_success(), "{url}: {}", res.status());
-        Self { url: url.to_owned(), res, seen: String::new() }
+        Self { url, res, seen: String::new() }
+    }
+
+    /// The answer to a stream request, whatever its status, within `deadline`.
+    pub async fn answer(req: RequestBuilder, deadline: Duration) -> reqwest::Response {
+        tokio::time::timeout(deadline, req.send())
+            .await
+            .unwrap_or_else(|_| panic!("no answer within {deadline:?}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Read until the server ends the stream, within `deadline` (panics if it does not).
+    pub async fn ended(&mut self, deadline: Duration) {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            match tokio::time::timeout_at(end, self.res.chunk()).await {
+                Ok(Ok(Some(c))) => self.seen.push_str(&String::from_utf8_lossy(&c)),
+                Ok(Ok(None) | Err(_)) => return,
+                Err(_) => panic!("{} did not end within {deadline:?}; it sent:\n{}", self.url, self.seen),
+            }
+        }
+    }
+
+    /// Everything the stream sent so far.
+    pub fn seen(&self) -> &str {
+        &self.seen
     }
 
     /// Read until `wanted` holds for one `data:` payload (returned) or `deadline` passes

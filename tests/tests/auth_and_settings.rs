@@ -33,8 +33,10 @@ fn protected_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, format!("{i}/config/sources/sensors"), None),
         (Method::PUT, format!("{i}/config/sources/sensors"), Some(json!({"kind": "mock"}))),
         (Method::DELETE, format!("{i}/config/reactions/out"), None),
-        (Method::GET, "/openapi.json".into(), None),
-        (Method::GET, "/docs".into(), None),
+        (Method::GET, format!("{i}/logs"), None),
+        (Method::GET, format!("{i}/components"), None),
+        (Method::GET, format!("{i}/queries/hot/results"), None),
+        (Method::GET, format!("{i}/queries/hot/watch"), None),
     ]
 }
 
@@ -107,12 +109,32 @@ async fn the_right_token_opens_every_protected_route_family() {
         format!("/api/v1/instances/{id}/config/sources"),
         format!("/api/v1/instances/{id}/config/sources/sensors"),
         "/api/v1/operations".to_owned(),
-        "/openapi.json".to_owned(),
-        "/docs".to_owned(),
     ] {
         let res = app.req(Method::GET, &path).send().await.unwrap();
 
         assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_reference_docs_open_without_a_token_and_load_nothing_from_elsewhere() {
+    let app = spawn_app().await;
+    let spec = anonymous(&app, &app.api, Method::GET, "/openapi.json").send().await.unwrap();
+    assert_eq!(spec.status(), StatusCode::OK);
+    let spec: serde_json::Value = spec.json().await.unwrap();
+    assert!(spec["paths"]["/api/v1/instances/{id}/logs"].is_object(), "the document the API serves");
+    let page = anonymous(&app, &app.api, Method::GET, "/docs/").send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let assets: Vec<&str> = html.split(['"', '\'']).filter(|s| s.ends_with(".js") || s.ends_with(".css")).collect();
+    assert!(!assets.is_empty(), "{html}");
+    for asset in assets {
+        assert!(!asset.contains("//"), "{asset} is loaded from elsewhere: {html}");
+        let res = anonymous(&app, &app.api, Method::GET, &format!("/docs/{}", asset.trim_start_matches("./")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{asset}: served from the binary");
     }
 }
 

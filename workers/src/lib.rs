@@ -5,6 +5,7 @@ pub mod actions;
 pub mod context;
 pub mod handler;
 pub mod live;
+mod logs;
 mod metrics_server;
 pub mod platform;
 pub mod reconcile;
@@ -72,6 +73,7 @@ pub async fn run(
         tokio::spawn(reconcile::ticks::produce(ctx.clone())),
         tokio::spawn(report_platforms(ctx.clone())),
         tokio::spawn(reconcile::events::follow(ctx.clone())),
+        tokio::spawn(logs::ship(ctx.clone())),
     ];
     if let Some(addr) = ctx.settings.worker.metrics_listen {
         let s = &ctx.settings;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod data;
 pub mod health;
 pub mod instances;
+pub mod logs;
 pub mod operations;
 pub mod queues;
 pub mod status;

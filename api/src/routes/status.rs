@@ -8,13 +8,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use draas_jobs::domain::model::{Cause, Status, StatusChange};
 use draas_jobs::domain::operation::{Operation, OperationKind};
 use draas_jobs::queue::submit::Request;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -98,10 +98,12 @@ pub async fn events(
     {
         return Err(ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an id this stream sent"));
     }
+    let permit = state.stream_permit()?;
     let start = match resume {
         Some(r) => Some(r),
         None => state.store.history().latest_id().await?,
     };
+    let keep_alive = state.keep_alive();
     let stream =
         futures::stream::unfold((state, start, Vec::<StatusChange>::new()), move |(state, mut last, mut buf)| {
             let filter = filter.clone();
@@ -127,7 +129,12 @@ pub async fn events(
                 }
             }
         });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    // The permit is released when the client goes and the stream is dropped.
+    let stream = stream.map(move |e| {
+        let _held = &permit;
+        e
+    });
+    Ok(Sse::new(stream).keep_alive(keep_alive))
 }
 
 /// Body of `POST /api/v1/status/updates`.

@@ -222,6 +222,8 @@ impl Instances<'_> {
             .key(k.ports())
             .key(k.port_by_instance())
             .key(k.port_owners(id))
+            .key(k.logs(id))
+            .key(k.log_shipper(id))
             .arg(id.as_str())
             .invoke_async(&mut self.store.conn())
             .await?;

@@ -74,6 +74,17 @@ impl Keys {
         format!("{}:reconcile:lock:{scope}", self.tag)
     }
 
+    /// STREAM of `l` (a line of the server's output) and `c` (where the shipper read it): the
+    /// last lines of an instance's drasi-server, shipped by a worker.
+    pub fn logs(&self, id: &InstanceId) -> String {
+        format!("{}:logs:{id}", self.tag)
+    }
+
+    /// STRING with an expiry: the worker shipping an instance's logs.
+    pub fn log_shipper(&self, id: &InstanceId) -> String {
+        format!("{}:logs:shipper:{id}", self.tag)
+    }
+
     /// HASH name → id: the unique-name index.
     pub fn names(&self) -> String {
         format!("{}:names", self.tag)

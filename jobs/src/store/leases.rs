@@ -43,7 +43,21 @@ impl Leases<'_> {
     /// Take the lock of a reconcile scope (`global` or a node) as `holder` for `ttl`, unless
     /// someone holds it; renewed and released like a lease.
     pub async fn try_lock_pass(&self, scope: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        let key = self.store.keys().reconcile_lock(scope);
+        self.try_lock(self.store.keys().reconcile_lock(scope), holder, ttl).await
+    }
+
+    /// Take the lock of shipping an instance's logs as `holder` for `ttl`, unless someone holds
+    /// it; renewed and released like a lease.
+    pub async fn try_lock_logs(
+        &self,
+        id: &InstanceId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.try_lock(self.store.keys().log_shipper(id), holder, ttl).await
+    }
+
+    async fn try_lock(&self, key: String, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let taken: Option<String> = redis::cmd("SET")
             .arg(&key)
             .arg(holder)

@@ -4,8 +4,8 @@
 //! views: [`instances`](Store::instances), [`operations`](Store::operations),
 //! [`leases`](Store::leases), [`ports`](Store::ports), [`nodes`](Store::nodes),
 //! [`crash_loops`](Store::crash_loops), [`history`](Store::history),
-//! [`queues`](Store::queues), [`passes`](Store::passes), [`plugins`](Store::plugins) and
-//! [`events`](Store::events).
+//! [`queues`](Store::queues), [`passes`](Store::passes), [`plugins`](Store::plugins),
+//! [`logs`](Store::logs) and [`events`](Store::events).
 //! Every multi-key write is one Lua script (`scripts`), so a state transition is one round
 //! trip and all or nothing. Nothing is cached: every replica sees every change at once.
 
@@ -15,6 +15,7 @@ pub mod history;
 pub mod instances;
 pub mod keys;
 pub mod leases;
+pub mod logs;
 pub mod nodes;
 pub mod operations;
 pub mod passes;
@@ -229,6 +230,11 @@ impl Store {
     /// apalis-redis queues: pushes, depths, sweeping.
     pub fn queues(&self) -> queues::Queues<'_> {
         queues::Queues { store: self }
+    }
+
+    /// The servers' output, as workers ship it.
+    pub fn logs(&self) -> logs::Logs<'_> {
+        logs::Logs { store: self }
     }
 
     /// Plugin catalogs published by workers.

@@ -162,7 +162,7 @@ return out
 script!(
     /// Remove an instance's records and free its ports (the server's and its components').
     /// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe,
-    /// ports, port-by-owner, the instance's port owners. ARGV: id.
+    /// ports, port-by-owner, the instance's port owners, logs, log shipper. ARGV: id.
     delete = r"
 local data = redis.call('HGET', KEYS[3], 'data')
 if data then
@@ -177,7 +177,7 @@ for _, owner in ipairs(owners) do
   local port = redis.call('HGET', KEYS[11], owner)
   if port then redis.call('HDEL', KEYS[10], port) redis.call('HDEL', KEYS[11], owner) end
 end
-redis.call('DEL', KEYS[12])
+redis.call('DEL', KEYS[12], KEYS[13], KEYS[14])
 return 1
 "
 );

@@ -89,6 +89,17 @@ pub struct Inspection {
     pub healthy: Option<bool>,
 }
 
+/// One line of a server's output (colour codes stripped) and where it was read: the cursor
+/// `Platform::logs` goes on after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogItem {
+    pub line: String,
+    pub cursor: String,
+}
+
+/// A server's output, line by line, as it grows.
+pub type LogStream = futures::stream::BoxStream<'static, LogItem>;
+
 /// Something a platform runs for this deployment, found by its marks (environment, labels).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Managed {
@@ -160,6 +171,13 @@ pub trait Platform: Send + Sync {
 
     /// The last lines the server wrote, for errors (empty when unknown).
     async fn log_tail(&self, id: &InstanceId) -> String;
+
+    /// The server's output after `since` (the cursor of a line it gave before; `None`: from its
+    /// last lines), followed as it grows; it ends when the platform stops giving more (the
+    /// container ended). `None`: this platform cannot read it from here.
+    async fn logs(&self, _id: &InstanceId, _since: Option<String>) -> Option<LogStream> {
+        None
+    }
 
     /// Send the instance id (as labelled) of every server of this deployment that dies, as
     /// the platform reports it (an event stream), for as long as `tx` is open. Platforms

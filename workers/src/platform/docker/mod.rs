@@ -301,6 +301,43 @@ impl Platform for DockerPlatform {
         self.tail(&spec::container_name(id)).await
     }
 
+    /// The container's logs with the engine's timestamps, the cursor; from `since` the engine
+    /// sends whole seconds, so the lines of that second already shipped are dropped here.
+    async fn logs(&self, id: &InstanceId, since: Option<String>) -> Option<super::LogStream> {
+        let docker = self.engine.client().await.ok()?;
+        let after = since.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since: after.map_or(0, |t| i32::try_from(t.timestamp()).unwrap_or(0)),
+            tail: if after.is_some() { "all".into() } else { "200".into() },
+            ..Default::default()
+        };
+        let chunks = docker.logs(&spec::container_name(id), Some(options));
+        Some(
+            chunks
+                .take_while(|c| std::future::ready(c.is_ok()))
+                .flat_map(move |chunk| {
+                    let text = chunk.map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned()).unwrap_or_default();
+                    let items: Vec<super::LogItem> = text
+                        .lines()
+                        .filter_map(|l| {
+                            let (at, line) = l.split_once(' ')?;
+                            let t = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+                            after.is_none_or(|a| t > a).then(|| super::LogItem {
+                                line: draas_jobs::domain::text::plain(line),
+                                cursor: at.to_owned(),
+                            })
+                        })
+                        .collect();
+                    futures::stream::iter(items)
+                })
+                .boxed(),
+        )
+    }
+
     /// Follow the engine's `die` events of this deployment's containers; reconnect (from the
     /// last event seen) whenever the stream ends or the engine goes away.
     async fn watch_exits(&self, tx: tokio::sync::mpsc::Sender<String>) {

@@ -345,4 +345,39 @@ impl Platform for KubernetesPlatform {
             Err(_) => String::new(),
         }
     }
+
+    /// The newest pod's logs through the API server (`pods/log`), with its timestamps as the
+    /// cursor; from `since` the lines at or before it are dropped.
+    async fn logs(&self, id: &InstanceId, since: Option<String>) -> Option<super::LogStream> {
+        use futures::{AsyncBufReadExt, StreamExt};
+
+        let pods = self.pods(id.as_str()).await.ok()?;
+        let pod = pods.iter().max_by_key(|p| p.creation_timestamp())?.name_any();
+        let after = since.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+        let params = LogParams {
+            container: Some(CONTAINER.into()),
+            follow: true,
+            timestamps: true,
+            since_time: after.and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).ok()),
+            tail_lines: after.is_none().then_some(LOG_TAIL_LINES),
+            ..LogParams::default()
+        };
+        let lines = self.api::<Pod>().log_stream(&pod, &params).await.ok()?.lines();
+        Some(
+            lines
+                .take_while(|l| std::future::ready(l.is_ok()))
+                .filter_map(move |l| {
+                    let item = l.ok().and_then(|l| {
+                        let (at, line) = l.split_once(' ')?;
+                        let t = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+                        after.is_none_or(|a| t > a).then(|| super::LogItem {
+                            line: draas_jobs::domain::text::plain(line),
+                            cursor: at.to_owned(),
+                        })
+                    });
+                    std::future::ready(item)
+                })
+                .boxed(),
+        )
+    }
 }

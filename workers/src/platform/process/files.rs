@@ -14,6 +14,36 @@ use draas_jobs::domain::model::Exit;
 /// How much of a log goes into an error.
 pub const LOG_TAIL_BYTES: u64 = 4096;
 
+/// How often a followed log is looked at for more.
+const LOG_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Read the complete lines of `path` after byte `from` into `out` (colour codes stripped),
+/// moving `offset` past them; with `skip_partial`, the first (cut) line is dropped.
+fn read_lines(
+    path: &Path,
+    from: u64,
+    skip_partial: bool,
+    offset: &mut Option<u64>,
+    out: &mut std::collections::VecDeque<crate::platform::LogItem>,
+) -> std::io::Result<()> {
+    let mut f = fs::File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::new();
+    f.take(1 << 20).read_to_end(&mut buf)?;
+    let mut at = from;
+    let mut first = true;
+    for line in buf.split_inclusive(|b| *b == b'\n').take_while(|l| l.ends_with(b"\n")) {
+        at += line.len() as u64;
+        if std::mem::take(&mut first) && skip_partial {
+            continue;
+        }
+        let text = draas_jobs::domain::text::plain(String::from_utf8_lossy(line).trim_end());
+        out.push_back(crate::platform::LogItem { line: text, cursor: at.to_string() });
+    }
+    *offset = Some(at);
+    if at == from { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(()) }
+}
+
 /// The instance directories of one node.
 #[derive(Debug, Clone)]
 pub struct Files {
@@ -72,6 +102,40 @@ impl Files {
         let mut buf = Vec::new();
         let _ = f.read_to_end(&mut buf);
         draas_jobs::domain::text::plain(&String::from_utf8_lossy(&buf))
+    }
+
+    /// Follow an instance's log from byte `since` (`None`: its last `LOG_TAIL_BYTES`), a line
+    /// at a time, each with the offset after it; a log rotated under it (shorter than where it
+    /// was) is read again from its start. It never ends: its reader decides when to stop.
+    pub fn follow_log(&self, id: &InstanceId, since: Option<u64>) -> crate::platform::LogStream {
+        use futures::StreamExt;
+
+        struct Follow {
+            path: PathBuf,
+            offset: Option<u64>,
+            ready: std::collections::VecDeque<crate::platform::LogItem>,
+        }
+        let start = Follow { path: self.log(id), offset: since, ready: Default::default() };
+        futures::stream::unfold(start, |mut f| async move {
+            loop {
+                if let Some(item) = f.ready.pop_front() {
+                    return Some((item, f));
+                }
+                let len = fs::metadata(&f.path).map_or(0, |m| m.len());
+                let from = match f.offset {
+                    Some(o) if o <= len => o,
+                    Some(_) => 0,
+                    None => len.saturating_sub(LOG_TAIL_BYTES),
+                };
+                let skip_partial = f.offset.is_none() && from > 0;
+                f.offset = Some(from);
+                if len > from && read_lines(&f.path, from, skip_partial, &mut f.offset, &mut f.ready).is_ok() {
+                    continue;
+                }
+                tokio::time::sleep(LOG_POLL).await;
+            }
+        })
+        .boxed()
     }
 
     /// Forget how the last server ended (a new one starts).

@@ -431,6 +431,10 @@ impl Platform for ProcessPlatform {
     async fn log_tail(&self, id: &InstanceId) -> String {
         self.files.log_tail(id)
     }
+
+    async fn logs(&self, id: &InstanceId, since: Option<String>) -> Option<super::LogStream> {
+        Some(self.files.follow_log(id, since.and_then(|c| c.parse().ok())))
+    }
 }
 
 /// drasi-server binds `0.0.0.0` for "everywhere"; probe it on loopback then.
