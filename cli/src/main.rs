@@ -33,6 +33,11 @@ enum Command {
     Up,
     /// Print the OpenAPI document.
     Openapi,
+    /// Print a shell completion script: `source <(draas completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Client(cmd::ClientCommand),
 }
@@ -44,6 +49,15 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Client(command) => return Ok(cmd::run(command).await),
         Command::Openapi => {
             print!("{}", draas_api::openapi::json());
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "draas",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Api => {
@@ -67,11 +81,25 @@ async fn main() -> anyhow::Result<ExitCode> {
 
 /// Serve the API until SIGINT or SIGTERM.
 pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
+    let listener = bind_api(&settings).await?;
+    serve_api(listener, settings, redis_url).await
+}
+
+/// The API's listener, bound (or why it cannot be).
+pub async fn bind_api(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
     settings.require_auth()?;
-    let store = Store::from_settings(redis_url, &settings)?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        .with_context(|| format!("cannot listen on {}", settings.listen))
+}
+
+/// Serve the API on `listener` until SIGINT or SIGTERM.
+pub async fn serve_api(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    redis_url: &SecretString,
+) -> anyhow::Result<()> {
+    let store = Store::from_settings(redis_url, &settings)?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
     let state = AppState::new(store, settings);
     draas_api::serve(listener, state, shutdown_signal()).await?;

@@ -31,6 +31,23 @@ pub fn text(item: &Value, ptr: &str) -> String {
     }
 }
 
+/// How long ago the RFC 3339 time at `ptr` was, kubectl-style (`42s`, `5m`, `3h`, `2d`).
+pub fn age(item: &Value, ptr: &str) -> String {
+    let Some(at) = item.pointer(ptr).and_then(Value::as_str) else { return String::new() };
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(at) else { return at.to_owned() };
+    human_duration((chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds().max(0))
+}
+
+/// `secs` kubectl-style: `42s`, `5m`, `3h`, `2d`.
+pub fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
 /// Print a list of items.
 pub fn list(out: Output, items: &[Value], columns: &[Column]) {
     match out {

@@ -26,11 +26,15 @@ pub fn stop_private_redis_now() {
 /// Run the all-in-one stack until SIGINT or SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let mut settings = load_settings_with_token()?;
-    draas_jobs::telemetry::init(settings.log_format);
+    // Quiet by default: warnings and errors only (RUST_LOG=info shows every pass).
+    draas_jobs::telemetry::init_with_default(settings.log_format, "warn");
     crate::bound_shutdown(settings.shutdown_grace_secs);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = settings.data_dir.canonicalize()?;
+    // Bound before anything is announced or started: a taken port ends `up` at once, saying so.
+    let listener = crate::bind_api(&settings).await?;
+    settings.listen = listener.local_addr()?;
     let mut redis = None;
     let url = match settings.redis_url.clone() {
         Some(url) => url,
@@ -41,8 +45,18 @@ pub async fn run() -> anyhow::Result<()> {
         }
     };
     print_banner(&settings, &url);
-    let (api, worker) = tokio::join!(crate::run_api(settings.clone(), &url), crate::run_worker(settings, &url));
+    // Client commands run beside it find it here (`DRAAS_LISTEN` may have moved it).
+    let url_file = settings.data_dir.join("api-url");
+    let _ = std::fs::write(&url_file, format!("http://{}\n", settings.listen));
+    let (api, worker) =
+        tokio::join!(crate::serve_api(listener, settings.clone(), &url), crate::run_worker(settings.clone(), &url));
+    let _ = std::fs::remove_file(&url_file);
     let result = api.and(worker);
+    println!(
+        "draas stopped; the drasi-servers it ran keep running (see `ps -e | grep drasi-server`): the next \
+         `draas up` in {} adopts them",
+        settings.data_dir.display()
+    );
     if let Some(mut child) = redis {
         stop_redis(&mut child).await;
     }
@@ -88,6 +102,7 @@ fn print_banner(settings: &Settings, redis_url: &SecretString) {
     let base = format!("http://{}", settings.listen);
     println!("draas is up");
     println!("  API:    {base}/api/v1/instances");
+    println!("  console: {base}/board");
     println!("  docs:   {base}/docs");
     println!("  redis:  {}", redis_url.expose_secret());
     if settings.dev {

@@ -58,8 +58,10 @@ impl ConnArgs {
                 .transpose()?
                 .unwrap_or_default(),
         };
-        let server =
-            non_empty(self.server.clone()).or(non_empty(file.server)).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let server = non_empty(self.server.clone())
+            .or(non_empty(file.server))
+            .or_else(up_url)
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
         if !server.starts_with("http://") {
             return Err(CliError::Usage(format!(
                 "server must be an http:// URL (this build speaks plain HTTP), got '{server}'"
@@ -95,6 +97,14 @@ fn default_settings_path() -> Option<PathBuf> {
 
 /// The token `draas up` generated: `<data dir>/api-token` (`DRAAS_DATA_DIR`, default `.draas`).
 fn up_token() -> Option<String> {
-    let dir = std::env::var_os("DRAAS_DATA_DIR").map_or_else(|| PathBuf::from(".draas"), PathBuf::from);
-    non_empty(std::fs::read_to_string(dir.join("api-token")).ok())
+    non_empty(std::fs::read_to_string(up_dir().join("api-token")).ok())
+}
+
+/// Where a running `draas up` listens: `<data dir>/api-url`, written while it runs.
+fn up_url() -> Option<String> {
+    non_empty(std::fs::read_to_string(up_dir().join("api-url")).ok())
+}
+
+fn up_dir() -> PathBuf {
+    std::env::var_os("DRAAS_DATA_DIR").map_or_else(|| PathBuf::from(".draas"), PathBuf::from)
 }

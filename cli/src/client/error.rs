@@ -20,9 +20,10 @@ pub mod exit {
 /// A failed client command.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The API answered with a problem document (or another error status).
-    #[error("{code}: {message}")]
-    Api { status: u16, code: String, message: String },
+    /// The API answered with a problem document (or another error status); `pointer` names
+    /// the faulty field of the request body, when the API said.
+    #[error("{code}: {message}{}", pointer.as_deref().map(|p| format!(" (at {p})")).unwrap_or_default())]
+    Api { status: u16, code: String, message: String, pointer: Option<String> },
     /// Bad input that never reached the API: an unreadable file, a malformed settings file.
     #[error("{0}")]
     Usage(String),
@@ -52,6 +53,15 @@ impl CliError {
     /// The one line printed to stderr: `error: <code>: <message>`.
     pub fn line(&self) -> String {
         one_line(&format!("error: {self}"))
+    }
+
+    /// [`line`](Self::line), its `error` in red on a terminal.
+    pub fn line_for(&self, terminal: bool) -> String {
+        let line = self.line();
+        match line.strip_prefix("error") {
+            Some(rest) if terminal => format!("\x1b[1;31merror\x1b[0m{rest}"),
+            _ => line,
+        }
     }
 }
 

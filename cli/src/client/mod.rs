@@ -31,6 +31,8 @@ pub enum Body {
 struct Problem {
     code: String,
     message: String,
+    #[serde(default)]
+    pointer: Option<String>,
 }
 
 /// A client of one draas API.
@@ -151,6 +153,26 @@ impl Client {
         }
     }
 
+    /// Instance id → name, for every instance (for tables that show names beside ids).
+    pub async fn names(&self) -> Result<std::collections::HashMap<String, String>, CliError> {
+        let mut names = std::collections::HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "500".to_owned())];
+            query.extend(cursor.take().map(|c| ("cursor", c)));
+            let page = self.get("/api/v1/instances", &query).await?;
+            for i in page["items"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(name)) = (i["id"].as_str(), i["name"].as_str()) {
+                    names.insert(id.to_owned(), name.to_owned());
+                }
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(names),
+            }
+        }
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> CliError {
         CliError::Transport(format!("cannot reach draas at {}: {}", self.server, error::root_cause(e)))
     }
@@ -175,9 +197,10 @@ async fn api_error(res: Response) -> CliError {
     let status = res.status();
     let text = res.text().await.unwrap_or_default();
     match serde_json::from_str::<Problem>(&text) {
-        Ok(p) => CliError::Api { status: status.as_u16(), code: p.code, message: p.message },
+        Ok(p) => CliError::Api { status: status.as_u16(), code: p.code, message: p.message, pointer: p.pointer },
         Err(_) => CliError::Api {
             status: status.as_u16(),
+            pointer: None,
             code: format!("http_{}", status.as_u16()),
             message: if text.trim().is_empty() {
                 status.canonical_reason().unwrap_or("error").to_owned()

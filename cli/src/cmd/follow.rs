@@ -20,8 +20,9 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// `--wait[=DURATION]` and `--timeout` of the lifecycle commands.
 #[derive(Debug, Clone, Args)]
 pub struct WaitArg {
-    /// Wait for the operation to end, showing its status; optional limit, e.g. --wait=90s [default: 5m].
-    #[arg(long, num_args = 0..=1, require_equals = true, value_name = "DURATION", value_parser = duration)]
+    /// Wait for the operation to end, showing its status; optional limit, e.g. --wait 90s or
+    /// --wait=90s [default: 5m].
+    #[arg(long, num_args = 0..=1, value_name = "DURATION", value_parser = duration)]
     wait: Option<Option<Duration>>,
     /// Wait at most this long (90, 90s, 5m); implies --wait.
     #[arg(long, value_name = "DURATION", value_parser = duration)]

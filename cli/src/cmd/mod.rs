@@ -1,9 +1,11 @@
-//! The client commands: `instance`, `config`, `source`/`query`/`reaction`, `op`, `history`,
-//! `events`, `results`. Each talks to a draas API over HTTP; failures print one line and exit non-zero.
+//! The client commands: `instance`, `describe`, `config`, `source`/`query`/`reaction`, `op`,
+//! `history`, `events`, `results`, `logs`. Each talks to a draas API over HTTP; failures print
+//! one line and exit non-zero.
 
 mod component;
 mod config;
 mod data;
+mod describe;
 mod follow;
 mod input;
 mod instance;
@@ -29,8 +31,8 @@ Client commands exit with:
 
 Server and token come from --server/--token, else DRAAS_SERVER/DRAAS_TOKEN, else the settings
 file (--config, default $XDG_CONFIG_HOME/draas/config.yaml or ~/.config/draas/config.yaml, with
-`server:` and `token:`), else http://127.0.0.1:8080 and the token `draas up` keeps in
-./.draas/api-token (or $DRAAS_DATA_DIR/api-token).";
+`server:` and `token:`), else where a `draas up` in this directory listens and the token it keeps
+(./.draas/api-url and ./.draas/api-token, or under $DRAAS_DATA_DIR), else http://127.0.0.1:8080.";
 
 /// A group of client subcommands with the shared connection flags.
 #[derive(Debug, Args)]
@@ -60,8 +62,12 @@ pub enum ClientCommand {
     History(status::HistoryArgs),
     /// Follow status transitions live (Server-Sent Events), resuming after a disconnect.
     Events(status::EventsArgs),
-    /// A query's current results, from the instance's server, as a table.
+    /// A query's current results, from the instance's server, as a table; --watch follows its changes.
     Results(data::ResultsArgs),
+    /// The instance's server output (last lines; -f follows).
+    Logs(data::LogsArgs),
+    /// An instance in full: endpoint, node, components, conditions, recent operations, history.
+    Describe(describe::DescribeArgs),
 }
 
 /// What a command runs with.
@@ -81,7 +87,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
     match dispatch(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", e.line());
+            eprintln!("{}", e.line_for(std::io::IsTerminal::is_terminal(&std::io::stderr())));
             e.exit_code()
         }
     }
@@ -98,6 +104,8 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Op(g) => op::run(&Ctx::new(&g.conn)?, g.cmd).await,
         ClientCommand::History(a) => status::history(&Ctx::new(&a.conn)?, &a.instance).await,
         ClientCommand::Events(a) => status::events(&Ctx::new(&a.conn)?, a.instance.as_deref()).await,
-        ClientCommand::Results(a) => data::results(&Ctx::new(&a.conn)?, &a.instance, &a.query).await,
+        ClientCommand::Results(a) => data::results(&Ctx::new(&a.conn)?, &a).await,
+        ClientCommand::Logs(a) => data::logs(&Ctx::new(&a.conn)?, &a).await,
+        ClientCommand::Describe(a) => describe::describe(&Ctx::new(&a.conn)?, &a.instance).await,
     }
 }

@@ -40,12 +40,12 @@ pub enum OpCmd {
 const COLUMNS: &[Column] = &[
     Column { header: "ID", cell: |o| text(o, "/id") },
     Column { header: "KIND", cell: |o| text(o, "/kind") },
-    Column { header: "INSTANCE", cell: |o| text(o, "/instanceId") },
+    Column { header: "INSTANCE", cell: |o| text(o, "/instanceName") },
     Column { header: "STATUS", cell: |o| text(o, "/status") },
     Column { header: "ATTEMPT", cell: |o| format!("{}/{}", text(o, "/attempt"), text(o, "/maxAttempts")) },
     Column { header: "REASON", cell: |o| text(o, "/reason") },
     Column { header: "ERROR", cell: |o| text(o, "/error/code") },
-    Column { header: "CREATED", cell: |o| text(o, "/createdAt") },
+    Column { header: "AGE", cell: |o| output::age(o, "/createdAt") },
 ];
 
 /// Run `draas op …`.
@@ -75,7 +75,11 @@ pub async fn run(ctx: &Ctx, cmd: OpCmd) -> Result<(), CliError> {
                 query.push(("instance", id));
             }
             let page = ctx.client.get("/api/v1/operations", &query).await?;
-            output::list(ctx.out, page["items"].as_array().map_or(&[][..], Vec::as_slice), COLUMNS);
+            let mut items = page["items"].as_array().cloned().unwrap_or_default();
+            if ctx.out == output::Output::Table {
+                with_names(&ctx.client.names().await?, &mut items);
+            }
+            output::list(ctx.out, &items, COLUMNS);
         }
         OpCmd::Cancel { id } => {
             let path = format!("{}/cancel", op_path(&id));
@@ -83,6 +87,18 @@ pub async fn run(ctx: &Ctx, cmd: OpCmd) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Put each operation's instance name beside its id (`instanceName`; the id itself for an
+/// instance that is gone, `*` for a reconcile of every instance).
+pub fn with_names(names: &std::collections::HashMap<String, String>, ops: &mut [serde_json::Value]) {
+    for op in ops {
+        let name = match op["instanceId"].as_str() {
+            Some(id) => names.get(id).map_or_else(|| id.to_owned(), |n| format!("{n} ({id})")),
+            None => "*".to_owned(),
+        };
+        op["instanceName"] = serde_json::Value::String(name);
+    }
 }
 
 fn op_path(id: &str) -> String {

@@ -38,6 +38,7 @@ const IDLE: Duration = Duration::from_secs(45);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 const COLUMNS: &[Column] = &[
+    Column { header: "AGE", cell: |c| output::age(c, "/at") },
     Column { header: "AT", cell: |c| text(c, "/at") },
     Column { header: "FROM", cell: |c| text(c, "/from") },
     Column { header: "TO", cell: |c| text(c, "/to") },
@@ -62,8 +63,9 @@ pub async fn events(ctx: &Ctx, instance: Option<&str>) -> Result<(), CliError> {
     };
     let mut last_id: Option<String> = None;
     let mut res = connect(ctx, filter.as_deref(), None).await?;
+    let mut names = ctx.client.names().await.unwrap_or_default();
     loop {
-        let why = pump(ctx.out, res, &mut last_id).await;
+        let why = pump(ctx, res, &mut last_id, &mut names).await;
         eprintln!("events: {why}; reconnecting");
         res = reconnect(ctx, filter.as_deref(), last_id.as_deref()).await?;
     }
@@ -95,7 +97,12 @@ async fn reconnect(ctx: &Ctx, filter: Option<&str>, last_id: Option<&str>) -> Re
 }
 
 /// Print the events of one connection until it ends; why it ended.
-async fn pump(out: Output, res: Response, last_id: &mut Option<String>) -> String {
+async fn pump(
+    ctx: &Ctx,
+    res: Response,
+    last_id: &mut Option<String>,
+    names: &mut std::collections::HashMap<String, String>,
+) -> String {
     let mut parser = SseParser::default();
     let mut body = res.bytes_stream();
     loop {
@@ -110,25 +117,33 @@ async fn pump(out: Output, res: Response, last_id: &mut Option<String>) -> Strin
                 last_id.clone_from(&event.id);
             }
             if event.event == "status" {
-                print_event(out, &event.data);
+                let change: Value =
+                    serde_json::from_str(&event.data).unwrap_or_else(|_| Value::String(event.data.clone()));
+                let id = text(&change, "/instanceId");
+                if ctx.out == Output::Table && !names.contains_key(&id) {
+                    // An instance created since the stream opened (or one gone: its id stands).
+                    let name = ctx.client.instance(&id).await.map(|i| text(&i, "/name")).unwrap_or_default();
+                    names.insert(id.clone(), name);
+                }
+                print_event(ctx.out, &change, names.get(&id).map_or("", String::as_str));
             }
         }
     }
 }
 
-fn print_event(out: Output, data: &str) {
-    let change: Value = serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned()));
+fn print_event(out: Output, change: &Value, name: &str) {
     match out {
         Output::Json => println!("{change}"),
-        Output::Yaml => print!("---\n{}", output::yaml(&change)),
+        Output::Yaml => print!("---\n{}", output::yaml(change)),
         Output::Table => println!(
-            "{}  {}  {} -> {}  source={} reason={}",
-            text(&change, "/at"),
-            text(&change, "/instanceId"),
-            text(&change, "/from"),
-            text(&change, "/to"),
-            text(&change, "/source"),
-            text(&change, "/reason"),
+            "{}  {} ({})  {} -> {}  source={} reason={}",
+            text(change, "/at"),
+            if name.is_empty() { "?" } else { name },
+            text(change, "/instanceId"),
+            text(change, "/from"),
+            text(change, "/to"),
+            text(change, "/source"),
+            text(change, "/reason"),
         ),
     }
 }
