@@ -27,9 +27,19 @@ ensure_packages() {
   apt_install "${missing[@]}"
 }
 
+# The toolchain the workspace needs (rust-version in Cargo.toml): an older cargo on PATH, such
+# as Debian 12's own 1.63, does not count, and rustup's is installed ahead of it.
+rust_is_recent() {
+  local want have
+  want=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../Cargo.toml")
+  have=$(cargo --version 2>/dev/null | awk '{print $2}')
+  [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" = "$want" ]
+}
+
 ensure_rust() {
   [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-  need cargo && return 0
+  if need cargo && rust_is_recent; then return 0; fi
+  need cargo && echo "$(cargo --version) is older than the workspace needs; installing a current one" >&2
   ensure_packages curl:curl
   echo "installing the Rust toolchain with rustup" >&2
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile default >&2

@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use draas_jobs::domain::model::{Platform, Status};
 use draas_jobs::settings::Settings;
+use draas_jobs::store::Store;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::process::{Child, Command};
@@ -52,11 +54,7 @@ pub async fn run() -> anyhow::Result<()> {
         tokio::join!(crate::serve_api(listener, settings.clone(), &url), crate::run_worker(settings.clone(), &url));
     let _ = std::fs::remove_file(&url_file);
     let result = api.and(worker);
-    println!(
-        "draas stopped; the drasi-servers it ran keep running (see `ps -e | grep drasi-server`): the next \
-         `draas up` in {} adopts them",
-        settings.data_dir.display()
-    );
+    say_what_runs_on(&settings, &url).await;
     if let Some(mut child) = redis {
         stop_redis(&mut child).await;
     }
@@ -98,18 +96,50 @@ fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// On the way out: the servers left running (they outlive draas) and who takes them up.
+async fn say_what_runs_on(settings: &Settings, url: &SecretString) {
+    let running = async {
+        let store = Store::from_settings(url, settings).ok()?;
+        let ids = store.instances().ids_after(None, 10_000).await.ok()?;
+        let states = store.instances().load_many(&ids).await.ok()?;
+        let names: Vec<String> = states
+            .iter()
+            .flatten()
+            .filter(|s| s.instance.value.platform == Platform::Process)
+            .filter(|s| {
+                s.observed.as_ref().is_some_and(|o| matches!(o.value.status, Status::Running | Status::Degraded))
+            })
+            .map(|s| s.instance.value.name.to_string())
+            .collect();
+        Some(names)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), running).await.ok().flatten() {
+        Some(names) if names.is_empty() => println!("draas stopped; no drasi-server of it is left running"),
+        Some(names) => println!(
+            "draas stopped; {} drasi-server(s) keep running: {}; the next `draas up` in {} adopts them",
+            names.len(),
+            names.join(", "),
+            settings.data_dir.display()
+        ),
+        None => println!(
+            "draas stopped; the drasi-servers it ran keep running, and the next `draas up` in {} adopts them",
+            settings.data_dir.display()
+        ),
+    }
+}
+
 fn print_banner(settings: &Settings, redis_url: &SecretString) {
     let base = format!("http://{}", settings.listen);
     println!("draas is up");
-    println!("  API:    {base}/api/v1/instances");
+    println!("  API:     {base}/api/v1/instances");
     println!("  console: {base}/board");
-    println!("  docs:   {base}/docs");
-    println!("  redis:  {}", redis_url.expose_secret());
+    println!("  docs:    {base}/docs");
+    println!("  redis:   {}", redis_url.expose_secret());
     if settings.dev {
-        println!("  auth:   disabled (DRAAS_DEV=true)");
+        println!("  auth:    disabled (DRAAS_DEV=true)");
     } else if let Some(token) = settings.api_tokens.first() {
-        println!("  token:  {}", token.expose_secret());
-        println!("  try:    curl -H 'Authorization: Bearer {}' {base}/api/v1/instances", token.expose_secret());
+        println!("  token:   {}", token.expose_secret());
+        println!("  try:     curl -H 'Authorization: Bearer {}' {base}/api/v1/instances", token.expose_secret());
     }
 }
 

@@ -80,6 +80,10 @@ impl Engine {
         if self.last_ping.swap(now, Ordering::AcqRel) != now {
             match &result {
                 Ok(()) => tracing::info!(endpoint = %self.endpoint, "docker engine answers"),
+                // A host without Docker at all is not a fault (`draas up` on a laptop).
+                Err(_) if self.endpoint.strip_prefix("unix://").is_some_and(|p| !std::path::Path::new(p).exists()) => {
+                    tracing::info!(endpoint = %self.endpoint, "no docker engine on this host: the docker platform waits for one")
+                }
                 Err(e) => tracing::warn!(endpoint = %self.endpoint, error = %e, "docker engine does not answer"),
             }
         }
