@@ -10,6 +10,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
+pub mod patch;
 pub mod plugins;
 pub mod routes;
 pub mod secrets;

@@ -91,3 +91,87 @@ async fn a_redacted_config_written_back_keeps_its_secrets_and_the_server_gets_th
     let file = std::fs::read_to_string(app.data.path().join("instances").join(&id).join("server.yaml")).unwrap();
     assert!(file.contains("hunter2") && file.contains("${DB_PASSWORD}"), "drasi-server gets the real values:\n{file}");
 }
+
+/// Secrets of every shape redaction knows, each a distinct string to look for in answers.
+fn every_shape_of_secret() -> Value {
+    json!({
+        "sources": [{"kind": "mock", "id": "db", "user": "reader", "password": "s-password",
+            "apiKeys": ["s-key-1", "s-key-2"], "token": {"value": "s-token"}, "pwd": "s-pwd", "pass": "s-pass",
+            "connectionString": "Host=db;Username=reader;Password=s-conn;Port=5432",
+            "url": "postgres://reader:s-url@db:5432/app"}],
+        "queries": [], "reactions": []
+    })
+}
+
+const SECRETS: [&str; 8] = ["s-password", "s-key-1", "s-key-2", "s-token", "s-pwd", "s-pass", "s-conn", "s-url"];
+
+fn leaked(answer: &str) -> Vec<&'static str> {
+    SECRETS.into_iter().filter(|s| answer.contains(s)).collect()
+}
+
+async fn text(res: reqwest::Response) -> (StatusCode, String) {
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn no_read_or_write_answer_shows_a_secret_to_a_non_admin_token_compat_included() {
+    let mut app = spawn_app().await;
+    app.api.kill();
+    app.api = app.start_api(&[("DRAAS_ADMIN_TOKENS", ADMIN)]);
+    let id = app.create_instance("shapes", every_shape_of_secret()).await["id"].as_str().unwrap().to_owned();
+    let v1 = format!("/api/v1/instances/{id}/config");
+    let compat = format!("/api/configuration/instances/{id}");
+    let merge = json!({"logLevel": "debug"}).to_string();
+    let replace = json!([{"op": "replace", "path": "/logLevel", "value": "warn"}]).to_string();
+    let answers = [
+        text(app.req(Method::GET, &v1).send().await.unwrap()).await,
+        text(app.req(Method::GET, &format!("{v1}?effective=true")).send().await.unwrap()).await,
+        text(app.req(Method::GET, &v1).header(header::ACCEPT, "application/yaml").send().await.unwrap()).await,
+        text(app.req(Method::GET, &format!("{v1}/sources/db")).send().await.unwrap()).await,
+        text(app.send_body(Method::PATCH, &v1, "application/merge-patch+json", merge).await).await,
+        text(app.req(Method::GET, &compat).send().await.unwrap()).await,
+        text(app.send_body(Method::PATCH, &compat, "application/json-patch+json", replace).await).await,
+    ];
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert!(status.is_success(), "answer {i}: {status} {body}");
+        assert_eq!(leaked(body), Vec::<&str>::new(), "answer {i} shows secrets: {body}");
+    }
+    let admin = app.client.get(format!("{}{compat}", app.api.base_url)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(leaked(&admin.text().await.unwrap()).len(), SECRETS.len(), "an admin token reads them back");
+}
+
+#[tokio::test]
+async fn json_patch_may_not_copy_move_or_test_a_secret_without_an_admin_token() {
+    let mut app = spawn_app().await;
+    app.api.kill();
+    app.api = app.start_api(&[("DRAAS_ADMIN_TOKENS", ADMIN)]);
+    let id = app.create_instance("oracle", every_shape_of_secret()).await["id"].as_str().unwrap().to_owned();
+    let v1 = format!("/api/v1/instances/{id}/config");
+    let compat = format!("/api/configuration/instances/{id}");
+    let before = app.snapshot().await;
+    for ops in [
+        json!([{"op": "copy", "from": "/sources/0/password", "path": "/sources/0/user"}]),
+        json!([{"op": "move", "from": "/sources/0/token", "path": "/sources/0/shown"}]),
+        json!([{"op": "test", "path": "/sources/0/password", "value": "guess"}]),
+        json!([{"op": "test", "path": "/sources/0/apiKeys/0", "value": "s-key-1"}]),
+    ] {
+        for path in [&v1, &compat] {
+            let (status, body) =
+                text(app.send_body(Method::PATCH, path, "application/json-patch+json", ops.to_string()).await).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path} {ops}: {body}");
+            assert_eq!(leaked(&body), Vec::<&str>::new(), "{body}");
+        }
+    }
+    assert_eq!(app.snapshot().await, before, "a refused patch changed the store");
+    let copy = json!([{"op": "copy", "from": "/sources/0/password", "path": "/sources/0/user"}]).to_string();
+    let res = app
+        .client
+        .patch(format!("{}{v1}", app.api.base_url))
+        .bearer_auth(ADMIN)
+        .header(header::CONTENT_TYPE, "application/json-patch+json")
+        .body(copy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "an admin token may");
+}

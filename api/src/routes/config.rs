@@ -98,11 +98,21 @@ pub fn operation_headers(op: Option<&Operation>, location: bool) -> HeaderMap {
     h
 }
 
+/// How an edit uses the stored configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    /// Changes part of it: refused (409) when it cannot be read.
+    Part,
+    /// Replaces it whole: allowed when it cannot be read (how a corrupt one is mended).
+    Whole,
+}
+
 /// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
 pub async fn edit_config(
     state: &AppState,
     id: &str,
     if_match: &IfMatch,
+    scope: Edit,
     mut edit: impl FnMut(&DrasiConfig) -> Result<DrasiConfig, ApiError>,
 ) -> Result<InstanceState, ApiError> {
     let id = parse_id(id)?;
@@ -112,6 +122,9 @@ pub async fn edit_config(
         .instances()
         .update(&id, |s| {
             if_match.check(s.config.version)?;
+            if scope == Edit::Part && s.unreadable.is_some() {
+                return Err(ApiError::corrupt());
+            }
             let config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
             plugins.check_instance(s, &config)?;
             s.config.value = config;
@@ -187,7 +200,7 @@ pub async fn put(
     let wait = wait_duration(&state, q.wait)?;
     let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
     let config = parse_config(body.document(media)?)?;
-    let after = edit_config(&state, &id, &if_match, |_| Ok(config.clone())).await?;
+    let after = edit_config(&state, &id, &if_match, Edit::Whole, |_| Ok(config.clone())).await?;
     let op = reconfigure(&state, &after, &rid, wait).await;
     Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
@@ -208,6 +221,7 @@ pub async fn patch(
     QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
     RequestId(rid): RequestId,
+    Extension(caller): Extension<Caller>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
     let wait = wait_duration(&state, q.wait)?;
@@ -215,9 +229,9 @@ pub async fn patch(
         MediaType::JsonPatch => Patch::Json(body.json()?),
         _ => Patch::Merge(body.json()?),
     };
-    let after = edit_config(&state, &id, &if_match, |current| {
+    let after = edit_config(&state, &id, &if_match, Edit::Part, |current| {
         let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
-        edit.apply(&mut doc)?;
+        edit.apply(&mut doc, caller)?;
         Ok(parse_config(doc)?)
     })
     .await?;
@@ -234,9 +248,9 @@ enum Patch {
 }
 
 impl Patch {
-    fn apply(&self, doc: &mut Value) -> Result<(), ApiError> {
+    fn apply(&self, doc: &mut Value, caller: Caller) -> Result<(), ApiError> {
         match self {
-            Patch::Json(ops) => json_patch::patch(doc, ops).map_err(patch_error),
+            Patch::Json(ops) => crate::patch::apply(doc, ops, caller).map_err(patch_error),
             Patch::Merge(merge) => {
                 json_patch::merge(doc, merge);
                 Ok(())
@@ -245,14 +259,8 @@ impl Patch {
     }
 }
 
-fn patch_error(e: json_patch::PatchError) -> ApiError {
-    let code = match e.kind {
-        json_patch::PatchErrorKind::TestFailed => "patch_test_failed",
-        _ => "patch_failed",
-    };
-    ApiError::field(FieldError::new(
-        code,
-        format!("patch operation {} at '{}' failed: {}", e.operation, e.path, e.kind),
-        format!("/{}", e.operation),
-    ))
+fn patch_error(e: crate::patch::Failure) -> ApiError {
+    let status =
+        if e.code == "secret_path_forbidden" { StatusCode::FORBIDDEN } else { StatusCode::UNPROCESSABLE_ENTITY };
+    ApiError::fields(status, vec![FieldError::new(e.code, e.message, format!("/{}", e.index))])
 }

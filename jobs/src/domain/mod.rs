@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ids;
+pub mod limits;
 pub mod live;
 pub mod model;
 pub mod operation;
