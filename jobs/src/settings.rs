@@ -152,6 +152,10 @@ pub struct ApiSettings {
     pub body_limit_bytes: usize,
     /// Requests taking longer are answered 408 (long-polls excepted).
     pub request_timeout_secs: u64,
+    /// Longest a connection may take to send a request's headers, counted from when the
+    /// server is ready for them: it bounds a client trickling a header as much as an idle
+    /// keep-alive connection (closed once it has waited this long for a next request).
+    pub header_timeout_secs: u64,
     /// Largest page a list may return.
     pub max_page_size: usize,
     /// Serve `/metrics` (API and workers) without a token, for scrapers inside a trusted network.
@@ -352,6 +356,7 @@ impl Default for ApiSettings {
         Self {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 90,
+            header_timeout_secs: 10,
             max_page_size: 500,
             metrics_public: false,
             max_wait_secs: 60,
