@@ -10,6 +10,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
+pub mod network;
 pub mod openapi;
 pub mod patch;
 pub mod plugins;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     };
     let v1 = v1
         .route_layer(middleware::from_fn_with_state(auth, auth::require_token))
+        .route_layer(middleware::from_fn(network::warnings))
         .route_layer(middleware::from_fn(metrics::track));
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -7,7 +7,9 @@
 //! any other setting as `DRAAS_<SECTION>__<KEY>`.
 
 mod kubernetes;
+mod network;
 pub use kubernetes::{DataVolume, KubePlugins, KubeResources, KubernetesSettings, ProbeVia, ServiceType};
+pub use network::{NetworkSettings, PortRange};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,8 @@ pub struct Settings {
     pub compat: CompatSettings,
     /// Kubernetes platform.
     pub kubernetes: KubernetesSettings,
+    /// Which server `host` and `port` of a user's configuration are honoured.
+    pub network: NetworkSettings,
     /// Have drasi-server verify plugin signatures (`false`: it is started with
     /// `--skip-verification`, and the plugins directories this deployment configures are
     /// trusted as they are; `true` needs a `plugins.lock` beside the plugins).
@@ -345,6 +349,7 @@ impl Default for Settings {
             reconcile: ReconcileSettings::default(),
             compat: CompatSettings::default(),
             kubernetes: KubernetesSettings::default(),
+            network: NetworkSettings::default(),
             shutdown_grace_secs: 10,
             verify_plugins: false,
         }
@@ -462,6 +467,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("api_tokens")
                 .with_list_parse_key("admin_tokens")
+                .with_list_parse_key("network.allowed_hosts")
                 .with_list_parse_key("kubernetes.plugins.kinds")
                 .with_list_parse_key("kubernetes.plugins.copy_command")
                 .with_list_parse_key("kubernetes.config_copy_command")

@@ -47,7 +47,8 @@ pub async fn patch(
             let before = json::config_out(&s.config.value)?;
             let mut doc = before.clone();
             json::apply_patch(&mut doc, &ops, caller)?;
-            let config = json::parse_original_config(doc, Some(&before))?;
+            let mut config = json::parse_original_config(doc, Some(&before))?;
+            crate::network::confine(&state, &mut config);
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, CompatError>(())

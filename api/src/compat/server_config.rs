@@ -58,7 +58,9 @@ async fn edit(state: &AppState, raw_id: &str, change: impl Fn(&mut Value) -> Res
             }
             let mut v = view(&s.config.value)?;
             change(&mut v)?;
-            s.config.value = with_server(&s.config.value, v)?;
+            let mut config = with_server(&s.config.value, v)?;
+            crate::network::confine(state, &mut config);
+            s.config.value = config;
             Ok::<_, CompatError>(())
         })
         .await

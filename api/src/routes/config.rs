@@ -125,7 +125,8 @@ pub async fn edit_config(
             if scope == Edit::Part && s.unreadable.is_some() {
                 return Err(ApiError::corrupt());
             }
-            let config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
+            let mut config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
+            crate::network::confine(state, &mut config);
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, ApiError>(())
@@ -163,7 +164,9 @@ pub async fn get(
     let s = load(&state, &parse_id(&id)?).await?;
     if wants_yaml(&headers) || q.effective == Some(true) {
         let ports = render::Ports::observed(s.observed.as_ref().map(|o| &o.value));
-        let rendered = render::render(&s, &state.settings.process.host, &ports).map_err(|e| ApiError::internal(&e))?;
+        let policy = state.settings.network.policy();
+        let rendered =
+            render::render(&s, &state.settings.process.host, &ports, policy).map_err(|e| ApiError::internal(&e))?;
         if wants_yaml(&headers) {
             return Ok((
                 [

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod limits;
 pub mod live;
 pub mod model;
+pub mod network;
 pub mod operation;
 pub mod plugins;
 pub mod redact;
