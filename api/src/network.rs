@@ -10,7 +10,8 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use draas_jobs::domain::config::DrasiConfig;
-use draas_jobs::domain::network;
+use draas_jobs::domain::model::{InstanceState, Platform};
+use draas_jobs::domain::{network, render};
 
 use crate::AppState;
 
@@ -18,9 +19,15 @@ tokio::task_local! {
     static WARNINGS: RefCell<Vec<String>>;
 }
 
-/// Apply the policy to `config`, keeping its warnings for the answer.
-pub fn confine(state: &AppState, config: &mut DrasiConfig) {
-    let warnings = network::confine(config, state.settings.network.policy());
+/// Apply the policy to the configuration `config` of an instance on `platform` (whose
+/// allocated port, if any, is `port`), keeping its warnings for the answer.
+pub fn confine(state: &AppState, platform: Platform, port: Option<u16>, config: &mut DrasiConfig) {
+    let policy = network::Policy {
+        own_host: Some(render::default_host(platform, &state.settings.process.host)),
+        own_port: port,
+        ..state.settings.network.policy()
+    };
+    let warnings = network::confine(config, policy);
     // Outside a request (no middleware scope) there is nobody to tell.
     let _ = WARNINGS.try_with(|cell| {
         let mut kept = cell.borrow_mut();
@@ -30,6 +37,11 @@ pub fn confine(state: &AppState, config: &mut DrasiConfig) {
             }
         }
     });
+}
+
+/// [`confine`] a new configuration of the instance `s`.
+pub fn confine_for(state: &AppState, s: &InstanceState, config: &mut DrasiConfig) {
+    confine(state, s.instance.value.platform, s.observed.as_ref().and_then(|o| o.value.port), config);
 }
 
 /// Middleware: collect the request's warnings and add them to a successful answer.

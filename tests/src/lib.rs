@@ -231,6 +231,19 @@ pub async fn spawn_app() -> TestApp {
     }
 }
 
+/// Start Redis and one `draas api` whose operator lets configurations choose the server's
+/// host (`127.0.0.1`, `0.0.0.0`) and port (9000-9999), which draas replaces otherwise.
+pub async fn spawn_permissive_app() -> TestApp {
+    let mut app = spawn_app().await;
+    app.api.kill();
+    app.api = app.start_api(&[
+        ("DRAAS_NETWORK__ALLOWED_HOSTS", "127.0.0.1,0.0.0.0"),
+        ("DRAAS_NETWORK__ALLOWED_PORTS__START", "9000"),
+        ("DRAAS_NETWORK__ALLOWED_PORTS__END", "9999"),
+    ]);
+    app
+}
+
 impl TestApp {
     /// The environment of a `draas api` of this test.
     pub fn env(&self) -> Vec<(String, String)> {

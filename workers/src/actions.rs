@@ -67,7 +67,12 @@ pub async fn prepare(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform) -> Res
     let instance = &a.state.instance.value;
     // A record stored before the network policy, or under a looser one, may still name them.
     let mut state = a.state.clone();
-    draas_jobs::domain::network::confine(&mut state.config.value, ctx.settings.network.policy());
+    let policy = draas_jobs::domain::network::Policy {
+        own_host: Some(render::default_host(instance.platform, &ctx.settings.process.host)),
+        own_port: state.observed.as_ref().and_then(|o| o.value.port),
+        ..ctx.settings.network.policy()
+    };
+    draas_jobs::domain::network::confine(&mut state.config.value, policy);
     let config = &state.config.value;
     let server = port(ctx, a, platform, config.port.map(Port::get)).await?;
     let ports = Ports { server: Some(server), components: component_ports(ctx, a, platform, server).await? };

@@ -59,7 +59,7 @@ async fn edit(state: &AppState, raw_id: &str, change: impl Fn(&mut Value) -> Res
             let mut v = view(&s.config.value)?;
             change(&mut v)?;
             let mut config = with_server(&s.config.value, v)?;
-            crate::network::confine(state, &mut config);
+            crate::network::confine_for(state, s, &mut config);
             s.config.value = config;
             Ok::<_, CompatError>(())
         })

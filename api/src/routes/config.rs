@@ -126,7 +126,7 @@ pub async fn edit_config(
                 return Err(ApiError::corrupt());
             }
             let mut config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
-            crate::network::confine(state, &mut config);
+            crate::network::confine_for(state, s, &mut config);
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, ApiError>(())

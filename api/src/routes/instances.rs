@@ -71,9 +71,9 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
         Some(v) => parse_config(v).map_err(|e| ApiError::from(e).under("/config"))?,
         None => DrasiConfig::default(),
     };
-    crate::network::confine(&state, &mut config);
     let runtime = runtime(req.runtime)?;
     let platform = req.platform.unwrap_or(state.settings.default_platform);
+    crate::network::confine(&state, platform, None, &mut config);
     crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
     let record = InstanceRecord {

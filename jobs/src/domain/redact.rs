@@ -18,9 +18,12 @@ pub const MARKER: &str = "***";
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     let suffixes = ["password", "passwd", "pwd", "token", "secret", "key", "credential"];
-    // A plural names secrets only after a qualifier: `apiKeys` does, a join's `keys` does not.
-    let plural = k.strip_suffix('s').filter(|s| !suffixes.contains(s));
-    suffixes.iter().any(|s| k.ends_with(s) || plural.is_some_and(|p| p.ends_with(s)))
+    // Plurals of the words that only ever name secrets; `keys` alone (a join's, a postgres
+    // source's `tableKeys`) names columns, so only the kinds of key that are secrets count.
+    let plurals =
+        ["passwords", "tokens", "secrets", "credentials", "apikeys", "accesskeys", "privatekeys", "secretkeys"];
+    suffixes.iter().any(|s| k.ends_with(s))
+        || plurals.iter().any(|p| k.ends_with(p))
         || last_word(key).eq_ignore_ascii_case("pass")
 }
 
@@ -185,7 +188,8 @@ mod tests {
     #[test]
     fn nested_plural_and_short_secret_keys_are_hidden() {
         let mut v = json!({"apiKeys": ["a", "b"], "token": {"value": "t", "n": 7}, "pwd": "p", "db_pass": "q",
-            "dbPass": "r", "bypass": "open", "compass": "north", "keys": [{"label": "A", "property": "id"}]});
+            "dbPass": "r", "bypass": "open", "compass": "north", "keys": [{"label": "A", "property": "id"}],
+            "tableKeys": [{"table": "t", "keyColumns": ["id"]}]});
         redact(&mut v);
         assert_eq!(v["apiKeys"], json!(["***", "***"]));
         assert_eq!(v["token"], json!({"value": "***", "n": "***"}));
@@ -195,6 +199,7 @@ mod tests {
         );
         assert_eq!((v["bypass"].as_str(), v["compass"].as_str()), (Some("open"), Some("north")));
         assert_eq!(v["keys"], json!([{"label": "A", "property": "id"}]));
+        assert_eq!(v["tableKeys"], json!([{"table": "t", "keyColumns": ["id"]}]));
     }
 
     #[test]

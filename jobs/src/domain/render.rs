@@ -70,7 +70,8 @@ pub struct RenderContext<'a> {
 /// server port draas allocated whatever the stored one says.
 pub fn effective(config: &DrasiConfig, ctx: &RenderContext<'_>) -> DrasiConfig {
     let mut c = config.clone();
-    network::confine(&mut c, ctx.policy);
+    let own = Policy { own_host: Some(ctx.default_host), own_port: ctx.ports.server, ..ctx.policy };
+    network::confine(&mut c, own);
     c.id.get_or_insert_with(|| ctx.instance_id.to_owned());
     c.host.get_or_insert_with(|| ctx.default_host.to_owned());
     // The port draas allocated is the one the server binds (and the one it is probed on).

@@ -25,8 +25,8 @@ pub struct PortRange {
 }
 
 impl NetworkSettings {
-    /// The policy these settings make.
+    /// The policy these settings make (no choice of draas' own kept yet).
     pub fn policy(&self) -> Policy<'_> {
-        Policy { hosts: &self.allowed_hosts, ports: self.allowed_ports.map(|r| (r.start, r.end)) }
+        Policy { hosts: &self.allowed_hosts, ports: self.allowed_ports.map(|r| (r.start, r.end)), ..Policy::default() }
     }
 }
