@@ -67,6 +67,9 @@ async fn a_connection_trickling_its_headers_is_closed_after_the_header_timeout()
         () = trickle => None,
     };
     let took = took.expect("the connection stayed open for 10 s of trickled headers");
+    if draas_tests::verbose() {
+        eprintln!("FIGURE trickled headers: closed after {took:?} (header timeout 2 s)");
+    }
     assert!(took < Duration::from_secs(6), "closed only after {took:?}");
 }
 
@@ -79,6 +82,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let n = stream.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
     let took = closed_within(&mut stream, Duration::from_secs(10)).await;
+    if draas_tests::verbose() {
+        eprintln!("FIGURE idle keep-alive: closed after {took:?} (header timeout 2 s)");
+    }
     assert!(took.is_some_and(|t| t < Duration::from_secs(6)), "an idle connection stayed open: {took:?}");
 }
 

@@ -89,6 +89,9 @@ async fn a_json_patch_that_copies_itself_larger_than_the_limit_is_refused() {
         app.send_body(Method::PATCH, &path, "application/json-patch+json", Value::Array(doubling).to_string()).await;
     let (status, body) = problem(res).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("config_too_large")), "{body}");
+    if draas_tests::verbose() {
+        eprintln!("FIGURE doubling copies: refused at {} ({})", body["pointer"], body["message"]);
+    }
 }
 
 #[tokio::test]
@@ -129,6 +132,7 @@ async fn an_unreadable_record_is_listed_as_corrupt_and_can_be_replaced_or_delete
 
     let _: () =
         redis::cmd("HSET").arg(&key).arg("data").arg(&unreadable).query_async(&mut app.redis().await).await.unwrap();
+    let asked = std::time::Instant::now();
     let res = app.req(Method::DELETE, &format!("/api/v1/instances/{bad}?wait=30")).send().await.unwrap();
     assert!(res.status().is_success(), "{}", res.status());
     eventually("the corrupt instance to be gone", Duration::from_secs(30), || async {
@@ -136,4 +140,8 @@ async fn an_unreadable_record_is_listed_as_corrupt_and_can_be_replaced_or_delete
         (status == StatusCode::NOT_FOUND).then_some(())
     })
     .await;
+    if draas_tests::verbose() {
+        let counted = metric(&app, "draas_corrupt_records_total").await;
+        eprintln!("FIGURE corrupt record: deleted in {:?}; {counted} unreadable reads counted", asked.elapsed());
+    }
 }
