@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use draas_tests::{problem, spawn_app};
+use draas_tests::{TestApp, problem, spawn_app};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -18,11 +18,17 @@ fn secret_config() -> Value {
     })
 }
 
-#[tokio::test]
-async fn reads_hide_secrets_and_only_an_admin_may_reveal_them() {
+/// An app whose API also accepts the admin token [`ADMIN`].
+async fn app_with_admin() -> TestApp {
     let mut app = spawn_app().await;
     app.api.kill();
     app.api = app.start_api(&[("DRAAS_ADMIN_TOKENS", ADMIN)]);
+    app
+}
+
+#[tokio::test]
+async fn reads_hide_secrets_and_only_an_admin_may_reveal_them() {
+    let app = app_with_admin().await;
     let id = app.create_instance("secretive", secret_config()).await["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/instances/{id}/config");
 
@@ -63,9 +69,7 @@ async fn reads_hide_secrets_and_only_an_admin_may_reveal_them() {
 
 #[tokio::test]
 async fn a_redacted_config_written_back_keeps_its_secrets_and_the_server_gets_them() {
-    let mut app = spawn_app().await;
-    app.api.kill();
-    app.api = app.start_api(&[("DRAAS_ADMIN_TOKENS", ADMIN)]);
+    let app = app_with_admin().await;
     let _worker = app.start_worker("node-a", &[]);
     let id = app.create_instance("roundtrip", secret_config()).await["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/instances/{id}/config");
@@ -109,18 +113,21 @@ fn leaked(answer: &str) -> Vec<&'static str> {
     SECRETS.into_iter().filter(|s| answer.contains(s)).collect()
 }
 
+/// An instance holding [`every_shape_of_secret`]: the paths of its configuration in the v1
+/// and in the original API.
+async fn with_every_shape(app: &TestApp, name: &str) -> (String, String) {
+    let id = app.create_instance(name, every_shape_of_secret()).await["id"].as_str().unwrap().to_owned();
+    (format!("/api/v1/instances/{id}/config"), format!("/api/configuration/instances/{id}"))
+}
+
 async fn text(res: reqwest::Response) -> (StatusCode, String) {
     (res.status(), res.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn no_read_or_write_answer_shows_a_secret_to_a_non_admin_token_compat_included() {
-    let mut app = spawn_app().await;
-    app.api.kill();
-    app.api = app.start_api(&[("DRAAS_ADMIN_TOKENS", ADMIN)]);
-    let id = app.create_instance("shapes", every_shape_of_secret()).await["id"].as_str().unwrap().to_owned();
-    let v1 = format!("/api/v1/instances/{id}/config");
-    let compat = format!("/api/configuration/instances/{id}");
+    let app = app_with_admin().await;
+    let (v1, compat) = with_every_shape(&app, "shapes").await;
     let merge = json!({"logLevel": "debug"}).to_string();
     let replace = json!([{"op": "replace", "path": "/logLevel", "value": "warn"}]).to_string();
     let answers = [
@@ -142,12 +149,8 @@ async fn no_read_or_write_answer_shows_a_secret_to_a_non_admin_token_compat_incl
 
 #[tokio::test]
 async fn json_patch_may_not_copy_move_or_test_a_secret_without_an_admin_token() {
-    let mut app = spawn_app().await;
-    app.api.kill();
-    app.api = app.start_api(&[("DRAAS_ADMIN_TOKENS", ADMIN)]);
-    let id = app.create_instance("oracle", every_shape_of_secret()).await["id"].as_str().unwrap().to_owned();
-    let v1 = format!("/api/v1/instances/{id}/config");
-    let compat = format!("/api/configuration/instances/{id}");
+    let app = app_with_admin().await;
+    let (v1, compat) = with_every_shape(&app, "oracle").await;
     let before = app.snapshot().await;
     for ops in [
         json!([{"op": "copy", "from": "/sources/0/password", "path": "/sources/0/user"}]),

@@ -33,7 +33,7 @@ fn last_word(key: &str) -> &str {
         .char_indices()
         .filter(|&(i, c)| i > 0 && (c.is_ascii_uppercase() || matches!(c, '_' | '-' | '.')))
         .map(|(i, c)| if c.is_ascii_uppercase() { i } else { i + 1 })
-        .last()
+        .next_back()
         .unwrap_or(0);
     &key[start..]
 }
@@ -71,11 +71,8 @@ fn walk(v: &mut Value, ctx: Context) {
         }
         Value::Array(items) => items.iter_mut().for_each(|i| walk(i, ctx)),
         Value::Number(_) if ctx == Context::Secret => *v = Value::String(MARKER.to_owned()),
-        Value::String(s) if ctx == Context::Secret => {
-            if !is_env_reference(s) {
-                *v = Value::String(MARKER.to_owned());
-            }
-        }
+        Value::String(s) if ctx == Context::Secret && !is_env_reference(s) => *v = Value::String(MARKER.to_owned()),
+        Value::String(_) if ctx == Context::Secret => {}
         Value::String(s) => {
             let masked = mask_text(s, ctx == Context::Connection);
             if masked != *s {
