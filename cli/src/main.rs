@@ -68,11 +68,26 @@ async fn main() -> anyhow::Result<ExitCode> {
 /// Serve the API until SIGINT or SIGTERM.
 pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Result<()> {
     settings.require_auth()?;
-    let store = Store::from_settings(redis_url, &settings)?;
+    let listener = bind_api(&settings).await?;
+    serve_api(listener, settings, redis_url).await
+}
+
+/// Bind the API's listener (`listen`), saying where it listens.
+pub async fn bind_api(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
+    Ok(listener)
+}
+
+/// Serve the API on a bound `listener` until SIGINT or SIGTERM.
+pub async fn serve_api(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    redis_url: &SecretString,
+) -> anyhow::Result<()> {
+    let store = Store::from_settings(redis_url, &settings)?;
     let state = AppState::new(store, settings);
     draas_api::serve(listener, state, shutdown_signal()).await?;
     Ok(())
