@@ -84,7 +84,7 @@ fn is_png(path: &Path) -> bool {
 /// Returns them and the worker left running.
 async fn two_failed_operations(app: &TestApp) -> (Value, Value, DraasProcess) {
     let no_repair = ("DRAAS_RECONCILE__REPAIR_ERROR", "false");
-    let rejected = json!({"host": "${DRAAS_TEST_UNSET_HOST}", "sources": [], "queries": [], "reactions": []});
+    let rejected = json!({"id": "${DRAAS_TEST_UNSET_ID}", "sources": [], "queries": [], "reactions": []});
     let id = app.create_instance("rejected", rejected).await["id"].as_str().unwrap().to_owned();
     let op = app.submit(&id, "start").await;
     let waiting = queues(app).await;
@@ -126,7 +126,7 @@ async fn the_board_lists_queues_and_failed_operations_with_their_errors_and_atte
         let id = op["id"].as_str().unwrap();
         assert!(dom.contains(&format!(r#"data-operation="{id}""#)), "failed operation {id} is listed:\n{dom}");
     }
-    assert!(dom.contains("config_rejected") && dom.contains("DRAAS_TEST_UNSET_HOST"), "error and detail:\n{dom}");
+    assert!(dom.contains("config_rejected") && dom.contains("DRAAS_TEST_UNSET_ID"), "error and detail:\n{dom}");
     let attempts = format!("<td>{0}/{0}</td>", panicked["maxAttempts"]);
     assert!(dom.contains("panicked") && dom.contains(&attempts), "retried up to {attempts}:\n{dom}");
     for name in ["shared", "reconcile", "node-node-a"] {
