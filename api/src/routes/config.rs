@@ -216,7 +216,10 @@ pub async fn put(
     params(("id" = String, Path), WriteQuery),
     responses((status = 200, body = DrasiConfig, headers(("Location" = String, description = "the reconfigure operation"),
             ("X-Draas-Operation" = String), ("X-Draas-Operation-Status" = String))),
-        (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 400, body = Problem),
+        (status = 403, body = Problem, description = "a JSON Patch copy, move or test of a secret, without an admin token"),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the stored configuration cannot be read (instance_corrupt): PUT a whole one"),
         (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch(
     State(state): State<AppState>,
