@@ -72,8 +72,11 @@ impl From<&InstanceState> for Instance {
             description: i.description.clone(),
             platform: i.platform,
             desired_state: i.desired_state,
-            status: o.map_or(Status::Created, |o| o.status),
-            status_message: o.and_then(|o| o.message.clone()),
+            status: if s.unreadable.is_some() { Status::Corrupt } else { o.map_or(Status::Created, |o| o.status) },
+            status_message: match &s.unreadable {
+                Some(_) => Some(CORRUPT_MESSAGE.to_owned()),
+                None => o.and_then(|o| o.message.clone()),
+            },
             generation: i.generation,
             observed_generation: o.and_then(|o| o.observed_generation),
             created_at: i.created_at,
@@ -152,6 +155,11 @@ pub struct InstancePage {
 pub struct Health {
     pub status: &'static str,
 }
+
+/// The status message of an instance with a record that cannot be read (the decoding error
+/// itself is logged, not shown).
+pub const CORRUPT_MESSAGE: &str =
+    "a record of this instance cannot be read; replace its configuration (PUT …/config) or delete it";
 
 /// Max description length.
 pub const MAX_DESCRIPTION: usize = 1024;

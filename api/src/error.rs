@@ -183,12 +183,24 @@ impl From<StoreError> for ApiError {
                 Self::conflict("contended", "the instance is being changed concurrently; retry").retry_after(1)
             }
             StoreError::NotFound => Self::not_found("instance_not_found", "instance does not exist"),
-            e @ (StoreError::Corrupt { .. } | StoreError::Redis(_) | StoreError::Protocol(_)) => Self::internal(&e),
+            StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "a record cannot be read");
+                Self::corrupt()
+            }
+            e @ (StoreError::Redis(_) | StoreError::Protocol(_)) => Self::internal(&e),
         }
     }
 }
 
 impl ApiError {
+    /// 409: a record of the instance cannot be read, so it cannot be edited in place.
+    pub fn corrupt() -> Self {
+        Self::conflict(
+            "instance_corrupt",
+            "a record of this instance cannot be read: replace its whole configuration (PUT …/config) or delete it",
+        )
+    }
+
     /// An error about several fields, with `status`: the first one's code, message and pointer,
     /// and every one in `errors`.
     pub fn fields(status: StatusCode, errors: Vec<FieldError>) -> Self {

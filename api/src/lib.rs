@@ -8,8 +8,11 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod lifecycle;
+pub mod listener;
 pub mod metrics;
+pub mod network;
 pub mod openapi;
+pub mod patch;
 pub mod plugins;
 pub mod routes;
 pub mod secrets;
@@ -119,6 +122,7 @@ pub fn router(state: AppState) -> Router {
     };
     let v1 = v1
         .route_layer(middleware::from_fn_with_state(auth, auth::require_token))
+        .route_layer(middleware::from_fn(network::warnings))
         .route_layer(middleware::from_fn(metrics::track));
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -140,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(drop_invalid_request_id))
         .with_state(state)
 }
 
@@ -149,6 +154,24 @@ pub fn router(state: AppState) -> Router {
 /// takes a token for the requests it sends.
 fn docs() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+}
+
+/// Longest `x-request-id` kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// A client's `x-request-id` is logged, stored with the operations it causes and echoed: one
+/// that is not 1-128 characters of `[A-Za-z0-9._:-]` is dropped before anything sees it, so
+/// the request-id layer gives the request a fresh one.
+async fn drop_invalid_request_id(mut req: Request, next: Next) -> Response {
+    let valid = |v: &[u8]| {
+        (1..=MAX_REQUEST_ID).contains(&v.len())
+            && v.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    };
+    let ids = req.headers().get_all(REQUEST_ID);
+    if ids.iter().count() > 1 || ids.iter().any(|v| !valid(v.as_bytes())) {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Result<Response, ApiError> {
@@ -166,5 +189,6 @@ pub async fn serve(
     if state.settings.dev {
         tracing::warn!("DEV MODE: authentication is disabled (DRAAS_DEV=true); never expose this API");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let header_timeout = Duration::from_secs(state.settings.api.header_timeout_secs.max(1));
+    listener::run(listener, router(state), header_timeout, shutdown).await
 }

@@ -85,22 +85,23 @@ pub async fn run_api(settings: Settings, redis_url: &SecretString) -> anyhow::Re
     serve_api(listener, settings, redis_url).await
 }
 
-/// The API's listener, bound (or why it cannot be).
+/// Bind the API's listener (`listen`), saying where it listens (or why it cannot).
 pub async fn bind_api(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
     settings.require_auth()?;
-    tokio::net::TcpListener::bind(settings.listen)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "API listening");
+    Ok(listener)
 }
 
-/// Serve the API on `listener` until SIGINT or SIGTERM.
+/// Serve the API on a bound `listener` until SIGINT or SIGTERM.
 pub async fn serve_api(
     listener: tokio::net::TcpListener,
     settings: Settings,
     redis_url: &SecretString,
 ) -> anyhow::Result<()> {
     let store = Store::from_settings(redis_url, &settings)?;
-    tracing::info!(listen = %listener.local_addr()?, "API listening");
     let state = AppState::new(store, settings);
     draas_api::serve(listener, state, shutdown_signal()).await?;
     Ok(())

@@ -1,6 +1,10 @@
 //! `draas up`: everything on one machine. Without `DRAAS_REDIS_URL` it runs a private
 //! `redis-server` (AOF on, unix socket only) under the data dir, installing Debian's
 //! redis-server first when it is missing; without tokens it makes one and keeps it.
+//!
+//! It locks its data dir first (a second `up` there refuses, and so never starts a second
+//! Redis on the same socket and AOF), then binds its listener, and only then starts anything
+//! or says it is up: what it cannot do ends it at once, with the reason and a non-zero exit.
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,6 +15,8 @@ use anyhow::{Context, bail};
 use draas_jobs::domain::model::{Platform, Status};
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::process::{Child, Command};
@@ -34,6 +40,8 @@ pub async fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = settings.data_dir.canonicalize()?;
+    // Held until the process exits: the OS releases it however the process ends.
+    let _lock = lock_data_dir(&settings.data_dir)?;
     // Bound before anything is announced or started: a taken port ends `up` at once, saying so.
     let listener = crate::bind_api(&settings).await?;
     settings.listen = listener.local_addr()?;
@@ -59,6 +67,28 @@ pub async fn run() -> anyhow::Result<()> {
         stop_redis(&mut child).await;
     }
     result
+}
+
+/// Take `<data dir>/up.lock` for this process, or say who holds it.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
+    let path = data_dir.join("up.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, Errno::EWOULDBLOCK)) => bail!(
+            "another `draas up` is running on the data directory {} (it holds {}): stop it first, \
+             or give this one its own DRAAS_DATA_DIR",
+            data_dir.display(),
+            path.display()
+        ),
+        Err((_, e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// Settings, with a generated token (kept in `<data dir>/api-token`) when none is configured.

@@ -31,6 +31,7 @@ pub struct Metrics {
     reconcile: Histograms,
     queue_depth: Family<Labels, Gauge>,
     instances: Family<Labels, Gauge>,
+    corrupt_records: Counter,
 }
 
 fn seconds() -> Histogram {
@@ -65,7 +66,13 @@ impl Metrics {
         registry.register("reconcile_pass_duration_seconds", "Reconcile passes by scope", reconcile.clone());
         registry.register("queue_depth", "Jobs waiting or scheduled, by queue", queue_depth.clone());
         registry.register("instances", "Instances by platform and observed status", instances.clone());
-        Self { registry, http, jobs, job_duration, pickup, reconcile, queue_depth, instances }
+        let corrupt_records = Counter::default();
+        registry.register(
+            "corrupt_records",
+            "Reads that met a record which could not be decoded (skipped, not failed)",
+            corrupt_records.clone(),
+        );
+        Self { registry, http, jobs, job_duration, pickup, reconcile, queue_depth, instances, corrupt_records }
     }
 
     /// One HTTP request (`route` is the matched route template, never the raw path).
@@ -88,6 +95,11 @@ impl Metrics {
     /// A reconcile pass of `scope` (`node` or `global`) took `took`.
     pub fn reconcile_pass(&self, scope: &str, took: Duration) {
         self.reconcile.get_or_create(&vec![("scope", scope.to_owned())]).observe(took.as_secs_f64());
+    }
+
+    /// A read met a record it could not decode.
+    pub fn corrupt_record(&self) {
+        self.corrupt_records.inc();
     }
 
     /// Refresh the shared-state gauges from Redis.

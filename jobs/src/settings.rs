@@ -7,7 +7,9 @@
 //! any other setting as `DRAAS_<SECTION>__<KEY>`.
 
 mod kubernetes;
+mod network;
 pub use kubernetes::{DataVolume, KubePlugins, KubeResources, KubernetesSettings, ProbeVia, ServiceType};
+pub use network::{NetworkSettings, PortRange};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +61,8 @@ pub struct Settings {
     pub kubernetes: KubernetesSettings,
     /// The servers' output, shipped by workers for `GET …/logs`.
     pub logs: LogSettings,
+    /// Which server `host` and `port` of a user's configuration are honoured.
+    pub network: NetworkSettings,
     /// Have drasi-server verify plugin signatures (`false`: it is started with
     /// `--skip-verification`, and the plugins directories this deployment configures are
     /// trusted as they are; `true` needs a `plugins.lock` beside the plugins).
@@ -168,6 +172,10 @@ pub struct ApiSettings {
     pub body_limit_bytes: usize,
     /// Requests taking longer are answered 408 (long-polls excepted).
     pub request_timeout_secs: u64,
+    /// Longest a connection may take to send a request's headers, counted from when the
+    /// server is ready for them: it bounds a client trickling a header as much as an idle
+    /// keep-alive connection (closed once it has waited this long for a next request).
+    pub header_timeout_secs: u64,
     /// Largest page a list may return.
     pub max_page_size: usize,
     /// Serve `/metrics` (API and workers) without a token, for scrapers inside a trusted network.
@@ -363,6 +371,7 @@ impl Default for Settings {
             compat: CompatSettings::default(),
             kubernetes: KubernetesSettings::default(),
             logs: LogSettings::default(),
+            network: NetworkSettings::default(),
             shutdown_grace_secs: 10,
             verify_plugins: false,
         }
@@ -374,6 +383,7 @@ impl Default for ApiSettings {
         Self {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 90,
+            header_timeout_secs: 10,
             max_page_size: 500,
             metrics_public: false,
             max_wait_secs: 60,
@@ -481,6 +491,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("api_tokens")
                 .with_list_parse_key("admin_tokens")
+                .with_list_parse_key("network.allowed_hosts")
                 .with_list_parse_key("kubernetes.plugins.kinds")
                 .with_list_parse_key("kubernetes.plugins.copy_command")
                 .with_list_parse_key("kubernetes.config_copy_command")

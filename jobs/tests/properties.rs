@@ -93,7 +93,8 @@ proptest! {
     fn a_valid_config_renders_to_yaml_that_parses_back_equal(v in valid_config()) {
         let config = parse_config(v).expect("generated configs are valid");
         let ports = Ports { server: Some(8100), ..Ports::default() };
-        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", ports: &ports };
+        let policy = draas_jobs::domain::network::Policy::default();
+        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", ports: &ports, policy };
         let rendered = effective(&config, &ctx);
         let yaml = to_yaml(&rendered).unwrap();
         let back: DrasiConfig = serde_norway::from_str(&yaml).unwrap();

@@ -161,6 +161,8 @@ pub struct TestApp {
     pub data: tempfile::TempDir,
     /// First and last port this test's workers may allocate.
     pub ports: (u16, u16),
+    /// Environment every `draas` process of this test gets on top (see [`TestApp::env`]).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// Ports per test, so parallel tests in one binary never allocate the same port.
@@ -228,13 +230,39 @@ pub async fn spawn_app() -> TestApp {
         client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client"),
         data: tempfile::tempdir().expect("data dir"),
         ports: next_port_range(),
+        extra_env: Vec::new(),
     }
+}
+
+/// Start Redis and one `draas api` whose operator lets configurations choose the server's
+/// host (`127.0.0.1`, `0.0.0.0`) and port (9000-9999), which draas replaces otherwise.
+pub async fn spawn_permissive_app() -> TestApp {
+    let mut app = spawn_app().await;
+    app.api.kill();
+    app.api = app.start_api(&[
+        ("DRAAS_NETWORK__ALLOWED_HOSTS", "127.0.0.1,0.0.0.0"),
+        ("DRAAS_NETWORK__ALLOWED_PORTS__START", "9000"),
+        ("DRAAS_NETWORK__ALLOWED_PORTS__END", "9999"),
+    ]);
+    app
 }
 
 impl TestApp {
     /// The environment of a `draas api` of this test.
     pub fn env(&self) -> Vec<(String, String)> {
-        app_env(&self.redis, &self.prefix, &self.token)
+        let mut env = app_env(&self.redis, &self.prefix, &self.token);
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    /// Let configurations name a port of this test's pool (`network.allowed_ports`), for this
+    /// test's API (restarted) and the workers it starts from now on.
+    pub fn allow_pool_ports(&mut self) {
+        let (start, end) = (self.ports.0.to_string(), self.ports.1.to_string());
+        self.extra_env.push(("DRAAS_NETWORK__ALLOWED_PORTS__START".into(), start));
+        self.extra_env.push(("DRAAS_NETWORK__ALLOWED_PORTS__END".into(), end));
+        self.api.kill();
+        self.api = self.start_api(&[]);
     }
 
     /// Start another `draas api` on this test's Redis, with `extra` environment on top.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use draas_tests::{TestApp, spawn_app};
+use draas_tests::{TestApp, spawn_app, spawn_permissive_app};
 use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -61,7 +61,7 @@ fn at(v: &Value) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn create_list_read_and_set_status_use_the_original_shapes() {
-    let app = spawn_app().await;
+    let app = spawn_permissive_app().await;
     let body = json!({"name": "orig", "description": "from an old client",
         "serverConfiguration": {"host": "127.0.0.1", "port": 9555, "logLevel": "Debug"}});
     let (status, headers, created) = send(req(&app, Method::POST, "/api/server/instances", Some(&body))).await;
@@ -139,7 +139,7 @@ async fn create_read_and_set_status_refuse_bad_input_with_json_errors() {
 
 #[tokio::test]
 async fn the_server_configuration_is_read_patched_and_set_field_by_field() {
-    let app = spawn_app().await;
+    let app = spawn_permissive_app().await;
     let id = create(&app, json!({"name": "srvcfg", "serverConfiguration": {"logLevel": "info"}})).await["id"]
         .as_str()
         .unwrap()

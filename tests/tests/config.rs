@@ -3,7 +3,7 @@
 //! preconditions, and proof that every rejected write leaves Redis untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use draas_tests::{TestApp, problem, sample_config, spawn_app};
+use draas_tests::{TestApp, problem, sample_config, spawn_app, spawn_permissive_app};
 use reqwest::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -92,7 +92,7 @@ async fn effective_config_fills_in_draas_defaults_and_leaves_the_stored_one_alon
 
 #[tokio::test]
 async fn effective_config_keeps_values_the_user_chose() {
-    let app = spawn_app().await;
+    let app = spawn_permissive_app().await;
     let config = json!({
         "id": "my-server", "host": "0.0.0.0", "port": 9000, "logLevel": "debug", "persistConfig": true,
         "sources": [{"kind": "mock", "id": "s"}],
@@ -346,7 +346,7 @@ async fn json_patch_adds_replaces_and_removes_and_bumps_generation() {
 
 #[tokio::test]
 async fn merge_patch_sets_and_removes_fields_and_bumps_generation() {
-    let app = spawn_app().await;
+    let app = spawn_permissive_app().await;
     let id = create(&app, "merged", sample_config()).await;
     let gen_before = generation(&app, &id).await;
 

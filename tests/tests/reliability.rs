@@ -924,10 +924,12 @@ async fn a_server_crashing_at_start_fails_its_operation_with_the_log_tail_and_le
 
 #[tokio::test]
 async fn a_server_that_cannot_bind_its_port_is_not_reported_running_when_another_program_answers_there() {
-    let app = spawn_app().await;
-    // Another program on this host listens on the instance's port and answers /health.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let mut app = spawn_app().await;
+    // Another program on this host listens on the instance's port (one of the pool, which a
+    // configuration may name here) and answers /health.
+    app.allow_pool_ports();
+    let port = app.ports.1;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let other =
         axum::Router::new().route("/health", axum::routing::get(|| async { axum::Json(json!({"status": "ok"})) }));
     let _other = tokio::spawn(async move { axum::serve(listener, other).await });

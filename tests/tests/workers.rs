@@ -55,7 +55,8 @@ async fn a_server_outlives_a_killed_worker_and_the_next_worker_on_the_node_stops
 
 #[tokio::test]
 async fn concurrent_starts_across_workers_never_share_a_port_and_named_ports_are_reserved() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    app.allow_pool_ports();
     let _a = app.start_worker("node-a", &[]);
     let _b = app.start_worker("node-a", &[]);
     let mut ids = Vec::new();

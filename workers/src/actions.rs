@@ -65,8 +65,16 @@ pub struct Prepared {
 /// platform provides, changing nothing that runs.
 pub async fn prepare(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform) -> Result<Prepared, PlatformError> {
     let instance = &a.state.instance.value;
-    let config = &a.state.config.value;
-    let server = port(ctx, a, platform).await?;
+    // A record stored before the network policy, or under a looser one, may still name them.
+    let mut state = a.state.clone();
+    let policy = draas_jobs::domain::network::Policy {
+        own_host: Some(render::default_host(instance.platform, &ctx.settings.process.host)),
+        own_port: state.observed.as_ref().and_then(|o| o.value.port),
+        ..ctx.settings.network.policy()
+    };
+    draas_jobs::domain::network::confine(&mut state.config.value, policy);
+    let config = &state.config.value;
+    let server = port(ctx, a, platform, config.port.map(Port::get)).await?;
     let ports = Ports { server: Some(server), components: component_ports(ctx, a, platform, server).await? };
     if let Some(catalog) = platform.catalog()
         && let Some(lacking) = plugins::missing(config, &catalog).into_iter().next()
@@ -83,7 +91,7 @@ pub async fn prepare(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform) -> Res
         .at(lacking.pointer)
         .before_change());
     }
-    let rendered = render::render(a.state, &ctx.settings.process.host, &ports)
+    let rendered = render::render(&state, &ctx.settings.process.host, &ports, ctx.settings.network.policy())
         .map_err(|e| PlatformError::new(ErrorCode::RenderFailed, e.to_string()).caused_by(e))?;
     let host = config.host.clone().unwrap_or_else(|| ctx.settings.process.host.clone());
     let runs_as = a
@@ -211,8 +219,7 @@ async fn component_ports(
 /// The instance's port: the one `begin` allocated from the platform's pool, or (for a job
 /// that did not say its platform) one allocated now; platforms without host ports use the
 /// configuration's port.
-async fn port(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform) -> Result<u16, PlatformError> {
-    let wanted = a.state.config.value.port.map(Port::get);
+async fn port(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform, wanted: Option<u16>) -> Result<u16, PlatformError> {
     let Some(pool) = platform.port_pool(&ctx.node) else { return Ok(wanted.unwrap_or(DEFAULT_PORT)) };
     let allocated = match a.port {
         Some(allocated) => allocated,
@@ -427,10 +434,14 @@ pub fn errored(ctx: &Ctx, s: &InstanceState, e: &PlatformError) -> ObservedRecor
     let mut observed = s.observed_or_default();
     observed.observed_at = Some(Utc::now());
     if e.before_change {
-        let spec_hash =
-            render::render(s, &ctx.settings.process.host, &Ports::observed(s.observed.as_ref().map(|o| &o.value)))
-                .map(|r| r.spec_hash)
-                .unwrap_or_default();
+        let spec_hash = render::render(
+            s,
+            &ctx.settings.process.host,
+            &Ports::observed(s.observed.as_ref().map(|o| &o.value)),
+            ctx.settings.network.policy(),
+        )
+        .map(|r| r.spec_hash)
+        .unwrap_or_default();
         observed.rejected = Some(Condition {
             code: e.code.as_str().to_owned(),
             message: e.message.clone(),

@@ -206,6 +206,14 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
     let watcher = tokio::spawn(watch_generation(ctx.store.clone(), job.clone(), superseded.clone()));
     let a = Attempt { lease: &ready.lease, state: &ready.state, port: ready.port, superseded, force: ready.op.force };
     let limit = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs);
+    let needs_config = !matches!(job.kind, OperationKind::Stop | OperationKind::Delete);
+    if needs_config && a.state.unreadable.is_some() {
+        watcher.abort();
+        return Err(PlatformError::new(
+            ErrorCode::RecordCorrupt,
+            "a record of the instance cannot be read; replace its configuration (PUT …/config) or delete it",
+        ));
+    }
     let work = async {
         match job.kind {
             OperationKind::Start => actions::start(ctx, &a, a.state.observed_or_default()).await,

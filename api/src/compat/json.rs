@@ -2,11 +2,13 @@
 //! matched case-insensitively, `null` members dropped, as the original's Newtonsoft binding
 //! did), and the original `Configuration` shape mapped onto ours (`queryText` ⇄ `query`).
 
+use axum::http::StatusCode;
 use draas_jobs::domain::config::DrasiConfig;
 use draas_jobs::domain::validate::parse_config;
 use serde_json::{Map, Value};
 
 use super::error::CompatError;
+use crate::auth::Caller;
 use crate::extract::{MediaType, RawBody, decode_json};
 
 /// Top-level keys of the original `Configuration`.
@@ -44,7 +46,7 @@ pub fn body(body: &RawBody, patch: bool) -> Result<Option<Value>, CompatError> {
         _ => {
             let expected = if patch { "application/json-patch+json or application/json" } else { "application/json" };
             return Err(CompatError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Type must be {expected}"),
             ));
         }
@@ -130,6 +132,12 @@ fn query_text(q: &mut Map<String, Value>, old: Option<&Vec<Value>>) {
     }
 }
 
+/// [`config_out`] as `caller` may see it: secrets shown to an admin token only (the original
+/// API had no redaction; its clients that need secrets back hold an admin token).
+pub fn config_shown(c: &DrasiConfig, caller: Caller) -> Result<Value, CompatError> {
+    Ok(crate::secrets::shown(config_out(c)?, caller.admin))
+}
+
 /// Our configuration in the original's shape: ours, with the server's own fields always
 /// present (`null` = draas chooses; so a JSON Patch `replace` finds them), plus each query's
 /// text as `queryText`.
@@ -185,9 +193,11 @@ fn patch_op(mut op: Value, known: &[&str]) -> Value {
     op
 }
 
-/// Apply a JSON Patch; a failing operation is a 400 naming it.
-pub fn apply_patch(doc: &mut Value, p: &json_patch::Patch) -> Result<(), CompatError> {
-    json_patch::patch(doc, p).map_err(|e| {
-        CompatError::bad_request(format!("patch operation {} at '{}' failed: {}", e.operation, e.path, e.kind))
+/// Apply a JSON Patch for `caller` (see [`crate::patch::apply`]); a failing operation is a
+/// 400 naming it, one that touches a secret a 403.
+pub fn apply_patch(doc: &mut Value, p: &json_patch::Patch, caller: Caller) -> Result<(), CompatError> {
+    crate::patch::apply(doc, p, caller).map_err(|e| {
+        let status = if e.code == "secret_path_forbidden" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+        CompatError::new(status, e.message)
     })
 }

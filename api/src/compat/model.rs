@@ -79,7 +79,7 @@ impl InstanceStatus {
             Status::Created => Self::Created,
             Status::Starting | Status::Running | Status::Degraded | Status::Stopping => Self::Running,
             Status::Stopped => Self::Stopped,
-            Status::Error | Status::Unknown => Self::Error,
+            Status::Error | Status::Unknown | Status::Corrupt => Self::Error,
         }
     }
 
@@ -151,8 +151,12 @@ macro_rules! serialize_as_code {
 serialize_as_code!(InstanceStatus, PlatformType);
 
 /// The original status of an instance: its observed status, or `ConfigurationChanged` while
-/// it runs a configuration older than the stored one (changed, not yet applied).
+/// it runs a configuration older than the stored one (changed, not yet applied); `Error` when
+/// a record of it cannot be read.
 pub fn status_of(s: &InstanceState) -> InstanceStatus {
+    if s.unreadable.is_some() {
+        return InstanceStatus::Error;
+    }
     let Some(o) = s.observed.as_ref().map(|o| &o.value) else {
         return InstanceStatus::Created;
     };

@@ -83,7 +83,8 @@ fn new_record(state: &AppState, obj: &Map<String, Value>) -> Result<InstanceReco
 pub async fn create(State(state): State<AppState>, body: RawBody) -> Answer {
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), CREATE_KEYS)?;
     let record = new_record(&state, &obj)?;
-    let config = initial_config(obj.get("serverConfiguration"))?;
+    let mut config = initial_config(obj.get("serverConfiguration"))?;
+    crate::network::confine(&state, record.platform, None, &mut config);
     state.store.instances().create(&record, &config).await.map_err(|e| match e {
         draas_jobs::store::StoreError::NameTaken => {
             CompatError::conflict(format!("an instance named '{}' already exists", record.name))

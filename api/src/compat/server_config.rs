@@ -2,9 +2,9 @@
 //! logLevel) of the stored configuration, read, JSON-Patched or set one by one (rows 6–10).
 //! Every change is validated like any configuration change and stored whole.
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use draas_jobs::domain::config::DrasiConfig;
 use draas_jobs::domain::validate::parse_config;
 use serde_json::{Map, Value};
@@ -14,6 +14,8 @@ use super::json::{self, SERVER_KEYS};
 use super::model::ServerConfiguration;
 use super::{InstancePath, instance_id, load};
 use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::extract::{PathParams, RawBody};
 
 /// The projection as a JSON object (absent fields as `null`, so `replace` finds them).
@@ -51,9 +53,14 @@ async fn edit(state: &AppState, raw_id: &str, change: impl Fn(&mut Value) -> Res
         .store
         .instances()
         .update(&id, |s| {
+            if s.unreadable.is_some() {
+                return Err(ApiError::corrupt().into());
+            }
             let mut v = view(&s.config.value)?;
             change(&mut v)?;
-            s.config.value = with_server(&s.config.value, v)?;
+            let mut config = with_server(&s.config.value, v)?;
+            crate::network::confine_for(state, s, &mut config);
+            s.config.value = config;
             Ok::<_, CompatError>(())
         })
         .await
@@ -68,9 +75,14 @@ pub async fn get(State(state): State<AppState>, PathParams(p): PathParams<Instan
 }
 
 /// Row 7: JSON Patch (RFC 6902) over the server configuration.
-pub async fn patch(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>, body: RawBody) -> Answer {
+pub async fn patch(
+    State(state): State<AppState>,
+    PathParams(p): PathParams<InstancePath>,
+    Extension(caller): Extension<Caller>,
+    body: RawBody,
+) -> Answer {
     let ops = json::patch(json::body(&body, true)?, SERVER_KEYS)?;
-    edit(&state, &p.instance_id, |v| json::apply_patch(v, &ops)).await
+    edit(&state, &p.instance_id, |v| json::apply_patch(v, &ops, caller)).await
 }
 
 /// Set one field of the projection from a bare JSON body.

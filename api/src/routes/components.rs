@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::config::{WriteQuery, edit_config, operation_headers, reconfigure};
+use super::config::{Edit, WriteQuery, edit_config, operation_headers, reconfigure};
 use super::instances::{load, parse_id};
 use super::operations::wait_duration;
 use crate::AppState;
@@ -133,7 +133,7 @@ pub async fn create(
     let kind = kind(&k)?;
     let component = component_body(&body, None)?;
     let cid = component.get("id").and_then(Value::as_str).map(str::to_owned);
-    let after = edit_config(&state, &id, &if_match, |config| {
+    let after = edit_config(&state, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         if let Some(cid) = &cid
             && position(&items, cid).is_some()
@@ -196,7 +196,7 @@ pub async fn put(
     let cid = component_id(&cid)?;
     let component = component_body(&body, Some(cid.as_str()))?;
     let mut created = false;
-    let after = edit_config(&state, &id, &if_match, |config| {
+    let after = edit_config(&state, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         let existing = position(&items, cid.as_str());
         created = existing.is_none();
@@ -233,7 +233,7 @@ pub async fn delete(
     let wait = wait_duration(&state, q.wait)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
-    let after = edit_config(&state, &id, &if_match, |config| {
+    let after = edit_config(&state, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         let i = position(&items, cid.as_str()).ok_or_else(|| not_found(kind, cid.as_str()))?;
         let users = dependants(config, kind, cid.as_str());

@@ -98,11 +98,21 @@ pub fn operation_headers(op: Option<&Operation>, location: bool) -> HeaderMap {
     h
 }
 
+/// How an edit uses the stored configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    /// Changes part of it: refused (409) when it cannot be read.
+    Part,
+    /// Replaces it whole: allowed when it cannot be read (how a corrupt one is mended).
+    Whole,
+}
+
 /// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
 pub async fn edit_config(
     state: &AppState,
     id: &str,
     if_match: &IfMatch,
+    scope: Edit,
     mut edit: impl FnMut(&DrasiConfig) -> Result<DrasiConfig, ApiError>,
 ) -> Result<InstanceState, ApiError> {
     let id = parse_id(id)?;
@@ -112,7 +122,11 @@ pub async fn edit_config(
         .instances()
         .update(&id, |s| {
             if_match.check(s.config.version)?;
-            let config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
+            if scope == Edit::Part && s.unreadable.is_some() {
+                return Err(ApiError::corrupt());
+            }
+            let mut config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
+            crate::network::confine_for(state, s, &mut config);
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, ApiError>(())
@@ -150,7 +164,9 @@ pub async fn get(
     let s = load(&state, &parse_id(&id)?).await?;
     if wants_yaml(&headers) || q.effective == Some(true) {
         let ports = render::Ports::observed(s.observed.as_ref().map(|o| &o.value));
-        let rendered = render::render(&s, &state.settings.process.host, &ports).map_err(|e| ApiError::internal(&e))?;
+        let policy = state.settings.network.policy();
+        let rendered =
+            render::render(&s, &state.settings.process.host, &ports, policy).map_err(|e| ApiError::internal(&e))?;
         if wants_yaml(&headers) {
             return Ok((
                 [
@@ -187,7 +203,7 @@ pub async fn put(
     let wait = wait_duration(&state, q.wait)?;
     let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
     let config = parse_config(body.document(media)?)?;
-    let after = edit_config(&state, &id, &if_match, |_| Ok(config.clone())).await?;
+    let after = edit_config(&state, &id, &if_match, Edit::Whole, |_| Ok(config.clone())).await?;
     let op = reconfigure(&state, &after, &rid, wait).await;
     Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
@@ -200,7 +216,10 @@ pub async fn put(
     params(("id" = String, Path), WriteQuery),
     responses((status = 200, body = DrasiConfig, headers(("Location" = String, description = "the reconfigure operation"),
             ("X-Draas-Operation" = String), ("X-Draas-Operation-Status" = String))),
-        (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 400, body = Problem),
+        (status = 403, body = Problem, description = "a JSON Patch copy, move or test of a secret, without an admin token"),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the stored configuration cannot be read (instance_corrupt): PUT a whole one"),
         (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -208,6 +227,7 @@ pub async fn patch(
     QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
     RequestId(rid): RequestId,
+    Extension(caller): Extension<Caller>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
     let wait = wait_duration(&state, q.wait)?;
@@ -215,9 +235,9 @@ pub async fn patch(
         MediaType::JsonPatch => Patch::Json(body.json()?),
         _ => Patch::Merge(body.json()?),
     };
-    let after = edit_config(&state, &id, &if_match, |current| {
+    let after = edit_config(&state, &id, &if_match, Edit::Part, |current| {
         let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
-        edit.apply(&mut doc)?;
+        edit.apply(&mut doc, caller)?;
         Ok(parse_config(doc)?)
     })
     .await?;
@@ -234,9 +254,9 @@ enum Patch {
 }
 
 impl Patch {
-    fn apply(&self, doc: &mut Value) -> Result<(), ApiError> {
+    fn apply(&self, doc: &mut Value, caller: Caller) -> Result<(), ApiError> {
         match self {
-            Patch::Json(ops) => json_patch::patch(doc, ops).map_err(patch_error),
+            Patch::Json(ops) => crate::patch::apply(doc, ops, caller).map_err(patch_error),
             Patch::Merge(merge) => {
                 json_patch::merge(doc, merge);
                 Ok(())
@@ -245,14 +265,8 @@ impl Patch {
     }
 }
 
-fn patch_error(e: json_patch::PatchError) -> ApiError {
-    let code = match e.kind {
-        json_patch::PatchErrorKind::TestFailed => "patch_test_failed",
-        _ => "patch_failed",
-    };
-    ApiError::field(FieldError::new(
-        code,
-        format!("patch operation {} at '{}' failed: {}", e.operation, e.path, e.kind),
-        format!("/{}", e.operation),
-    ))
+fn patch_error(e: crate::patch::Failure) -> ApiError {
+    let status =
+        if e.code == "secret_path_forbidden" { StatusCode::FORBIDDEN } else { StatusCode::UNPROCESSABLE_ENTITY };
+    ApiError::fields(status, vec![FieldError::new(e.code, e.message, format!("/{}", e.index))])
 }

@@ -67,12 +67,13 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
     let req: CreateInstance = body.json()?;
     let name = name(&req.name)?;
     let description = description(req.description)?.unwrap_or_default();
-    let config = match req.config {
+    let mut config = match req.config {
         Some(v) => parse_config(v).map_err(|e| ApiError::from(e).under("/config"))?,
         None => DrasiConfig::default(),
     };
     let runtime = runtime(req.runtime)?;
     let platform = req.platform.unwrap_or(state.settings.default_platform);
+    crate::network::confine(&state, platform, None, &mut config);
     crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
     let record = InstanceRecord {

@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod ids;
+pub mod limits;
 pub mod live;
 pub mod model;
+pub mod network;
 pub mod operation;
 pub mod plugins;
 pub mod redact;

@@ -66,6 +66,8 @@ pub enum Status {
     Error,
     /// Cannot be observed (for example, its node is gone).
     Unknown,
+    /// A record of the instance cannot be read (never stored: the API reports it).
+    Corrupt,
 }
 
 impl Status {
@@ -80,6 +82,7 @@ impl Status {
             Status::Stopped => "stopped",
             Status::Error => "error",
             Status::Unknown => "unknown",
+            Status::Corrupt => "corrupt",
         }
     }
 }
@@ -391,6 +394,11 @@ pub struct InstanceState {
     pub observed: Option<Versioned<ObservedRecord>>,
     /// The last health probe, once the reconciler probed it.
     pub probe: Option<ProbeRecord>,
+    /// Why a record of the instance could not be read (its key and the decoding error), when
+    /// one could not: the configuration then reads as empty and the observed record as
+    /// absent. Such an instance is listed as `corrupt`, skipped by reconcile passes, never
+    /// started, and may be deleted or given a whole new configuration.
+    pub unreadable: Option<String>,
 }
 
 impl InstanceState {

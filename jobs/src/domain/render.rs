@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{DrasiConfig, LogLevel, Port};
 use super::model::{InstanceState, ObservedRecord, Platform};
+use super::network::{self, Policy};
 
 /// Components that open a port of their own (collection, kind): the http source and the sse
 /// reaction, both with `host` and `port` properties.
@@ -61,15 +62,21 @@ pub struct RenderContext<'a> {
     pub default_host: &'a str,
     /// Ports allocated by draas, used where the config names none.
     pub ports: &'a Ports,
+    /// The server `host` and `port` a configuration may name.
+    pub policy: Policy<'a>,
 }
 
-/// The configuration drasi-server is given: the stored one plus draas' defaults.
+/// The configuration drasi-server is given: the stored one plus draas' defaults, and the
+/// server port draas allocated whatever the stored one says.
 pub fn effective(config: &DrasiConfig, ctx: &RenderContext<'_>) -> DrasiConfig {
     let mut c = config.clone();
+    let own = Policy { own_host: Some(ctx.default_host), own_port: ctx.ports.server, ..ctx.policy };
+    network::confine(&mut c, own);
     c.id.get_or_insert_with(|| ctx.instance_id.to_owned());
     c.host.get_or_insert_with(|| ctx.default_host.to_owned());
-    if c.port.is_none() {
-        c.port = ctx.ports.server.and_then(|p| Port::try_from(i64::from(p)).ok());
+    // The port draas allocated is the one the server binds (and the one it is probed on).
+    if let Some(p) = ctx.ports.server.and_then(|p| Port::try_from(i64::from(p)).ok()) {
+        c.port = Some(p);
     }
     let listening = |collection: &str, kind: &str| LISTENING.contains(&(collection, kind));
     let fill = |props: &mut Map<String, Value>, name: String| {
@@ -123,13 +130,20 @@ pub struct Rendered {
     pub config: DrasiConfig,
 }
 
-/// Render what `state`'s platform hands to drasi-server, with the `ports` draas allocated.
-pub fn render(state: &InstanceState, process_host: &str, ports: &Ports) -> Result<Rendered, serde_norway::Error> {
+/// Render what `state`'s platform hands to drasi-server, with the `ports` draas allocated,
+/// under the network `policy`.
+pub fn render(
+    state: &InstanceState,
+    process_host: &str,
+    ports: &Ports,
+    policy: Policy<'_>,
+) -> Result<Rendered, serde_norway::Error> {
     let instance = &state.instance.value;
     let ctx = RenderContext {
         instance_id: instance.id.as_str(),
         default_host: default_host(instance.platform, process_host),
         ports,
+        policy,
     };
     let config = effective(&state.config.value, &ctx);
     let yaml = to_yaml(&config)?;
@@ -167,14 +181,15 @@ mod tests {
     }
 
     #[test]
-    fn effective_config_fills_in_draas_defaults_only_where_absent() {
+    fn effective_config_fills_in_draas_defaults_where_absent_and_always_the_allocated_port() {
         let config = parse_config(json!({"port": 9000, "queries": [{"id": "q", "query": "MATCH (n) RETURN n"}]}))
             .expect("valid");
         let ports = Ports { server: Some(8100), ..Ports::default() };
-        let ctx = RenderContext { instance_id: "abc", default_host: "127.0.0.1", ports: &ports };
+        let ctx =
+            RenderContext { instance_id: "abc", default_host: "127.0.0.1", ports: &ports, policy: Policy::default() };
         let e = effective(&config, &ctx);
         assert_eq!(e.id.as_deref(), Some("abc"));
-        assert_eq!(e.port.map(Port::get), Some(9000));
+        assert_eq!(e.port.map(Port::get), Some(8100));
         assert_eq!(e.persist_config, Some(false));
         assert_eq!(e.queries[0].query_language.as_deref(), Some("Cypher"));
         assert_eq!(e.queries[0].auto_start, Some(true));
@@ -191,7 +206,8 @@ mod tests {
         let names: Vec<(String, Option<u16>)> = listeners(&config).into_iter().map(|l| (l.name, l.port)).collect();
         assert_eq!(names, [("sources/hook".to_owned(), None), ("reactions/s".to_owned(), Some(9999))]);
         let ports = Ports { server: Some(8100), components: [("sources/hook".to_owned(), 8101)].into() };
-        let e = effective(&config, &RenderContext { instance_id: "i", default_host: "0.0.0.0", ports: &ports });
+        let ctx = RenderContext { instance_id: "i", default_host: "0.0.0.0", ports: &ports, policy: Policy::default() };
+        let e = effective(&config, &ctx);
         assert_eq!(e.sources[0].properties["port"], json!(8101));
         assert_eq!(e.sources[0].properties["host"], json!("0.0.0.0"));
         assert!(!e.sources[1].properties.contains_key("port"), "a mock source does not listen");

@@ -67,8 +67,10 @@ pub fn validate_runtime(r: &super::model::RuntimeOptions) -> Result<(), ConfigEr
     if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
 }
 
-/// Parse a JSON document into a configuration and validate it.
+/// Parse a JSON document into a configuration and validate it, within the bounds of a
+/// stored document ([`super::limits`]).
 pub fn parse_config(value: Value) -> Result<DrasiConfig, ConfigError> {
+    super::limits::check(&value).map_err(|e| ConfigError(vec![e]))?;
     let config: DrasiConfig = serde_path_to_error::deserialize(value).map_err(|e| {
         let pointer = pointer_of(e.path());
         ConfigError(vec![serde_error(&pointer, &e.into_inner().to_string())])

@@ -88,7 +88,9 @@ impl Instances<'_> {
         Ok(states.pop().flatten())
     }
 
-    /// Read many instances in one pipelined round trip; `None` for ids that do not exist.
+    /// Read many instances in one pipelined round trip; `None` for ids that do not exist, and
+    /// (reported, see [`assemble`]) for those whose instance record cannot be read, so one
+    /// bad record never fails a list or a pass.
     pub async fn load_many(&self, ids: &[InstanceId]) -> Result<Vec<Option<InstanceState>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -110,7 +112,13 @@ impl Instances<'_> {
             .map(|(id, r)| {
                 let instance: RawInstance =
                     redis::from_redis_value_ref(&r[0]).map_err(|e| StoreError::Protocol(format!("load: {e}")))?;
-                assemble(self.store, id, &instance, [&parse(&r[1])?, &parse(&r[2])?, &parse(&r[3])?])
+                match assemble(self.store, id, &instance, [&parse(&r[1])?, &parse(&r[2])?, &parse(&r[3])?]) {
+                    Err(e @ StoreError::Corrupt { .. }) if ids.len() > 1 => {
+                        report_corrupt(&e);
+                        Ok(None)
+                    }
+                    other => other,
+                }
             })
             .collect()
     }
@@ -289,7 +297,10 @@ impl Instances<'_> {
     }
 }
 
-/// An instance from its four records as read (`None` when the instance does not exist).
+/// An instance from its four records as read (`None` when the instance does not exist). A
+/// configuration or observed record that cannot be decoded does not fail the read: it is
+/// reported (log, metric) and the state says so ([`InstanceState::unreadable`]). Only an
+/// unreadable instance record, without which there is nothing to show, is an error.
 pub(super) fn assemble(
     store: &Store,
     id: &InstanceId,
@@ -298,14 +309,31 @@ pub(super) fn assemble(
 ) -> Result<Option<InstanceState>, StoreError> {
     let k = store.keys();
     let instance = decode_instance(&k.instance(id), instance)?;
-    let config = decode(&k.config(id), raw[0])?;
-    let observed = decode(&k.observed(id), raw[1])?;
+    let mut unreadable = None;
+    let mut tolerate = |e: StoreError| {
+        report_corrupt(&e);
+        unreadable.get_or_insert_with(|| e.to_string());
+    };
+    let config = decode(&k.config(id), raw[0]).unwrap_or_else(|e| {
+        tolerate(e);
+        Some(Versioned { value: DrasiConfig::default(), version: raw[0].1.unwrap_or_default() })
+    });
+    let observed = decode(&k.observed(id), raw[1]).unwrap_or_else(|e| {
+        tolerate(e);
+        None
+    });
     // A probe record is advisory: an unreadable one is as good as none.
     let probe = decode::<ProbeRecord>(&k.probe(id), raw[2]).ok().flatten().map(|v| v.value);
     Ok(match (instance, config) {
-        (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed, probe }),
+        (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed, probe, unreadable }),
         _ => None,
     })
+}
+
+/// Say that a record could not be read: once per read, in the log and in a metric.
+pub(super) fn report_corrupt(e: &StoreError) {
+    tracing::error!(error = %e, "a record cannot be read; it is skipped (delete the instance or replace its configuration)");
+    crate::metrics::metrics().corrupt_record();
 }
 
 /// Now, as the records write times (RFC 3339, milliseconds, UTC).

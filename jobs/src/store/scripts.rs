@@ -62,17 +62,20 @@ end
     };
 }
 
-/// `allocate(...)`: the port of instance `id` in pool `node`: `wanted` if given (-1 when another
-/// instance has it), else its current one unless skipped, else the first free one of the
-/// range not skipped (0 when there is none).
+/// `allocate(...)`: the port of instance `id` in pool `node`: `wanted` if given and inside the
+/// range (-1 when another instance has it), else its current one unless skipped or outside
+/// the range (a reservation outside it is released), else the first free one of the range
+/// not skipped (0 when there is none).
 macro_rules! lua_allocate {
     () => {
         r"
 local function allocate(ports, byinst, node, id, first, last, wanted, skip)
+  if wanted < first or wanted > last then wanted = 0 end
   local cur = redis.call('HGET', byinst, id)
   if cur then
     local n, p = string.match(cur, '^(.*)|(%d+)$')
-    local keep = (wanted == 0 and not skip[tonumber(p)]) or tonumber(p) == wanted
+    local inside = tonumber(p) >= first and tonumber(p) <= last
+    local keep = inside and ((wanted == 0 and not skip[tonumber(p)]) or tonumber(p) == wanted)
     if n == node and keep then return tonumber(p) end
     redis.call('HDEL', ports, cur)
     redis.call('HDEL', byinst, id)

@@ -52,6 +52,7 @@ pub enum ErrorCode {
     InstanceNotFound,
     NodeLost,
     UnsupportedJob,
+    RecordCorrupt,
 }
 
 impl ErrorCode {
@@ -99,6 +100,7 @@ impl ErrorCode {
             Self::InstanceNotFound => "instance_not_found",
             Self::NodeLost => "node_lost",
             Self::UnsupportedJob => "unsupported_job",
+            Self::RecordCorrupt => "record_corrupt",
         }
     }
 
@@ -151,7 +153,8 @@ impl ErrorCode {
             | Self::Superseded
             | Self::InstanceNotFound
             | Self::NodeLost
-            | Self::UnsupportedJob => false,
+            | Self::UnsupportedJob
+            | Self::RecordCorrupt => false,
         }
     }
 }

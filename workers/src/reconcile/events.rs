@@ -34,7 +34,7 @@ async fn on_exit(ctx: &Ctx, id: &str) -> Result<(), StoreError> {
     if ctx.store.leases().is_held(&id).await? || !ctx.store.passes().claim_exit(&id, &ctx.worker, CLAIM).await? {
         return Ok(());
     }
-    let Some(s) = ctx.store.instances().load(&id).await? else { return Ok(()) };
+    let Some(s) = ctx.store.instances().load(&id).await?.filter(|s| s.unreadable.is_none()) else { return Ok(()) };
     if ctx.platform(s.instance.value.platform).is_err() {
         return Ok(());
     }

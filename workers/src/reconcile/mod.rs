@@ -134,7 +134,9 @@ impl<'a> Batches<'a> {
         self.done = ids.len() < BATCH;
         let Some(last) = ids.last().cloned() else { return Ok(None) };
         self.cursor = Some(last);
-        Ok(Some(instances.load_many(&ids).await?.into_iter().flatten().collect()))
+        // Unreadable instances were reported as they were read; a pass leaves them alone.
+        let readable = instances.load_many(&ids).await?.into_iter().flatten().filter(|s| s.unreadable.is_none());
+        Ok(Some(readable.collect()))
     }
 }
 

@@ -171,7 +171,8 @@ fn changed_behind_our_back(observed: &ObservedRecord) -> bool {
 
 /// The spec hash of the desired configuration, with the ports the instance has.
 fn desired_hash(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord) -> Option<String> {
-    render::render(s, &ctx.settings.process.host, &Ports::observed(Some(observed))).ok().map(|r| r.spec_hash)
+    let policy = ctx.settings.network.policy();
+    render::render(s, &ctx.settings.process.host, &Ports::observed(Some(observed)), policy).ok().map(|r| r.spec_hash)
 }
 
 /// Was the configuration of spec hash `want` refused already?

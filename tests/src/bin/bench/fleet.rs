@@ -35,6 +35,7 @@ async fn running_fleet(store: &Store, n: usize, stub: &str) {
             &state,
             "127.0.0.1",
             &draas_jobs::domain::render::Ports { server: Some(8100), ..Default::default() },
+            draas_jobs::domain::network::Policy::default(),
         )
         .unwrap()
         .spec_hash;
