@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
         .route("/api/v1/queues", get(queues::list))
+        .route("/api/v1/queues/backlog", get(queues::backlog))
         .route("/api/v1/plugins", get(plugins::list))
         .route("/api/v1/instances/{id}/config", get(config::get).put(config::put).patch(config::patch))
         .route("/api/v1/instances/{id}/config/{kind}", get(components::list).post(components::create))
@@ -131,5 +132,14 @@ pub async fn serve(
     if state.settings.dev {
         tracing::warn!("DEV MODE: authentication is disabled (DRAAS_DEV=true); never expose this API");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // The global reconcile ticks come from the API too, so they keep coming with no worker
+    // running (each tick is decided once, whoever produces it).
+    let ticks = tokio::spawn(draas_jobs::queue::ticks::produce(
+        state.store.clone(),
+        state.settings.reconcile.interval_secs,
+        None,
+    ));
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    ticks.abort();
+    served
 }

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod context;
 pub mod handler;
+mod idle;
 pub mod live;
 mod metrics_server;
 pub mod platform;
@@ -54,8 +55,9 @@ pub enum WorkerError {
     Runtime(String),
 }
 
-/// Run a worker until `shutdown` resolves; in-flight jobs finish (or go back to the queue)
-/// within the worker's shutdown grace.
+/// Run a worker until `shutdown` resolves, or until no job ran for `worker.exit_when_idle_secs`
+/// (when set); in-flight jobs finish (or go back to the queue) within the worker's shutdown
+/// grace.
 pub async fn run(
     store: Store,
     settings: Settings,
@@ -69,7 +71,11 @@ pub async fn run(
     let ctx = Ctx::new(store, settings, node.clone(), worker.clone()).await;
     let mut tasks = vec![
         tokio::spawn(heartbeat(ctx.clone())),
-        tokio::spawn(reconcile::ticks::produce(ctx.clone())),
+        tokio::spawn(draas_jobs::queue::ticks::produce(
+            ctx.store.clone(),
+            ctx.settings.reconcile.interval_secs,
+            Some(node.clone()),
+        )),
         tokio::spawn(report_platforms(ctx.clone())),
         tokio::spawn(reconcile::events::follow(ctx.clone())),
     ];
@@ -109,6 +115,7 @@ pub async fn run(
         });
     }
     let grace = Duration::from_secs(ctx.settings.shutdown_grace_secs.max(1));
+    let idle = idle::exhausted(ctx.activity.clone(), Duration::from_secs(ctx.settings.worker.exit_when_idle_secs));
     let result = monitor
         .should_restart(|_, e| {
             tracing::warn!(error = %e, "worker stopped; restarting it");
@@ -116,7 +123,10 @@ pub async fn run(
         })
         .shutdown_timeout(grace)
         .run_with_signal(async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = idle => {}
+            }
             Ok(())
         })
         .await;
