@@ -3,6 +3,7 @@
 //! and helpers that look into Redis from outside. Silent unless `TEST_LOG=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod autoscale;
 pub mod docker;
 pub mod kube;
 pub mod postgres;
@@ -130,6 +131,11 @@ impl DraasProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// How the process exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Stop the process (SIGKILL) and wait for it.
