@@ -266,7 +266,8 @@ pub struct Outcome {
     pub lost: usize,
     /// Deliveries of a job to a handler beyond the first.
     pub duplicated: usize,
-    /// The first pickup and the last end.
+    /// The first submit (creation of an operation), the first pickup and the last end.
+    pub first_submit: Option<chrono::DateTime<chrono::Utc>>,
     pub first_pickup: Option<chrono::DateTime<chrono::Utc>>,
     pub last_end: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -279,11 +280,15 @@ impl Outcome {
             succeeded_first_time: 0,
             lost: 0,
             duplicated: 0,
+            first_submit: None,
             first_pickup: None,
             last_end: None,
         };
         for id in ops {
             let op: Option<Operation> = store.operations().get(id).await.unwrap();
+            if let Some(op) = &op {
+                o.first_submit = Some(o.first_submit.map_or(op.created_at, |f| f.min(op.created_at)));
+            }
             let Some(op) = op.filter(|op| op.status == OperationStatus::Succeeded) else {
                 o.lost += 1;
                 continue;
@@ -298,6 +303,17 @@ impl Outcome {
         o
     }
 }
+
+/// A test world whose API produces a reconcile tick every second.
+pub async fn spawn_ticking_app() -> TestApp {
+    let mut app = crate::spawn_app().await;
+    app.api.kill();
+    app.api = app.start_api(&[TICK_EVERY_SECOND]);
+    app
+}
+
+/// Reconcile every second (APIs and workers alike).
+pub const TICK_EVERY_SECOND: (&str, &str) = ("DRAAS_RECONCILE__INTERVAL_SECS", "1");
 
 /// A store client of `app`'s Redis and key prefix, to read records from outside.
 pub fn store_of(app: &TestApp) -> Store {

@@ -10,23 +10,16 @@
 use std::time::Duration;
 
 use draas_tests::autoscale::{
-    Autoscaler, Outcome, Policy, all_ended, create_instances, store_of, submit_all, worker_env,
+    Autoscaler, Outcome, Policy, TICK_EVERY_SECOND, all_ended, create_instances, spawn_ticking_app, store_of,
+    submit_all, worker_env,
 };
 use draas_tests::{TestApp, eventually, spawn_app};
 use serde_json::Value;
 
 const OPS: usize = 500;
 const LONG: Duration = Duration::from_secs(300);
-const FAST: (&str, &str) = ("DRAAS_RECONCILE__INTERVAL_SECS", "1");
+const FAST: (&str, &str) = TICK_EVERY_SECOND;
 const POLICY: Policy = Policy { target: 8, max: 4, cooldown: Duration::from_secs(1), poll: Duration::from_millis(100) };
-
-/// A test world whose API produces a tick every second.
-async fn fast_app() -> TestApp {
-    let mut app = spawn_app().await;
-    app.api.kill();
-    app.api = app.start_api(&[FAST]);
-    app
-}
 
 async fn backlog(app: &TestApp) -> Value {
     let (status, b) = app.get_json("/api/v1/queues/backlog").await;
@@ -53,7 +46,7 @@ async fn ticks_pass(app: &TestApp, n: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_submitted_with_no_worker_is_scaled_up_to_four_finished_once_and_scaled_back_to_zero() {
-    let app = fast_app().await;
+    let app = spawn_ticking_app().await;
     let store = store_of(&app);
     let ids = create_instances(&app, "burst", OPS).await;
     let scaler = Autoscaler::start(&app, worker_env(&app, &[FAST]), POLICY);
@@ -80,7 +73,7 @@ async fn a_burst_submitted_with_no_worker_is_scaled_up_to_four_finished_once_and
 #[tokio::test]
 async fn with_no_worker_two_api_replicas_keep_one_pass_waiting_for_a_running_instance_then_a_worker_runs_each_tick_once()
  {
-    let app = fast_app().await;
+    let app = spawn_ticking_app().await;
     let _second = app.start_api(&[FAST]);
     let id = app.create_instance("watched", serde_json::json!({"sources": [], "queries": [], "reactions": []})).await;
     let id = id["id"].as_str().unwrap().to_owned();
