@@ -80,6 +80,11 @@ impl Keys {
         format!("{}:reconcile:tick", self.tag)
     }
 
+    /// STRING with an expiry: the last maintenance sweep's claim (one sweep per period).
+    pub fn maintenance(&self) -> String {
+        format!("{}:reconcile:maintenance", self.tag)
+    }
+
     /// Prefix of the instance hashes (`<prefix><id>`), for scripts that walk them.
     pub fn instance_prefix(&self) -> String {
         format!("{}:instance:", self.tag)

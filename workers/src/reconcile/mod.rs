@@ -73,7 +73,7 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
         match &job.node {
             Some(node) if *node == ctx.node => node::pass(&ctx).await,
             Some(_) => Ok(PassStats::default()),
-            None => global::pass(&ctx, job.tick).await,
+            None => global::pass(&ctx).await,
         }
     };
     let renew = async {
