@@ -187,8 +187,8 @@ pub struct WorkerSettings {
     /// metrics on the API's `/metrics`).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Stop by itself (exit code 0, after the same graceful stop as SIGTERM) once no job ran
-    /// for this long; 0 = never. For hosts that run a worker to completion; a worker hosting
-    /// process instances should keep it 0 (its node's servers would lose their supervisor).
+    /// for this long; 0 = never. For hosts that run a worker to completion; a worker whose
+    /// host runs drasi-servers of the deployment (process instances) stays to supervise them.
     pub exit_when_idle_secs: u64,
 }
 

@@ -135,3 +135,30 @@ async fn an_idle_worker_exits_by_itself_with_code_0_after_finishing_every_job_on
     assert_eq!((outcome.lost, outcome.duplicated, outcome.succeeded_first_time), (0, 0, JOBS), "{outcome:?}");
     assert_eq!(backlog(&app).await["pending"], 0, "nothing left behind");
 }
+
+#[tokio::test]
+async fn an_idle_worker_stays_while_its_host_runs_a_server_and_leaves_once_that_is_stopped() {
+    let app = spawn_app().await;
+    let id = create_instances(&app, "hosted", 1).await.remove(0);
+    let mut worker =
+        draas_tests::DraasProcess::start(&["worker"], &worker_env(&app, &[("DRAAS_WORKER__EXIT_WHEN_IDLE_SECS", "1")]));
+    let start = app.submit(&id, "start").await;
+    assert_eq!(app.wait_op(&start, Duration::from_secs(60)).await["status"], "succeeded");
+
+    eventually("the idle worker to say it stays", Duration::from_secs(60), || {
+        let stays = worker.logged(&["staying to supervise them"]);
+        async move { stays.then_some(()) }
+    })
+    .await;
+    assert!(worker.exited().is_none(), "it supervises the server it started");
+    assert_eq!(app.servers().len(), 1);
+
+    let stop = app.submit(&id, "stop").await;
+    assert_eq!(app.wait_op(&stop, Duration::from_secs(60)).await["status"], "succeeded");
+    let status = eventually("the worker to leave", Duration::from_secs(60), || {
+        let exited = worker.exited();
+        async move { exited }
+    })
+    .await;
+    assert!(status.success(), "exit code 0: {status:?}");
+}

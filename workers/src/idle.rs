@@ -1,7 +1,8 @@
 //! A worker that leaves by itself once idle (`worker.exit_when_idle_secs`), for hosts that run
 //! a worker to completion (a serverless job, a scaled-to-zero pod). Leaving goes through the
 //! same graceful stop as SIGTERM: nothing runs at that moment, and a job fetched but not yet
-//! begun goes back to its queue, so no job is lost and none runs twice.
+//! begun goes back to its queue, so no job is lost and none runs twice. A worker whose host
+//! runs drasi-servers of its deployment (process instances) stays: it supervises them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,19 +54,29 @@ impl Activity {
     }
 }
 
-/// Resolves once no job has run for `limit` (never when `limit` is zero).
-pub async fn exhausted(activity: Arc<Activity>, limit: Duration) {
+/// Resolves once no job has run for `limit` and `hosting()` says this worker supervises
+/// nothing on its host (never when `limit` is zero).
+pub async fn exhausted(activity: Arc<Activity>, limit: Duration, hosting: impl Fn() -> bool) {
     if limit.is_zero() {
         return std::future::pending().await;
     }
     let check = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut said = false;
     loop {
         if activity.idle_for().is_some_and(|idle| idle >= limit) {
-            tracing::info!(
-                idle_secs = limit.as_secs(),
-                "no job for the idle limit; stopping (worker.exit_when_idle_secs)"
-            );
-            return;
+            if !hosting() {
+                tracing::info!(
+                    idle_secs = limit.as_secs(),
+                    "no job for the idle limit; stopping (worker.exit_when_idle_secs)"
+                );
+                return;
+            }
+            if !said {
+                tracing::info!(
+                    "idle, but drasi-servers of this deployment run on this host; staying to supervise them"
+                );
+                said = true;
+            }
         }
         tokio::time::sleep(check).await;
     }

@@ -115,7 +115,12 @@ pub async fn run(
         });
     }
     let grace = Duration::from_secs(ctx.settings.shutdown_grace_secs.max(1));
-    let idle = idle::exhausted(ctx.activity.clone(), Duration::from_secs(ctx.settings.worker.exit_when_idle_secs));
+    let hosts = ctx.clone();
+    let idle = idle::exhausted(
+        ctx.activity.clone(),
+        Duration::from_secs(ctx.settings.worker.exit_when_idle_secs),
+        move || !hosts.process.deployment_processes().is_empty(),
+    );
     let result = monitor
         .should_restart(|_, e| {
             tracing::warn!(error = %e, "worker stopped; restarting it");
