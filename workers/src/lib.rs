@@ -115,12 +115,7 @@ pub async fn run(
         });
     }
     let grace = Duration::from_secs(ctx.settings.shutdown_grace_secs.max(1));
-    let hosts = ctx.clone();
-    let idle = idle::exhausted(
-        ctx.activity.clone(),
-        Duration::from_secs(ctx.settings.worker.exit_when_idle_secs),
-        move || !hosts.process.deployment_processes().is_empty(),
-    );
+    let idle = idle_exit(&ctx);
     let result = monitor
         .should_restart(|_, e| {
             tracing::warn!(error = %e, "worker stopped; restarting it");
@@ -140,6 +135,15 @@ pub async fn run(
     }
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
+}
+
+/// Resolves when the worker may leave by itself: idle for `worker.exit_when_idle_secs` with no
+/// drasi-server of its deployment on this host (never when the setting is 0).
+fn idle_exit(ctx: &Arc<Ctx>) -> impl std::future::Future<Output = ()> + use<> {
+    let hosts = ctx.clone();
+    idle::exhausted(ctx.activity.clone(), Duration::from_secs(ctx.settings.worker.exit_when_idle_secs), move || {
+        !hosts.process.deployment_processes().is_empty()
+    })
 }
 
 /// The apalis backend of `queue`: explicit name, no apalis locking (our leases do that),

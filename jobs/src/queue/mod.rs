@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ids::{InstanceId, OperationId};
 use crate::domain::model::Platform;
 use crate::domain::operation::OperationKind;
-pub use crate::store::queues::QueueDepth;
-pub use crate::store::queues::{Backlog, Tick};
+pub use crate::store::queues::{Backlog, QueueDepth, Tick};
 use crate::store::{Keys, Store, StoreError};
 
 /// Version of the job payload schema; a worker refuses newer payloads it cannot understand.
