@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
         .route("/api/v1/queues", get(queues::list))
+        .route("/api/v1/queues/backlog", get(queues::backlog))
         .route("/api/v1/plugins", get(plugins::list))
         .route("/api/v1/instances/{id}/config", get(config::get).put(config::put).patch(config::patch))
         .route("/api/v1/instances/{id}/config/{kind}", get(components::list).post(components::create))
@@ -189,6 +190,15 @@ pub async fn serve(
     if state.settings.dev {
         tracing::warn!("DEV MODE: authentication is disabled (DRAAS_DEV=true); never expose this API");
     }
+    // The global reconcile ticks come from the API too, so they keep coming with no worker
+    // running (each tick is decided once, whoever produces it).
+    let ticks = tokio::spawn(draas_jobs::queue::ticks::produce(
+        state.store.clone(),
+        state.settings.reconcile.interval_secs,
+        None,
+    ));
     let header_timeout = Duration::from_secs(state.settings.api.header_timeout_secs.max(1));
-    listener::run(listener, router(state), header_timeout, shutdown).await
+    let served = listener::run(listener, router(state), header_timeout, shutdown).await;
+    ticks.abort();
+    served
 }

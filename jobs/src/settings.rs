@@ -215,6 +215,10 @@ pub struct WorkerSettings {
     /// Where the worker serves `/metrics` (none: no listener; `draas up` shows the worker's
     /// metrics on the API's `/metrics`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Stop by itself (exit code 0, after the same graceful stop as SIGTERM) once no job ran
+    /// for this long; 0 = never. For hosts that run a worker to completion; a worker whose
+    /// host runs drasi-servers of the deployment (process instances) stays to supervise them.
+    pub exit_when_idle_secs: u64,
 }
 
 /// Local process platform.
@@ -406,6 +410,7 @@ impl Default for WorkerSettings {
             heartbeat_secs: 5,
             inject_panic: false,
             metrics_listen: None,
+            exit_when_idle_secs: 0,
         }
     }
 }

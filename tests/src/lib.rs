@@ -3,6 +3,7 @@
 //! and helpers that look into Redis from outside. Silent unless `TEST_LOG=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod autoscale;
 pub mod docker;
 pub mod kube;
 pub mod postgres;
@@ -130,6 +131,11 @@ impl DraasProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// How the process exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Stop the process (SIGKILL) and wait for it.
@@ -398,11 +404,15 @@ impl TestApp {
     }
 
     /// Every key of this test's prefix with its serialised value: a snapshot to prove that
-    /// a rejected request wrote nothing.
+    /// a rejected request wrote nothing. Leaves out what every API replica writes on its own
+    /// schedule: the last decided reconcile tick and the global pass it may queue.
     pub async fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
         let mut c = self.redis().await;
         let mut keys: Vec<String> =
             redis::cmd("KEYS").arg(format!("{{{}}}*", self.prefix)).query_async(&mut c).await.expect("keys");
+        let k = draas_jobs::store::Keys::new(&self.prefix);
+        let (ticks, passes) = (k.reconcile_tick(), format!("{}:", k.queue(draas_jobs::queue::RECONCILE_QUEUE).name()));
+        keys.retain(|key| *key != ticks && !key.starts_with(&passes));
         keys.sort();
         let mut out = Vec::new();
         for k in keys {

@@ -1,6 +1,7 @@
 //! deploy/: every Kubernetes manifest and the compose file parse as YAML with the expected
 //! kinds and wiring, their environments load as draas `Settings`, and the KEDA ScaledObject
-//! watches the Redis list that really holds waiting jobs (checked against a real redis-server).
+//! reads the API's backlog with a token the API accepts; the backlog counts every unfinished
+//! job with no worker and with a busy one (against a real redis-server).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -10,9 +11,9 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use draas_jobs::queue::{InstanceJob, SHARED_QUEUE, queue_config, queue_name};
+use draas_jobs::queue::{InstanceJob, SHARED_QUEUE, queue_config, queue_name, shared_backlog};
 use draas_jobs::settings::Settings;
-use draas_jobs::store::{Keys, Store};
+use draas_jobs::store::Store;
 use draas_tests::{TestRedis, eventually};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -215,9 +216,7 @@ fn the_manifests_environment_is_the_settings_contract() {
     let worker = settings_for(container_env(&container("draas-worker")));
     assert!(worker.redis_url.is_some());
     let secret = find(&objects, "Secret", "draas-redis");
-    for key in ["url", "address", "password"] {
-        assert!(secret["stringData"][key].is_string(), "draas-redis has {key}");
-    }
+    assert!(secret["stringData"]["url"].is_string(), "draas-redis has url");
 }
 
 #[test]
@@ -274,37 +273,60 @@ fn the_image_builds_the_locked_binary_and_runs_it_as_the_user_the_manifests_expe
     }
 }
 
-fn scaled_object() -> Value {
+/// The ScaledObject and the TriggerAuthentication of keda-scaledobject.yaml.
+fn scaler() -> (Value, Value) {
     let docs = yaml_docs(&deploy_dir().join("k8s/keda-scaledobject.yaml"));
-    docs.into_iter().find(|d| d["kind"] == "ScaledObject").expect("a ScaledObject")
+    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).cloned().unwrap_or_else(|| panic!("a {k}"));
+    (kind("ScaledObject"), kind("TriggerAuthentication"))
 }
 
 #[test]
-fn the_scaled_object_targets_the_worker_deployment_through_its_redis_secret() {
-    let so = scaled_object();
+fn the_scaled_object_scales_the_workers_from_zero_on_the_apis_backlog_with_a_token_the_api_accepts() {
+    let (so, auth) = scaler();
     let objects = base_objects();
     assert_eq!(so["apiVersion"], "keda.sh/v1alpha1");
     assert_eq!(str_at(&so, &["metadata", "namespace"]), "draas");
     let target = find(&objects, "Deployment", str_at(&so, &["spec", "scaleTargetRef", "name"]));
-    assert_eq!(str_at(target, &["metadata", "namespace"]), "draas");
-    assert_eq!(str_at(target, &["metadata", "name"]), "draas-worker");
-    let min = so["spec"]["minReplicaCount"].as_u64().expect("minReplicaCount");
-    assert!(min >= 1, "the list is empty while no worker runs: scaling from zero never wakes up");
+    assert_eq!(
+        (str_at(target, &["metadata", "namespace"]), str_at(target, &["metadata", "name"])),
+        ("draas", "draas-worker")
+    );
+    assert_eq!(so["spec"]["minReplicaCount"].as_u64(), Some(0), "the backlog is exact with no worker running");
     let triggers = so["spec"]["triggers"].as_sequence().unwrap();
     assert_eq!(triggers.len(), 1);
     let t = &triggers[0];
-    assert_eq!(t["type"], "redis");
-    let length: u64 = str_at(t, &["metadata", "listLength"]).parse().expect("listLength is a number");
-    assert!(length > 0);
-    let env = target["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().unwrap();
-    for (param, key) in [("addressFromEnv", "address"), ("passwordFromEnv", "password")] {
-        let var = str_at(t, &["metadata", param]);
-        let e = env.iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("worker has no env {var}"));
-        let secret = at(e, &["valueFrom", "secretKeyRef"]);
-        assert_eq!((str_at(secret, &["name"]), str_at(secret, &["key"])), ("draas-redis", key));
-    }
-    let keys = Keys::new(&Settings::default().key_prefix);
-    assert_eq!(str_at(t, &["metadata", "listName"]), format!("{}:active", queue_name(&keys, SHARED_QUEUE)));
+    assert_eq!(t["type"], "metrics-api");
+    assert_eq!(str_at(t, &["metadata", "authMode"]), "bearer");
+    let target_value: u64 = str_at(t, &["metadata", "targetValue"]).parse().expect("targetValue is a number");
+    assert!(target_value > 0);
+
+    // The URL is the API's Service, and the path and field are in the API's OpenAPI document.
+    let url = reqwest::Url::parse(str_at(t, &["metadata", "url"])).expect("a URL");
+    let service = find(&objects, "Service", "draas-api");
+    let host =
+        format!("{}.{}.svc", str_at(service, &["metadata", "name"]), str_at(service, &["metadata", "namespace"]));
+    assert_eq!(url.host_str(), Some(host.as_str()));
+    assert_eq!(url.port_or_known_default().map(u64::from), service["spec"]["ports"][0]["port"].as_u64());
+    let openapi: serde_json::Value = serde_json::from_str(&draas_api::openapi::json()).unwrap();
+    assert!(openapi["paths"][url.path()]["get"].is_object(), "{} is an API route", url.path());
+    let field = str_at(t, &["metadata", "valueLocation"]);
+    assert_eq!(openapi["components"]["schemas"]["BacklogDto"]["properties"][field]["type"], "integer");
+
+    // The token KEDA sends is a key of the Secret the API takes its tokens from.
+    assert_eq!(str_at(t, &["authenticationRef", "name"]), str_at(&auth, &["metadata", "name"]));
+    assert_eq!(str_at(&auth, &["metadata", "namespace"]), "draas");
+    let secret = &auth["spec"]["secretTargetRef"][0];
+    assert_eq!(str_at(secret, &["parameter"]), "token");
+    let api_env = at(find(&objects, "Deployment", "draas-api"), &["spec", "template", "spec", "containers"])[0]["env"]
+        .as_sequence()
+        .unwrap()
+        .clone();
+    let tokens = api_env.iter().find(|e| e["name"] == "DRAAS_API_TOKENS").expect("DRAAS_API_TOKENS");
+    assert_eq!(str_at(tokens, &["valueFrom", "secretKeyRef", "name"]), str_at(secret, &["name"]));
+    let setup = std::fs::read_to_string(deploy_dir().join("k8s/kustomization.yaml")).unwrap();
+    let key = str_at(secret, &["key"]);
+    assert!(setup.contains(&format!("--from-literal={key}=\"$scaler\"")), "the setup creates {key}");
+    assert!(setup.contains(",$scaler\""), "the setup makes {key} one of the API tokens");
 }
 
 async fn count(redis: &TestRedis, cmd: &str, key: &str) -> u64 {
@@ -323,12 +345,10 @@ async fn inflight(redis: &TestRedis, queue: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
+async fn the_backlog_counts_every_unfinished_shared_job_with_no_worker_and_with_a_busy_one() {
     const JOBS: u64 = 12;
     const CONCURRENCY: usize = 2;
     let redis = TestRedis::start();
-    let so = scaled_object();
-    let list = str_at(&so["spec"]["triggers"][0], &["metadata", "listName"]).to_owned();
     let prefix = Settings::default().key_prefix;
     let store = Store::open(&SecretString::from(redis.url.clone()), &prefix).unwrap();
     let queue = queue_name(store.keys(), SHARED_QUEUE);
@@ -336,9 +356,12 @@ async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
         draas_tests::sample_job().push(&store, SHARED_QUEUE).await.unwrap();
     }
 
-    // No worker: apalis-redis parks every push in the scheduled ZSET; the list stays empty.
+    // No worker: apalis-redis parks every push in the scheduled ZSET; its list stays empty,
+    // which is why a list-length trigger cannot scale from zero. The backlog sees them all.
     assert_eq!(count(&redis, "ZCARD", &format!("{queue}:scheduled")).await, JOBS);
-    assert_eq!(count(&redis, "LLEN", &list).await, 0);
+    assert_eq!(count(&redis, "LLEN", &format!("{queue}:active")).await, 0);
+    let idle = shared_backlog(&store).await.unwrap();
+    assert_eq!((idle.pending(), idle.waiting, idle.running), (JOBS, JOBS, 0));
 
     // One worker, as `draas worker` configures its shared queue, whose jobs never finish: its
     // first poll moves every due id into the list and takes one batch from it.
@@ -356,8 +379,9 @@ async fn the_scaled_objects_list_holds_the_jobs_waiting_for_a_busy_worker() {
     .await;
 
     assert_eq!(taken, CONCURRENCY as u64, "the worker holds one batch");
-    let waiting = count(&redis, "LLEN", &list).await;
-    assert_eq!(waiting, JOBS - taken, "every other job waits in the list");
-    assert_eq!(store.queues().depth(SHARED_QUEUE).await.unwrap(), waiting, "admission control counts the same jobs");
+    let busy = shared_backlog(&store).await.unwrap();
+    assert_eq!((busy.pending(), busy.waiting, busy.running), (JOBS, JOBS - taken, taken), "each job once");
+    assert_eq!(count(&redis, "LLEN", &format!("{queue}:active")).await, busy.waiting);
+    assert_eq!(store.queues().depth(SHARED_QUEUE).await.unwrap(), busy.waiting, "admission control counts the waiting");
     running.abort();
 }

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub process: ProcessPlatform,
     /// Shared platforms (docker, kubernetes) this worker can reach.
     pub shared: Vec<Arc<dyn Platform>>,
+    /// Whether a job runs, and since when none has (`worker.exit_when_idle_secs`).
+    pub activity: Arc<crate::idle::Activity>,
     /// When this worker last failed to heartbeat (Redis unreachable).
     heartbeat_failed_at: Mutex<Option<Instant>>,
 }
@@ -64,6 +66,7 @@ impl Ctx {
                 settings.verify_plugins,
             ),
             shared,
+            activity: Arc::default(),
             heartbeat_failed_at: Mutex::new(None),
             store,
             settings: Arc::new(settings),

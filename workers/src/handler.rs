@@ -39,6 +39,7 @@ const LEASE_POLL: Duration = Duration::from_millis(250);
 /// apalis entry point.
 pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
     let ctx: Arc<Ctx> = (*ctx).clone();
+    let _busy = ctx.activity.begin();
     let span = tracing::info_span!("job", instance = %job.instance_id, operation = %job.operation_id,
         kind = job.kind.as_str(), correlation_id = %job.correlation_id, worker = %ctx.worker);
     run(&ctx, &job).instrument(span).await.map_err(|e| {

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod context;
 pub mod handler;
+mod idle;
 pub mod live;
 mod logs;
 mod metrics_server;
@@ -55,8 +56,9 @@ pub enum WorkerError {
     Runtime(String),
 }
 
-/// Run a worker until `shutdown` resolves; in-flight jobs finish (or go back to the queue)
-/// within the worker's shutdown grace.
+/// Run a worker until `shutdown` resolves, or until no job ran for `worker.exit_when_idle_secs`
+/// (when set); in-flight jobs finish (or go back to the queue) within the worker's shutdown
+/// grace.
 pub async fn run(
     store: Store,
     settings: Settings,
@@ -70,7 +72,11 @@ pub async fn run(
     let ctx = Ctx::new(store, settings, node.clone(), worker.clone()).await;
     let mut tasks = vec![
         tokio::spawn(heartbeat(ctx.clone())),
-        tokio::spawn(reconcile::ticks::produce(ctx.clone())),
+        tokio::spawn(draas_jobs::queue::ticks::produce(
+            ctx.store.clone(),
+            ctx.settings.reconcile.interval_secs,
+            Some(node.clone()),
+        )),
         tokio::spawn(report_platforms(ctx.clone())),
         tokio::spawn(reconcile::events::follow(ctx.clone())),
         tokio::spawn(logs::ship(ctx.clone())),
@@ -111,6 +117,7 @@ pub async fn run(
         });
     }
     let grace = Duration::from_secs(ctx.settings.shutdown_grace_secs.max(1));
+    let idle = idle_exit(&ctx);
     let result = monitor
         .should_restart(|_, e| {
             tracing::warn!(error = %e, "worker stopped; restarting it");
@@ -118,7 +125,10 @@ pub async fn run(
         })
         .shutdown_timeout(grace)
         .run_with_signal(async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = idle => {}
+            }
             Ok(())
         })
         .await;
@@ -127,6 +137,15 @@ pub async fn run(
     }
     tracing::info!("worker stopped");
     result.map_err(|e| WorkerError::Runtime(e.to_string()))
+}
+
+/// Resolves when the worker may leave by itself: idle for `worker.exit_when_idle_secs` with no
+/// drasi-server of its deployment on this host (never when the setting is 0).
+fn idle_exit(ctx: &Arc<Ctx>) -> impl std::future::Future<Output = ()> + use<> {
+    let hosts = ctx.clone();
+    idle::exhausted(ctx.activity.clone(), Duration::from_secs(ctx.settings.worker.exit_when_idle_secs), move || {
+        !hosts.process.deployment_processes().is_empty()
+    })
 }
 
 /// The apalis backend of `queue`: explicit name, no apalis locking (our leases do that),

@@ -504,6 +504,15 @@ async function refresh() {
   if (mine === generation) timer = setTimeout(refresh, REFRESH_MS);
 }
 
+// Nothing of the previous instance or operation stays on screen while the next one loads.
+function clearViews() {
+  for (const id of ["i-name", "i-id", "i-description", "logs", "o-id", "results-note"]) $(id).textContent = "";
+  for (const id of ["i-facts", "i-actions", "i-conditions", "o-facts", "o-error", "o-actions", "query"]) $(id).replaceChildren();
+  for (const id of ["components", "results", "i-operations", "history"]) $(id).tBodies[0].replaceChildren();
+  delete document.body.dataset.instanceStatus;
+  delete document.body.dataset.operationStatus;
+}
+
 function start() {
   takeTokenFromFragment();
   $("login").addEventListener("submit", (event) => {
@@ -522,6 +531,7 @@ function start() {
     takeTokenFromFragment();
     flash("");
     if (!sessionStorage.getItem(TOKEN_KEY)) return showLogin("enter an API token");
+    clearViews();
     setState(document.body.dataset.state === "login" ? "starting" : document.body.dataset.state, "loading…");
     refresh();
   });

@@ -8,6 +8,7 @@
 
 pub mod maintenance;
 pub mod submit;
+pub mod ticks;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ids::{InstanceId, OperationId};
 use crate::domain::model::Platform;
 use crate::domain::operation::OperationKind;
-pub use crate::store::queues::QueueDepth;
+pub use crate::store::queues::{Backlog, QueueDepth, Tick};
 use crate::store::{Keys, Store, StoreError};
 
 /// Version of the job payload schema; a worker refuses newer payloads it cannot understand.
@@ -74,6 +75,12 @@ impl ReconcileJob {
     /// Push this pass under its task id (a duplicate of the tick is ignored).
     pub async fn push(&self, store: &Store) -> Result<bool, StoreError> {
         store.queues().push(&self.queue(), &self.task_id(), &json(self)).await
+    }
+
+    /// Queue this global pass of a cron tick only if a worker has something to do (see
+    /// `ticks`).
+    pub async fn queue_tick(&self, store: &Store) -> Result<Tick, StoreError> {
+        store.queues().tick(&self.queue(), SHARED_QUEUE, self.tick, &self.task_id(), &json(self)).await
     }
 }
 
@@ -136,6 +143,16 @@ pub async fn all(store: &Store) -> Result<Vec<String>, StoreError> {
         queues.push(format!("{RECONCILE_NODE_QUEUE_PREFIX}{n}"));
     }
     Ok(queues)
+}
+
+/// The queues served by shared workers (any worker, wherever it runs): the shared jobs and the
+/// global reconcile passes. Node queues are served by their node's own workers.
+pub const SHARED_WORKER_QUEUES: [&str; 2] = [SHARED_QUEUE, RECONCILE_QUEUE];
+
+/// What shared workers still have to do, counted exactly: the signal a scaler of shared workers
+/// reads (`GET /api/v1/queues/backlog`).
+pub async fn shared_backlog(store: &Store) -> Result<Backlog, StoreError> {
+    store.queues().backlog(&SHARED_WORKER_QUEUES).await
 }
 
 /// The depth of every queue of the deployment.

@@ -25,7 +25,7 @@ impl Keys {
 
     /// HASH `data`, `version`: the desired side of an instance.
     pub fn instance(&self, id: &InstanceId) -> String {
-        format!("{}:instance:{id}", self.tag)
+        format!("{}{id}", self.instance_prefix())
     }
 
     /// HASH `data`, `version`: an instance's drasi-server configuration.
@@ -83,6 +83,22 @@ impl Keys {
     /// STRING with an expiry: the worker shipping an instance's logs.
     pub fn log_shipper(&self, id: &InstanceId) -> String {
         format!("{}:logs:shipper:{id}", self.tag)
+    }
+
+    /// STRING: the last cron tick whose global reconcile pass was decided (queued or not), so
+    /// every producer decides each tick once.
+    pub fn reconcile_tick(&self) -> String {
+        format!("{}:reconcile:tick", self.tag)
+    }
+
+    /// STRING with an expiry: the last maintenance sweep's claim (one sweep per period).
+    pub fn maintenance(&self) -> String {
+        format!("{}:reconcile:maintenance", self.tag)
+    }
+
+    /// Prefix of the instance hashes (`<prefix><id>`), for scripts that walk them.
+    pub fn instance_prefix(&self) -> String {
+        format!("{}:instance:", self.tag)
     }
 
     /// HASH name → id: the unique-name index.

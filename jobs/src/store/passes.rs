@@ -1,5 +1,6 @@
 //! What reconcile passes keep: how often a tick's pass ran (to show each tick runs once),
-//! claims on a platform's report that a server died (every worker sees it; one acts), and the
+//! claims on a platform's report that a server died (every worker sees it; one acts) and on
+//! the periodic maintenance sweep, and the
 //! count of instances by platform and status that every replica's `/metrics` shows.
 
 use std::collections::BTreeMap;
@@ -35,8 +36,19 @@ impl Passes<'_> {
     /// Claim the report that `id`'s server died for `holder`, for `ttl`; false when another
     /// worker claimed it first.
     pub async fn claim_exit(&self, id: &InstanceId, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.claim(&self.store.keys().exit_seen(id), holder, ttl).await
+    }
+
+    /// Claim the maintenance sweep for `every`: true at most once per `every` across all
+    /// workers. Time-based, not tick-based: global passes are queued only while there is
+    /// work, so a tick at a fixed boundary may never get one.
+    pub async fn claim_maintenance(&self, holder: &str, every: Duration) -> Result<bool, StoreError> {
+        self.claim(&self.store.keys().maintenance(), holder, every).await
+    }
+
+    async fn claim(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let taken: Option<String> = redis::cmd("SET")
-            .arg(self.store.keys().exit_seen(id))
+            .arg(key)
             .arg(holder)
             .arg("NX")
             .arg("PX")

@@ -35,6 +35,40 @@ pub struct QueueDepth {
     pub failed: u64,
 }
 
+/// The unfinished tasks of some queues, read at one instant: what workers of those queues
+/// still have to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Due and not yet fetched.
+    pub waiting: u64,
+    /// To run later (a retry backing off).
+    pub scheduled: u64,
+    /// Fetched by a worker and not yet acknowledged.
+    pub running: u64,
+}
+
+impl Backlog {
+    /// Every unfinished task: none of them finishes without a worker.
+    pub fn pending(&self) -> u64 {
+        self.waiting + self.scheduled + self.running
+    }
+}
+
+/// What became of a cron tick's global reconcile pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Queued: the shared queue holds work (a worker is awake for it anyway).
+    Busy,
+    /// Queued: an instance is desired running and is watched every tick.
+    Watch,
+    /// Not queued: nothing for a worker to do.
+    Idle,
+    /// Not queued: a pass still waits and serves this tick too.
+    Coalesced,
+    /// Not queued here: another producer decided this tick (or a later one).
+    Decided,
+}
+
 /// Most finished tasks one sweep call forgets per set.
 const SWEEP_BATCH: u64 = 1000;
 
@@ -61,6 +95,63 @@ impl Queues<'_> {
             .invoke_async(&mut self.store.conn())
             .await?;
         Ok(pushed == 1)
+    }
+
+    /// The unfinished tasks of queues `names` together, read in one step (so each task is
+    /// counted once, wherever apalis moves it meanwhile).
+    pub async fn backlog(&self, names: &[&str]) -> Result<Backlog, StoreError> {
+        let mut script = scripts::backlog().prepare_invoke();
+        script.arg(chrono::Utc::now().timestamp());
+        for q in names.iter().map(|n| self.store.keys().queue(n)) {
+            outstanding_args(&mut script, &q);
+        }
+        let counts: Vec<u64> = script.invoke_async(&mut self.store.conn()).await?;
+        Ok(counts.chunks(3).fold(Backlog::default(), |b, c| Backlog {
+            waiting: b.waiting + c.first().copied().unwrap_or_default(),
+            scheduled: b.scheduled + c.get(1).copied().unwrap_or_default(),
+            running: b.running + c.get(2).copied().unwrap_or_default(),
+        }))
+    }
+
+    /// Queue a cron tick's global pass `job` (task `task_id`) into queue `name` if a worker
+    /// has something to do and no pass waits already, deciding each tick once across every
+    /// producer (the rules: `store::scripts::tick`). `shared` is the queue whose work keeps
+    /// workers awake.
+    pub async fn tick(
+        &self,
+        name: &str,
+        shared: &str,
+        tick: u64,
+        task_id: &str,
+        job: &str,
+    ) -> Result<Tick, StoreError> {
+        let k = self.store.keys();
+        let q = k.queue(name);
+        let mut script = scripts::tick().prepare_invoke();
+        script
+            .key(k.reconcile_tick())
+            .key(q.data())
+            .key(q.scheduled())
+            .key(q.active())
+            .key(k.instances())
+            .arg(tick)
+            .arg(task_id)
+            .arg(job)
+            .arg(chrono::Utc::now().timestamp())
+            .arg(q.meta_prefix())
+            .arg(k.events())
+            .arg(name);
+        outstanding_args(&mut script, &k.queue(shared));
+        script.arg(k.instance_prefix());
+        let outcome: String = script.invoke_async(&mut self.store.conn()).await?;
+        match outcome.as_str() {
+            "busy" => Ok(Tick::Busy),
+            "watch" => Ok(Tick::Watch),
+            "idle" => Ok(Tick::Idle),
+            "coalesced" => Ok(Tick::Coalesced),
+            "decided" => Ok(Tick::Decided),
+            other => Err(StoreError::Protocol(format!("tick: unexpected reply {other}"))),
+        }
     }
 
     /// Jobs waiting in queue `name` (due and scheduled).
@@ -144,4 +235,11 @@ impl Queues<'_> {
     pub async fn done(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self.store.conn().scard(self.store.keys().queue(name).done()).await?)
     }
+}
+
+/// The arguments of `outstanding` for queue `q`: its scheduled set, ready list, workers set
+/// and in-flight prefix.
+fn outstanding_args(script: &mut redis::ScriptInvocation<'_>, q: &super::keys::QueueKeys) {
+    let inflight = q.inflight("");
+    script.arg(q.scheduled()).arg(q.active()).arg(q.workers()).arg(inflight.trim_end_matches(':'));
 }

@@ -62,6 +62,28 @@ end
     };
 }
 
+/// `outstanding(...)`: the tasks of one apalis-redis queue not yet finished, in one step:
+/// waiting (the ready list plus the due part of the scheduled set), later (scheduled after
+/// `now`: retries backing off) and running (the in-flight set of every registered worker).
+/// apalis' own scripts move an id between these atomically (fetch: scheduled → list →
+/// in-flight; acknowledgement: in-flight → done or back to scheduled; orphan recovery:
+/// in-flight → list), so a sum read inside one script counts every unfinished task once.
+macro_rules! lua_outstanding {
+    () => {
+        r"
+local function outstanding(scheduled, active, workers, inflight, now)
+  local due = redis.call('ZCOUNT', scheduled, '-inf', now)
+  local later = redis.call('ZCARD', scheduled) - due
+  local running = 0
+  for _, w in ipairs(redis.call('ZRANGE', workers, 0, -1)) do
+    running = running + redis.call('SCARD', inflight .. ':' .. w)
+  end
+  return redis.call('LLEN', active) + due, later, running
+end
+"
+    };
+}
+
 /// `allocate(...)`: the port of instance `id` in pool `node`: `wanted` if given and inside the
 /// range (-1 when another instance has it), else its current one unless skipped or outside
 /// the range (a reservation outside it is released), else the first free one of the range
@@ -286,6 +308,71 @@ script!(
         lua_push_job!(),
         r"
 return push_job(KEYS[1], ARGV[4], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6])
+"
+    )
+);
+
+script!(
+    /// The unfinished tasks of some queues (see `outstanding` above), read at one instant.
+    /// ARGV: now (unix s), then per queue its scheduled set, ready list, workers set and
+    /// in-flight prefix. Replies {waiting, later, running} per queue.
+    backlog = concat!(
+        lua_outstanding!(),
+        r"
+local out = {}
+for i = 2, #ARGV, 4 do
+  local waiting, later, running = outstanding(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[1])
+  table.insert(out, waiting)
+  table.insert(out, later)
+  table.insert(out, running)
+end
+return out
+"
+    )
+);
+
+script!(
+    /// Queue the global reconcile pass of a cron tick, deciding once per tick for every
+    /// producer: not when this tick (or a later one) was decided already; not when a pass
+    /// still waits in the reconcile queue (it serves this tick too: with no worker running,
+    /// passes would otherwise pile up); otherwise only when a worker has something to do: the
+    /// shared queue holds unfinished work (a worker is awake for it anyway), or an instance is
+    /// desired running (it is watched every tick). A deployment with neither queues nothing,
+    /// so ticks alone never wake a scaled-to-zero worker.
+    /// KEYS: last decided tick, reconcile data, reconcile scheduled, reconcile active,
+    /// instances. ARGV: tick, task id, job json, now (unix s), reconcile meta prefix, channel,
+    /// queue name, then the shared queue's scheduled set, ready list, workers set and in-flight
+    /// prefix, then the instance key prefix.
+    /// Replies 'decided', 'coalesced', 'idle', 'busy' or 'watch' (the last two queued it).
+    tick = concat!(
+        lua_push_job!(),
+        lua_outstanding!(),
+        r"
+local tick = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tick then return 'decided' end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)
+if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) > 0 then return 'coalesced' end
+local why = nil
+local waiting, later, running = outstanding(ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[4])
+if waiting + later + running > 0 then
+  why = 'busy'
+else
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+    local key = ARGV[12] .. id
+    local desired = redis.call('HGET', key, 'desired')
+    if not desired then
+      local data = redis.call('HGET', key, 'data')
+      desired = data and cjson.decode(data).desiredState
+    end
+    if desired == 'running' then
+      why = 'watch'
+      break
+    end
+  end
+end
+if not why then return 'idle' end
+push_job(KEYS[2], ARGV[5], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7])
+return why
 "
     )
 );

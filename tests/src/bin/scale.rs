@@ -135,12 +135,8 @@ impl Round {
     fn deliveries(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
         for w in &self.workers {
-            for line in w.log.lock().unwrap().iter() {
-                let Some((_, fields)) = line.split_once("job received") else { continue };
-                let Some(op) = fields.split("operation=").nth(1).and_then(|r| r.split_whitespace().next()) else {
-                    continue;
-                };
-                *out.entry(op.to_owned()).or_default() += 1;
+            for (op, n) in draas_tests::autoscale::deliveries_in(&w.log.lock().unwrap()) {
+                *out.entry(op).or_default() += n;
             }
         }
         out

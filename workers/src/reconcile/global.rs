@@ -1,12 +1,13 @@
 //! The global pass: what no live node looks after (unplaced process instances and those of
 //! lost nodes), every instance of a shared platform (docker, kubernetes) this worker reaches,
 //! probed and repaired like a node pass does, then the platforms' orphans; the count of
-//! instances by platform and status for every replica's `/metrics`; and every five minutes,
-//! the sweep of finished apalis tasks and expired operation ids.
+//! instances by platform and status for every replica's `/metrics`; and every five minutes
+//! (the first pass after the last sweep's claim expired), the sweep of finished apalis tasks
+//! and expired operation ids.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use draas_jobs::domain::model::{InstanceState, Platform, Status};
 use draas_jobs::store::StoreError;
@@ -14,11 +15,11 @@ use draas_jobs::store::StoreError;
 use super::{Batches, PassStats, failover, orphans, probe_and_settle};
 use crate::context::Ctx;
 
-/// How often (in tick seconds) the global pass also sweeps finished tasks and expired ids.
-const MAINTENANCE_EVERY_SECS: u64 = 300;
+/// How often a global pass also sweeps finished tasks and expired ids.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
-/// One global pass for cron tick `tick`.
-pub async fn pass(ctx: &Ctx, tick: u64) -> Result<PassStats, StoreError> {
+/// One global pass.
+pub async fn pass(ctx: &Ctx) -> Result<PassStats, StoreError> {
     let started = Instant::now();
     let platforms = reachable_platforms(ctx).await;
     let mut alive = HashMap::new();
@@ -67,7 +68,7 @@ pub async fn pass(ctx: &Ctx, tick: u64) -> Result<PassStats, StoreError> {
         orphans::on_shared(ctx, platform.as_ref()).await?;
     }
     ctx.store.passes().write_counts(&counts).await?;
-    if tick % MAINTENANCE_EVERY_SECS < ctx.settings.reconcile.interval_secs.max(1) {
+    if ctx.store.passes().claim_maintenance(&ctx.worker, MAINTENANCE_EVERY).await? {
         maintain(ctx).await;
     }
     Ok(PassStats { instances, probed: touched, elapsed: started.elapsed() })

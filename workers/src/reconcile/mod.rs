@@ -1,9 +1,8 @@
 //! Reconciliation: make what runs match what is desired, once per tick however many workers
-//! run.
+//! run (the ticks themselves: `draas_jobs::queue::ticks`).
 //!
 //! | module | does |
 //! |---|---|
-//! | `ticks` | turns cron ticks into reconcile jobs with deterministic task ids |
 //! | `node` | a node's pass over its own process instances |
 //! | `global` | the pass over shared platforms, lost nodes and unplaced instances |
 //! | `failover` | instances of lost nodes |
@@ -21,7 +20,6 @@ pub mod node;
 pub mod orphans;
 pub mod probe;
 pub mod settle;
-pub mod ticks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +50,9 @@ pub struct PassStats {
 /// tick is skipped, so slow passes never pile up.
 pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
     let ctx: Arc<Ctx> = (*ctx).clone();
+    // A node's own pass is housekeeping its workers push every tick; only the global pass
+    // (queued when there is something to do) keeps a worker from being idle.
+    let _busy = job.node.is_none().then(|| ctx.activity.begin());
     let scope = job.node.clone().unwrap_or_else(|| "global".into());
     // Short-lived and renewed while the pass runs: a pass cut off by a Redis outage (which
     // cannot unlock) blocks the passes after it for one hold at most.
@@ -72,7 +73,7 @@ pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
         match &job.node {
             Some(node) if *node == ctx.node => node::pass(&ctx).await,
             Some(_) => Ok(PassStats::default()),
-            None => global::pass(&ctx, job.tick).await,
+            None => global::pass(&ctx).await,
         }
     };
     let renew = async {

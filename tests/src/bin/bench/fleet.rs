@@ -68,7 +68,7 @@ async fn passes(redis: &TestRedis) {
             draas_workers::Ctx::new(store.clone(), settings(&prefix), "bench".into(), "bench-worker".into()).await;
         store.nodes().heartbeat("bench", Duration::from_secs(600)).await.unwrap();
         let stats = draas_workers::reconcile::node::pass(&ctx).await.unwrap();
-        let global = draas_workers::reconcile::global::pass(&ctx, 1).await.unwrap();
+        let global = draas_workers::reconcile::global::pass(&ctx).await.unwrap();
         assert_eq!(stats.probed, n);
         let us = stats.elapsed.as_secs_f64() * 1e6 / n as f64;
         per_instance.push(us);
