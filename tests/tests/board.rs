@@ -1,19 +1,20 @@
 //! The operations console (`/board`) in a real headless Chromium (Debian's `chromium`;
 //! scripts/test installs it, and a missing browser fails these tests), and its queue-depth
 //! endpoint. `--dump-dom` and `--screenshot` for what a page shows; for clicks, Chromium driven
-//! over the DevTools protocol (a minimal WebSocket client below: no crate in the tree has one).
+//! over the DevTools protocol (tokio-tungstenite's WebSocket).
 //! The stop-from-the-console test runs the real drasi-server (skipped, loudly, without it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine;
 use draas_tests::{DraasProcess, RealServer, TestApp, bin_dir, eventually, problem, real_server, spawn_app, spawn_up};
+use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -354,111 +355,8 @@ async fn the_console_shows_a_running_instance_its_results_and_logs_and_stops_it_
     assert!(facts.as_str().unwrap().contains("stop"), "{facts}");
 }
 
-/// A minimal WebSocket client (RFC 6455): text frames out (masked), whole messages in; enough
-/// for the DevTools protocol on a loopback port.
-struct WebSocket {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-}
-
-impl WebSocket {
-    async fn connect(url: &str) -> Self {
-        let rest = url.strip_prefix("ws://").unwrap_or_else(|| panic!("not a ws:// URL: {url}"));
-        let (authority, path) = rest.split_once('/').unwrap();
-        let (read, mut writer) = TcpStream::connect(authority).await.unwrap().into_split();
-        let handshake = format!(
-            "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        writer.write_all(handshake.as_bytes()).await.unwrap();
-        let mut reader = BufReader::new(read);
-        let mut status = String::new();
-        reader.read_line(&mut status).await.unwrap();
-        assert!(status.starts_with("HTTP/1.1 101"), "the DevTools socket refused the upgrade: {status}");
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).await.unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-        }
-        Self { reader, writer }
-    }
-
-    async fn frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mut frame = vec![0x80 | opcode];
-        let len = payload.len();
-        if len < 126 {
-            frame.push(0x80 | u8::try_from(len).unwrap());
-        } else if let Ok(short) = u16::try_from(len) {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&short.to_be_bytes());
-        } else {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        let mask = [0x5a, 0x17, 0xc3, 0x9e];
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.writer.write_all(&frame).await.unwrap();
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.frame(0x1, text.as_bytes()).await;
-    }
-
-    async fn recv(&mut self) -> String {
-        let mut message = Vec::new();
-        loop {
-            let mut head = [0u8; 2];
-            self.reader.read_exact(&mut head).await.unwrap();
-            let (fin, opcode) = (head[0] & 0x80 != 0, head[0] & 0x0f);
-            let len = match head[1] & 0x7f {
-                126 => u64::from(self.reader.read_u16().await.unwrap()),
-                127 => self.reader.read_u64().await.unwrap(),
-                n => u64::from(n),
-            };
-            let mut mask = [0u8; 4];
-            if head[1] & 0x80 != 0 {
-                self.reader.read_exact(&mut mask).await.unwrap();
-            }
-            let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-            self.reader.read_exact(&mut payload).await.unwrap();
-            payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= mask[i % 4]);
-            match opcode {
-                0x8 => panic!("the browser closed the DevTools socket"),
-                0x9 => self.frame(0xA, &payload).await,
-                0xA => {}
-                _ => {
-                    message.extend(payload);
-                    if fin {
-                        return String::from_utf8(message).unwrap();
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Base64 (standard alphabet, padded), as DevTools sends a screenshot.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &d)| n | (u32::from(d) << (18 - 6 * i)));
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
-}
+/// The DevTools socket of one page.
+type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A headless Chromium driven over the DevTools protocol (one page).
 struct Cdp {
@@ -503,7 +401,7 @@ impl Cdp {
             Some(page["webSocketDebuggerUrl"].as_str()?.to_owned())
         })
         .await;
-        let socket = WebSocket::connect(&page_url).await;
+        let (socket, _) = tokio_tungstenite::connect_async(page_url.as_str()).await.expect("the DevTools socket");
         Self { socket, next_id: 0, _browser: browser, _profile: profile }
     }
 
@@ -511,12 +409,19 @@ impl Cdp {
     async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        self.socket.send(&json!({"id": id, "method": method, "params": params}).to_string()).await;
+        let request = json!({"id": id, "method": method, "params": params}).to_string();
+        self.socket.send(Message::text(request)).await.expect("send to the DevTools socket");
         let answer = tokio::time::timeout(LONG, async {
             loop {
-                let message: Value = serde_json::from_str(&self.socket.recv().await).unwrap();
-                if message["id"] == id {
-                    return message;
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let message: Value = serde_json::from_str(&text).unwrap();
+                        if message["id"] == id {
+                            return message;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("the DevTools socket ended: {other:?}"),
                 }
             }
         })
@@ -563,7 +468,11 @@ impl Cdp {
     async fn screenshot(&mut self, name: &str) -> PathBuf {
         let shot = self.call("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true})).await;
         let path = artefact(name);
-        std::fs::write(&path, base64_decode(shot["data"].as_str().unwrap())).unwrap();
+        std::fs::write(
+            &path,
+            base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
         assert!(is_png(&path), "a screenshot at {}", path.display());
         println!("console screenshot: {}", path.display());
         path

@@ -299,6 +299,9 @@ async fn an_orphan_container_of_this_deployment_is_reported_and_removed_and_othe
     let orphan = create_labelled(&w.docker, &w.app.prefix, "orphan").await;
     let other = create_labelled(&w.docker, &foreign, "other").await;
     let worker = w.worker("node-a", &[FAST, ("DRAAS_RECONCILE__REMOVE_ORPHANS", "true")]);
+    // Global passes (which find orphans) run while an instance is desired running.
+    let watched = w.app.create_instance("watched", serde_json::json!({})).await["id"].as_str().unwrap().to_owned();
+    w.app.submit(&watched, "start").await;
     eventually("the orphan removed", LONG, || async {
         w.docker.inspect_container(&orphan, None).await.is_err().then_some(())
     })

@@ -367,6 +367,9 @@ async fn an_orphan_is_reported_and_removed_while_another_deployments_objects_are
     let w = world(&[("DRAAS_RECONCILE__REMOVE_ORPHANS", "true")]).await;
     let orphan = plant(&w, "ghost", &w.app.prefix).await;
     let foreign = plant(&w, "neighbour", "another-draas").await;
+    // Global passes (which find orphans) run while an instance is desired running.
+    let id = w.create("kube-watched", json!({})).await;
+    assert_eq!(w.run(&id, "start").await["status"], "succeeded");
     eventually("the orphan removed", LONG, || async { w.gone(&orphan).await.then_some(()) }).await;
     assert!(w.worker.logged(&["found a draas-managed object no instance owns", "ghost"]));
     assert!(w.api::<Deployment>().get_opt(&foreign).await.unwrap().is_some(), "not this draas' object");

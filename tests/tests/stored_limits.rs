@@ -113,6 +113,8 @@ async fn an_unreadable_record_is_listed_as_corrupt_and_can_be_replaced_or_delete
     list_answers(&app).await;
     let (_, corrupt) = app.get_json("/api/v1/instances?status=corrupt").await;
     assert_eq!(corrupt["items"].as_array().unwrap().len(), 1, "{corrupt}");
+    // Global passes run while something is to be watched (an instance desired running).
+    let _ = app.submit(&good, "start").await;
     let passes = metric(&app, "draas_reconcile_pass_duration_seconds_count{scope=\"global\"}").await;
     eventually("two reconcile passes over the corrupt record", Duration::from_secs(30), || async {
         (metric(&app, "draas_reconcile_pass_duration_seconds_count{scope=\"global\"}").await >= passes + 2.0)

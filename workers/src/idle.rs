@@ -21,12 +21,14 @@ impl Default for Activity {
     }
 }
 
-/// A job being handled; its end is the worker's latest activity.
-pub struct Busy<'a>(&'a Activity);
+/// A job being handled; its end is the worker's latest activity (unless it is housekeeping).
+pub struct Busy<'a>(&'a Activity, bool);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.stamp();
+        if self.1 {
+            self.0.stamp();
+        }
         self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -36,7 +38,14 @@ impl Activity {
     pub fn begin(&self) -> Busy<'_> {
         self.running.fetch_add(1, Ordering::SeqCst);
         self.stamp();
-        Busy(self)
+        Busy(self, true)
+    }
+
+    /// Housekeeping begins (a reconcile pass): the worker does not leave while it runs, but it
+    /// does not count as activity, so passes alone never keep an idle worker up.
+    pub fn housekeeping(&self) -> Busy<'_> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Busy(self, false)
     }
 
     /// How long no job has run (`None` while one runs).

@@ -50,9 +50,10 @@ pub struct PassStats {
 /// tick is skipped, so slow passes never pile up.
 pub async fn handle(job: ReconcileJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
     let ctx: Arc<Ctx> = (*ctx).clone();
-    // A node's own pass is housekeeping its workers push every tick; only the global pass
-    // (queued when there is something to do) keeps a worker from being idle.
-    let _busy = job.node.is_none().then(|| ctx.activity.begin());
+    // Passes are housekeeping: a worker does not leave in the middle of one, but they do not
+    // keep an idle worker up (a live worker gets the global pass every tick, for orphans and
+    // drift, even when no instance is desired running).
+    let _busy = ctx.activity.housekeeping();
     let scope = job.node.clone().unwrap_or_else(|| "global".into());
     // Short-lived and renewed while the pass runs: a pass cut off by a Redis outage (which
     // cannot unlock) blocks the passes after it for one hold at most.
