@@ -54,10 +54,11 @@ pub async fn run() -> anyhow::Result<()> {
             url
         }
     };
-    print_banner(&settings, &url);
-    // Client commands run beside it find it here (`DRAAS_LISTEN` may have moved it).
+    // Client commands run beside it find it here (`DRAAS_LISTEN` may have moved it); written
+    // before the banner, so that whoever reads the banner finds it.
     let url_file = settings.data_dir.join("api-url");
     let _ = std::fs::write(&url_file, format!("http://{}\n", settings.listen));
+    print_banner(&settings, &url);
     let (api, worker) =
         tokio::join!(crate::serve_api(listener, settings.clone(), &url), crate::run_worker(settings.clone(), &url));
     let _ = std::fs::remove_file(&url_file);
