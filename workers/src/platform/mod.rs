@@ -97,6 +97,16 @@ pub struct LogItem {
     pub cursor: String,
 }
 
+impl LogItem {
+    /// A line as the container platforms send it with timestamps on (`<RFC 3339> <text>`), the
+    /// timestamp its cursor; `None` for a line without one, or not after `after`.
+    pub fn timestamped(raw: &str, after: Option<chrono::DateTime<chrono::FixedOffset>>) -> Option<Self> {
+        let (at, line) = raw.split_once(' ')?;
+        let t = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+        after.is_none_or(|a| t > a).then(|| Self { line: draas_jobs::domain::text::plain(line), cursor: at.to_owned() })
+    }
+}
+
 /// A server's output, line by line, as it grows.
 pub type LogStream = futures::stream::BoxStream<'static, LogItem>;
 

@@ -321,17 +321,8 @@ impl Platform for DockerPlatform {
                 .take_while(|c| std::future::ready(c.is_ok()))
                 .flat_map(move |chunk| {
                     let text = chunk.map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned()).unwrap_or_default();
-                    let items: Vec<super::LogItem> = text
-                        .lines()
-                        .filter_map(|l| {
-                            let (at, line) = l.split_once(' ')?;
-                            let t = chrono::DateTime::parse_from_rfc3339(at).ok()?;
-                            after.is_none_or(|a| t > a).then(|| super::LogItem {
-                                line: draas_jobs::domain::text::plain(line),
-                                cursor: at.to_owned(),
-                            })
-                        })
-                        .collect();
+                    let items: Vec<super::LogItem> =
+                        text.lines().filter_map(|l| super::LogItem::timestamped(l, after)).collect();
                     futures::stream::iter(items)
                 })
                 .boxed(),

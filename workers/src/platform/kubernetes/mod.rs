@@ -366,17 +366,7 @@ impl Platform for KubernetesPlatform {
         Some(
             lines
                 .take_while(|l| std::future::ready(l.is_ok()))
-                .filter_map(move |l| {
-                    let item = l.ok().and_then(|l| {
-                        let (at, line) = l.split_once(' ')?;
-                        let t = chrono::DateTime::parse_from_rfc3339(at).ok()?;
-                        after.is_none_or(|a| t > a).then(|| super::LogItem {
-                            line: draas_jobs::domain::text::plain(line),
-                            cursor: at.to_owned(),
-                        })
-                    });
-                    std::future::ready(item)
-                })
+                .filter_map(move |l| std::future::ready(l.ok().and_then(|l| super::LogItem::timestamped(&l, after))))
                 .boxed(),
         )
     }
