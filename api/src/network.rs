@@ -1,7 +1,10 @@
-//! The network policy on the API's write paths: every configuration about to be stored loses
-//! the server `host` and `port` the operator does not allow (see
+//! The operator's policies on the API's write paths. Every configuration about to be stored
+//! loses the server `host` and `port` the operator does not allow (see
 //! [`draas_jobs::domain::network`]), and the answer says so in `Warning: 299 - "…"` headers
-//! (as the Kubernetes API reports what it changed), so the body keeps its shape.
+//! (as the Kubernetes API reports what it changed), so the body keeps its shape; and, unless
+//! an admin token asks, it is refused (422, naming the field) when it sets what only an admin
+//! may or names a file outside the instance's directory, as are runtime options outside the
+//! allow-list and maximums ([`draas_jobs::domain::policy`]).
 
 use std::cell::RefCell;
 
@@ -10,18 +13,31 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use draas_jobs::domain::config::DrasiConfig;
-use draas_jobs::domain::model::{InstanceState, Platform};
-use draas_jobs::domain::{network, render};
+use draas_jobs::domain::model::{InstanceState, Platform, RuntimeOptions};
+use draas_jobs::domain::validate::ConfigError;
+use draas_jobs::domain::{network, policy, render};
 
 use crate::AppState;
+use crate::auth::Caller;
 
 tokio::task_local! {
     static WARNINGS: RefCell<Vec<String>>;
 }
 
-/// Apply the policy to the configuration `config` of an instance on `platform` (whose
-/// allocated port, if any, is `port`), keeping its warnings for the answer.
-pub fn confine(state: &AppState, platform: Platform, port: Option<u16>, config: &mut DrasiConfig) {
+/// Apply the policies to the configuration `config` of an instance on `platform` (whose
+/// allocated port, if any, is `port`) written by `caller`, keeping the network policy's
+/// warnings for the answer.
+pub fn confine(
+    state: &AppState,
+    caller: Caller,
+    platform: Platform,
+    port: Option<u16>,
+    before: Option<&DrasiConfig>,
+    config: &mut DrasiConfig,
+) -> Result<(), ConfigError> {
+    if !caller.admin {
+        policy::check_config(config, before)?;
+    }
     let policy = network::Policy {
         own_host: Some(render::default_host(platform, &state.settings.process.host)),
         own_port: port,
@@ -37,11 +53,34 @@ pub fn confine(state: &AppState, platform: Platform, port: Option<u16>, config: 
             }
         }
     });
+    Ok(())
 }
 
 /// [`confine`] a new configuration of the instance `s`.
-pub fn confine_for(state: &AppState, s: &InstanceState, config: &mut DrasiConfig) {
-    confine(state, s.instance.value.platform, s.observed.as_ref().and_then(|o| o.value.port), config);
+pub fn confine_for(
+    state: &AppState,
+    caller: Caller,
+    s: &InstanceState,
+    config: &mut DrasiConfig,
+) -> Result<(), ConfigError> {
+    let port = s.observed.as_ref().and_then(|o| o.value.port);
+    let before = s.unreadable.is_none().then_some(&s.config.value);
+    confine(state, caller, s.instance.value.platform, port, before, config)
+}
+
+/// May `caller` give an instance on `platform` these runtime options (image, CPUs, memory)?
+/// Pointers are relative to the options object.
+pub fn admit_runtime(
+    state: &AppState,
+    caller: Caller,
+    platform: Platform,
+    r: &RuntimeOptions,
+) -> Result<(), ConfigError> {
+    if caller.admin {
+        return Ok(());
+    }
+    let own = draas_jobs::settings::own_image(&state.settings, platform);
+    policy::check_runtime(r, state.settings.policy.limits(own))
 }
 
 /// Middleware: collect the request's warnings and add them to a successful answer.

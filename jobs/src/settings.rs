@@ -8,8 +8,10 @@
 
 mod kubernetes;
 mod network;
+mod policy;
 pub use kubernetes::{DataVolume, KubePlugins, KubeResources, KubernetesSettings, ProbeVia, ServiceType};
 pub use network::{NetworkSettings, PortRange};
+pub use policy::{PolicySettings, own_image};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,8 @@ pub struct Settings {
     pub logs: LogSettings,
     /// Which server `host` and `port` of a user's configuration are honoured.
     pub network: NetworkSettings,
+    /// What users may run: images, CPU and memory (admin tokens are exempt).
+    pub policy: PolicySettings,
     /// Have drasi-server verify plugin signatures (`false`: it is started with
     /// `--skip-verification`, and the plugins directories this deployment configures are
     /// trusted as they are; `true` needs a `plugins.lock` beside the plugins).
@@ -289,6 +293,13 @@ pub struct DockerSettings {
     pub plugins_dir: Option<PathBuf>,
     /// Where the plugins go in the container (passed as `--plugins-dir`).
     pub plugins_path: String,
+    /// User (`uid[:gid]` or a name) containers run as; unset: the image's own (drasi-server's
+    /// image runs as its non-root user `drasi`). Containers always run with every capability
+    /// dropped, `no-new-privileges`, a read-only root filesystem (the config, plugins and data
+    /// directories are volumes; `/tmp` a tmpfs) and at most `pids_limit` processes.
+    pub user: Option<String>,
+    /// Most processes (threads included) a container may run.
+    pub pids_limit: i64,
     /// drasi-server's data directory in the container (`./data` of its working directory:
     /// indexes, WAL), on a named volume per instance so it survives a new container; removed
     /// with the instance. Empty: no volume.
@@ -315,6 +326,8 @@ impl Default for DockerSettings {
             follow_events: true,
             plugins_dir: None,
             plugins_path: "/app/plugins".into(),
+            user: None,
+            pids_limit: 1024,
             data_path: "/app/data".into(),
         }
     }
@@ -376,6 +389,7 @@ impl Default for Settings {
             kubernetes: KubernetesSettings::default(),
             logs: LogSettings::default(),
             network: NetworkSettings::default(),
+            policy: PolicySettings::default(),
             shutdown_grace_secs: 10,
             verify_plugins: false,
         }
@@ -497,6 +511,7 @@ impl Settings {
                 .with_list_parse_key("api_tokens")
                 .with_list_parse_key("admin_tokens")
                 .with_list_parse_key("network.allowed_hosts")
+                .with_list_parse_key("policy.images")
                 .with_list_parse_key("kubernetes.plugins.kinds")
                 .with_list_parse_key("kubernetes.plugins.copy_command")
                 .with_list_parse_key("kubernetes.config_copy_command")
@@ -527,6 +542,9 @@ impl Settings {
         self.kubernetes.check().map_err(SettingsError::Invalid)?;
         if self.docker.port_range_start == 0 || self.docker.port_range_start > self.docker.port_range_end {
             return Err(SettingsError::Invalid("docker port range is empty".into()));
+        }
+        if let Some(p) = self.policy.problems().into_iter().next() {
+            return Err(SettingsError::Invalid(p));
         }
         if self.api.heartbeat_secs == 0 {
             return Err(SettingsError::Invalid("api.heartbeat_secs must be at least 1".into()));

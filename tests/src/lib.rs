@@ -271,6 +271,29 @@ impl TestApp {
         self.api = self.start_api(&[]);
     }
 
+    /// Let instances name images matching `patterns` (`policy.images`, comma-separated), for
+    /// this test's API (restarted) and the workers it starts from now on.
+    pub fn allow_images(&mut self, patterns: &str) {
+        self.extra_env.push(("DRAAS_POLICY__IMAGES".into(), patterns.into()));
+        self.api.kill();
+        self.api = self.start_api(&[]);
+    }
+
+    /// This deployment's id (`Store::deployment_id`: made by whoever asks first, a worker or
+    /// this test, and kept), as its servers are marked.
+    pub async fn deployment_id(&self) -> String {
+        let key = format!("{{{}}}:deployment", self.prefix);
+        let mut redis = self.redis().await;
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(ulid::Ulid::new().to_string().to_ascii_lowercase())
+            .arg("NX")
+            .query_async(&mut redis)
+            .await
+            .expect("SET NX");
+        redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("GET")
+    }
+
     /// Start another `draas api` on this test's Redis, with `extra` environment on top.
     pub fn start_api(&self, extra: &[(&str, &str)]) -> DraasProcess {
         let mut env = self.env();

@@ -29,7 +29,8 @@ struct World {
 
 async fn world() -> World {
     docker::standin_images();
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    app.allow_images("draas-standin:*,draas-test/*,127.0.0.1:9/*");
     let docker = docker::docker().await;
     let guard = ContainerGuard { prefix: app.prefix.clone() };
     World { app, docker, _guard: guard }
@@ -121,10 +122,16 @@ async fn start_stop_delete_runs_a_labelled_limited_container_and_removes_it() {
     assert_eq!(label(&c, "draas.managed"), Some("true"));
     assert_eq!(label(&c, "draas.instance"), Some(id.as_str()));
     assert_eq!(label(&c, "draas.deployment"), Some(w.app.prefix.as_str()));
+    assert_eq!(label(&c, "draas.deployment-id"), Some(w.app.deployment_id().await.as_str()));
     assert_eq!(label(&c, "draas.spec-hash"), Some(hash.as_str()));
     let host = c.host_config.clone().unwrap();
     assert_eq!(host.memory, Some(256 * 1024 * 1024));
     assert_eq!(host.nano_cpus, Some(500_000_000));
+    // Hardened: no capabilities, no privilege gain, nothing written outside its volumes.
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_owned()]));
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert!(host.tmpfs.as_ref().is_some_and(|t| t.contains_key("/tmp")), "{:?}", host.tmpfs);
     assert_eq!(host.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::NO));
     assert_eq!(c.config.as_ref().unwrap().stop_signal.as_deref(), Some("SIGINT"));
     let (file, mode) = w.config_file(&id).await;
@@ -296,8 +303,11 @@ async fn an_orphan_container_of_this_deployment_is_reported_and_removed_and_othe
     let w = world().await;
     let foreign = format!("{}-other", w.app.prefix);
     let _foreign_guard = ContainerGuard { prefix: foreign.clone() };
-    let orphan = create_labelled(&w.docker, &w.app.prefix, "orphan").await;
-    let other = create_labelled(&w.docker, &foreign, "other").await;
+    let ours = w.app.deployment_id().await;
+    let orphan = create_labelled(&w.docker, (&w.app.prefix, &ours), "orphan").await;
+    // Another deployment of the same name (its own Redis): the id tells them apart.
+    let namesake = create_labelled(&w.docker, (&w.app.prefix, "01namesake0000000000000000"), "namesake").await;
+    let other = create_labelled(&w.docker, (&foreign, &ours), "other").await;
     let worker = w.worker("node-a", &[FAST, ("DRAAS_RECONCILE__REMOVE_ORPHANS", "true")]);
     // Global passes (which find orphans) run while an instance is desired running.
     let watched = w.app.create_instance("watched", serde_json::json!({})).await["id"].as_str().unwrap().to_owned();
@@ -308,13 +318,15 @@ async fn an_orphan_container_of_this_deployment_is_reported_and_removed_and_othe
     .await;
     assert!(worker.logged(&["no instance owns", "01orphan"]), "reported");
     assert!(w.docker.inspect_container(&other, None).await.is_ok(), "another deployment's container is left");
+    assert!(w.docker.inspect_container(&namesake, None).await.is_ok(), "a namesake deployment's container is left");
 }
 
-/// A draas-labelled container of `deployment` whose instance does not exist.
-async fn create_labelled(docker: &Docker, deployment: &str, tag: &str) -> String {
+/// A draas-labelled container of `deployment` (name, id) whose instance does not exist.
+async fn create_labelled(docker: &Docker, (deployment, id): (&str, &str), tag: &str) -> String {
     let labels = [
         ("draas.managed", "true".to_owned()),
         ("draas.deployment", deployment.to_owned()),
+        ("draas.deployment-id", id.to_owned()),
         ("draas.instance", format!("01{tag}00000000000000000000")),
         ("draas.spec-hash", "0".to_owned()),
     ];

@@ -170,7 +170,8 @@ async fn two_api_processes_on_one_redis_agree_at_once() {
 
 #[tokio::test]
 async fn runtime_options_are_validated_stored_and_bump_the_generation() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    app.allow_images("drasi/server:*");
     let body = json!({"name": "boxed", "platform": "docker", "runtime": {"image": "drasi/server:1", "memory": "512Mi", "cpus": 0.5}});
     let (status, created) = app.send_json(Method::POST, "/api/v1/instances", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");

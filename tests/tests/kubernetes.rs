@@ -30,7 +30,8 @@ struct World {
 
 async fn world(extra: &[(&str, &str)]) -> World {
     let t = TestNamespace::new().await;
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    app.allow_images("registry.invalid/*");
     let base = t.worker_env();
     let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend([
@@ -125,6 +126,7 @@ async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and
         assert_eq!(labels["app.kubernetes.io/managed-by"], "draas");
         assert_eq!(labels["draas.io/instance"], id);
         assert_eq!(labels["draas.io/deployment"], w.app.prefix);
+        assert_eq!(labels["draas.io/deployment-id"], w.app.deployment_id().await);
     }
     assert_eq!((annotation(&d), template_annotation(&d)), (Some(hash.clone()), Some(hash.clone())));
     let spec = d.spec.as_ref().unwrap();
@@ -141,6 +143,14 @@ async fn an_instance_lives_as_three_labelled_objects_from_start_through_stop_and
     assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/app/config", None), "a writable copy");
     let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
     assert_eq!((limits["memory"].0.as_str(), limits["cpu"].0.as_str()), ("256Mi", "500m"));
+    // Hardened, as the API server stored it: never root, the default seccomp profile, no
+    // privilege gain, no capabilities, a read-only root filesystem.
+    let pod_security = spec.template.spec.as_ref().unwrap().security_context.clone().unwrap();
+    assert_eq!((pod_security.run_as_non_root, pod_security.run_as_user), (Some(true), Some(65532)));
+    assert_eq!(pod_security.seccomp_profile.map(|p| p.type_).as_deref(), Some("RuntimeDefault"));
+    let security = c.security_context.clone().unwrap();
+    assert_eq!((security.allow_privilege_escalation, security.read_only_root_filesystem), (Some(false), Some(true)));
+    assert_eq!(security.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_owned()]));
     let s = svc.spec.as_ref().unwrap();
     assert_eq!((s.type_.as_deref(), s.ports.as_ref().unwrap()[0].port), (Some("ClusterIP"), 8080));
     owned_by_draas(&cm);
@@ -344,11 +354,12 @@ async fn objects_deleted_by_hand_are_put_back_by_the_reconciler() {
     w.app.wait_instance(&id, "running again", LONG, |i| i["status"] == "running").await;
 }
 
-/// Objects labelled as draas' for `instance`, of deployment `deployment`.
-async fn plant(w: &World, instance: &str, deployment: &str) -> String {
+/// Objects labelled as draas' for `instance`, of deployment `deployment` (name, id).
+async fn plant(w: &World, instance: &str, (deployment, id): (&str, &str)) -> String {
     let name = format!("draas-{instance}");
     let labels = json!({"app.kubernetes.io/name": "drasi-server", "app.kubernetes.io/managed-by": "draas",
-                        "draas.io/instance": instance, "draas.io/deployment": deployment});
+                        "draas.io/instance": instance, "draas.io/deployment": deployment,
+                        "draas.io/deployment-id": id});
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
     w.api::<ConfigMap>().create(&PostParams::default(), &cm).await.unwrap();
     let d: Deployment = serde_json::from_value(json!({
@@ -365,8 +376,11 @@ async fn plant(w: &World, instance: &str, deployment: &str) -> String {
 #[tokio::test]
 async fn an_orphan_is_reported_and_removed_while_another_deployments_objects_are_left_alone() {
     let w = world(&[("DRAAS_RECONCILE__REMOVE_ORPHANS", "true")]).await;
-    let orphan = plant(&w, "ghost", &w.app.prefix).await;
-    let foreign = plant(&w, "neighbour", "another-draas").await;
+    let ours = w.app.deployment_id().await;
+    let orphan = plant(&w, "ghost", (&w.app.prefix, &ours)).await;
+    let foreign = plant(&w, "neighbour", ("another-draas", &ours)).await;
+    // Another deployment of the same name (its own Redis): the id tells them apart.
+    let namesake = plant(&w, "namesake", (&w.app.prefix, "01namesake0000000000000000")).await;
     // Global passes (which find orphans) run while an instance is desired running.
     let id = w.create("kube-watched", json!({})).await;
     assert_eq!(w.run(&id, "start").await["status"], "succeeded");
@@ -374,6 +388,7 @@ async fn an_orphan_is_reported_and_removed_while_another_deployments_objects_are
     assert!(w.worker.logged(&["found a draas-managed object no instance owns", "ghost"]));
     assert!(w.api::<Deployment>().get_opt(&foreign).await.unwrap().is_some(), "not this draas' object");
     assert!(w.api::<ConfigMap>().get_opt(&foreign).await.unwrap().is_some(), "not this draas' object");
+    assert!(w.api::<Deployment>().get_opt(&namesake).await.unwrap().is_some(), "a namesake deployment's object");
 }
 
 #[tokio::test]

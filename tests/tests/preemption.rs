@@ -94,7 +94,8 @@ async fn a_restart_ends_a_process_start_that_waits_for_health() {
 #[tokio::test]
 async fn a_delete_ends_a_docker_start_that_waits_for_health_and_leaves_no_container() {
     docker::standin_images();
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    app.allow_images(UNHEALTHY_IMAGE);
     let engine = docker::docker().await;
     let _guard = ContainerGuard { prefix: app.prefix.clone() };
     let env = docker::worker_env(app.ports);

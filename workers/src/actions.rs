@@ -108,7 +108,7 @@ pub async fn prepare(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform) -> Res
         spec_hash: rendered.spec_hash,
         host,
         port: server,
-        runtime: instance.runtime.clone(),
+        runtime: ctx.settings.policy.with_defaults(&instance.runtime),
         listeners,
         plugins: plugins::needed(config).into_iter().map(|n| n.plugin).collect(),
         runs_as,

@@ -12,7 +12,7 @@ use draas_jobs::store::Store;
 use crate::platform::docker::DockerPlatform;
 use crate::platform::kubernetes::KubernetesPlatform;
 use crate::platform::process::ProcessPlatform;
-use crate::platform::{ErrorCode, Platform, PlatformError};
+use crate::platform::{Deployment, ErrorCode, Platform, PlatformError};
 
 /// Shared handles of one worker process.
 pub struct Ctx {
@@ -26,6 +26,8 @@ pub struct Ctx {
     pub node: String,
     /// Unique name of this worker process (node + random suffix).
     pub worker: String,
+    /// The deployment this worker belongs to, as its servers are marked.
+    pub deployment: Deployment,
     /// This node's processes.
     pub process: ProcessPlatform,
     /// Shared platforms (docker, kubernetes) this worker can reach.
@@ -37,10 +39,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The context of worker `worker` on `node`, with the shared platforms the settings enable.
-    pub async fn new(store: Store, settings: Settings, node: String, worker: String) -> Arc<Self> {
-        let shared = shared_platforms(&settings).await;
-        Self::with_platforms(store, settings, node, worker, shared)
+    /// The context of worker `worker` on `node` of `deployment`, with the shared platforms the
+    /// settings enable.
+    pub async fn new(
+        store: Store,
+        settings: Settings,
+        node: String,
+        worker: String,
+        deployment: Deployment,
+    ) -> Arc<Self> {
+        let shared = shared_platforms(&settings, &deployment).await;
+        Self::with_platforms(store, settings, node, worker, deployment, shared)
     }
 
     /// The context with the given shared platforms.
@@ -49,6 +58,7 @@ impl Ctx {
         settings: Settings,
         node: String,
         worker: String,
+        deployment: Deployment,
         shared: Vec<Arc<dyn Platform>>,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder()
@@ -62,9 +72,10 @@ impl Ctx {
                 settings.process.clone(),
                 &settings.data_dir,
                 node.clone(),
-                settings.key_prefix.clone(),
+                deployment.clone(),
                 settings.verify_plugins,
             ),
+            deployment,
             shared,
             activity: Arc::default(),
             heartbeat_failed_at: Mutex::new(None),
@@ -117,16 +128,16 @@ impl Ctx {
 /// The shared platforms the settings enable. A misconfigured or unreachable one is left out
 /// (and logged): its jobs fail with `platform_unavailable` rather than the worker refusing to
 /// run.
-async fn shared_platforms(settings: &Settings) -> Vec<Arc<dyn Platform>> {
+async fn shared_platforms(settings: &Settings, deployment: &Deployment) -> Vec<Arc<dyn Platform>> {
     let mut shared: Vec<Arc<dyn Platform>> = Vec::new();
     if settings.docker.enabled {
-        match DockerPlatform::new(settings.docker.clone(), settings.key_prefix.clone(), settings.verify_plugins) {
+        match DockerPlatform::new(settings.docker.clone(), deployment.clone(), settings.verify_plugins) {
             Ok(p) => shared.push(Arc::new(p)),
             Err(e) => tracing::error!(error = %e, "docker platform disabled: invalid settings"),
         }
     }
     if settings.kubernetes.enabled {
-        match KubernetesPlatform::connect(&settings.kubernetes, &settings.key_prefix, settings.verify_plugins).await {
+        match KubernetesPlatform::connect(&settings.kubernetes, deployment, settings.verify_plugins).await {
             Ok(k) => {
                 tracing::info!(namespace = %settings.kubernetes.namespace, "kubernetes platform enabled");
                 shared.push(Arc::new(k));

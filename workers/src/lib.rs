@@ -56,6 +56,19 @@ pub enum WorkerError {
     Runtime(String),
 }
 
+/// This deployment's name and id, asking Redis until it answers.
+async fn deployment(store: &Store, settings: &Settings) -> platform::Deployment {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match store.deployment_id().await {
+            Ok(id) => return platform::Deployment { name: settings.key_prefix.clone(), id },
+            Err(e) => tracing::warn!(error = %e, "cannot read the deployment id; retrying"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// Run a worker until `shutdown` resolves, or until no job ran for `worker.exit_when_idle_secs`
 /// (when set); in-flight jobs finish (or go back to the queue) within the worker's shutdown
 /// grace.
@@ -69,7 +82,13 @@ pub async fn run(
     let suffix: u32 = rand::rng().random();
     let worker = format!("{node}-{suffix:08x}");
     std::fs::create_dir_all(&settings.data_dir).map_err(|e| WorkerError::Invalid(format!("data dir: {e}")))?;
-    let ctx = Ctx::new(store, settings, node.clone(), worker.clone()).await;
+    let mut shutdown = Box::pin(shutdown);
+    let deployment = tokio::select! {
+        d = deployment(&store, &settings) => d,
+        () = &mut shutdown => return Ok(()),
+    };
+    tracing::info!(deployment = %deployment.name, id = %deployment.id, "deployment");
+    let ctx = Ctx::new(store, settings, node.clone(), worker.clone(), deployment).await;
     let mut tasks = vec![
         tokio::spawn(heartbeat(ctx.clone())),
         tokio::spawn(draas_jobs::queue::ticks::produce(

@@ -48,7 +48,7 @@ pub async fn patch(
             let mut doc = before.clone();
             json::apply_patch(&mut doc, &ops, caller)?;
             let mut config = json::parse_original_config(doc, Some(&before))?;
-            crate::network::confine_for(&state, s, &mut config);
+            crate::network::confine_for(&state, caller, s, &mut config)?;
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, CompatError>(())

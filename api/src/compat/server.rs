@@ -1,6 +1,7 @@
 //! `/api/server/instances`: create, list, read, delete, and set the status of an instance
 //! (rows 1–5 of ORIGINAL.md §1).
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -19,6 +20,7 @@ use super::lifecycle::run_to_end;
 use super::model::{DrasiInstance, InstanceStatus, OriginalEnum, PlatformType};
 use super::{InstancePath, instance_id, load};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto::MAX_DESCRIPTION;
 use crate::extract::{PathParams, RawBody, RequestId};
 
@@ -80,11 +82,11 @@ fn new_record(state: &AppState, obj: &Map<String, Value>) -> Result<InstanceReco
 }
 
 /// Row 1: create an instance → 201, `Location`, `DrasiInstance`.
-pub async fn create(State(state): State<AppState>, body: RawBody) -> Answer {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: RawBody) -> Answer {
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), CREATE_KEYS)?;
     let record = new_record(&state, &obj)?;
     let mut config = initial_config(obj.get("serverConfiguration"))?;
-    crate::network::confine(&state, record.platform, None, &mut config);
+    crate::network::confine(&state, caller, record.platform, None, None, &mut config)?;
     state.store.instances().create(&record, &config).await.map_err(|e| match e {
         draas_jobs::store::StoreError::NameTaken => {
             CompatError::conflict(format!("an instance named '{}' already exists", record.name))

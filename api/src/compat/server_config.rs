@@ -47,7 +47,12 @@ fn with_server(c: &DrasiConfig, view: Value) -> Result<DrasiConfig, CompatError>
 }
 
 /// Edit the projection of instance `raw_id` with `edit`, store the result, answer it.
-async fn edit(state: &AppState, raw_id: &str, change: impl Fn(&mut Value) -> Result<(), CompatError>) -> Answer {
+async fn edit(
+    state: &AppState,
+    caller: Caller,
+    raw_id: &str,
+    change: impl Fn(&mut Value) -> Result<(), CompatError>,
+) -> Answer {
     let id = instance_id(raw_id)?;
     let (after, ()) = state
         .store
@@ -59,7 +64,7 @@ async fn edit(state: &AppState, raw_id: &str, change: impl Fn(&mut Value) -> Res
             let mut v = view(&s.config.value)?;
             change(&mut v)?;
             let mut config = with_server(&s.config.value, v)?;
-            crate::network::confine_for(state, s, &mut config);
+            crate::network::confine_for(state, caller, s, &mut config)?;
             s.config.value = config;
             Ok::<_, CompatError>(())
         })
@@ -82,7 +87,7 @@ pub async fn patch(
     body: RawBody,
 ) -> Answer {
     let ops = json::patch(json::body(&body, true)?, SERVER_KEYS)?;
-    edit(&state, &p.instance_id, |v| json::apply_patch(v, &ops, caller)).await
+    edit(&state, caller, &p.instance_id, |v| json::apply_patch(v, &ops, caller)).await
 }
 
 /// Set one field of the projection from a bare JSON body.
@@ -93,7 +98,14 @@ fn set(v: &mut Value, key: &str, value: Value) -> Result<(), CompatError> {
     Ok(())
 }
 
-async fn put_field(state: &AppState, raw_id: &str, body: &RawBody, key: &str, expected: &str) -> Answer {
+async fn put_field(
+    state: &AppState,
+    caller: Caller,
+    raw_id: &str,
+    body: &RawBody,
+    key: &str,
+    expected: &str,
+) -> Answer {
     let value = json::body(body, false)?.unwrap_or(Value::Null);
     let ok = match key {
         "port" => value.is_i64() || value.is_u64(),
@@ -102,24 +114,36 @@ async fn put_field(state: &AppState, raw_id: &str, body: &RawBody, key: &str, ex
     if !ok {
         return Err(CompatError::bad_request(format!("the body must be {expected}")));
     }
-    edit(state, raw_id, |v| set(v, key, value.clone())).await
+    edit(state, caller, raw_id, |v| set(v, key, value.clone())).await
 }
 
 /// Row 8: set the host (JSON string).
-pub async fn put_host(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>, body: RawBody) -> Answer {
-    put_field(&state, &p.instance_id, &body, "host", "a JSON string (the host)").await
+pub async fn put_host(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(p): PathParams<InstancePath>,
+    body: RawBody,
+) -> Answer {
+    put_field(&state, caller, &p.instance_id, &body, "host", "a JSON string (the host)").await
 }
 
 /// Row 9: set the port (JSON integer, 1–65535; reserved for the instance at its next start).
-pub async fn put_port(State(state): State<AppState>, PathParams(p): PathParams<InstancePath>, body: RawBody) -> Answer {
-    put_field(&state, &p.instance_id, &body, "port", "a JSON integer (the port, 1-65535)").await
+pub async fn put_port(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(p): PathParams<InstancePath>,
+    body: RawBody,
+) -> Answer {
+    put_field(&state, caller, &p.instance_id, &body, "port", "a JSON integer (the port, 1-65535)").await
 }
 
 /// Row 10: set the log level (JSON string: trace, debug, info, warn or error).
 pub async fn put_log_level(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(p): PathParams<InstancePath>,
     body: RawBody,
 ) -> Answer {
-    put_field(&state, &p.instance_id, &body, "logLevel", "a JSON string (trace, debug, info, warn or error)").await
+    put_field(&state, caller, &p.instance_id, &body, "logLevel", "a JSON string (trace, debug, info, warn or error)")
+        .await
 }

@@ -123,6 +123,7 @@ pub async fn list(
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams((id, k)): PathParams<(String, String)>,
     QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
@@ -133,7 +134,7 @@ pub async fn create(
     let kind = kind(&k)?;
     let component = component_body(&body, None)?;
     let cid = component.get("id").and_then(Value::as_str).map(str::to_owned);
-    let after = edit_config(&state, &id, &if_match, Edit::Part, |config| {
+    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         if let Some(cid) = &cid
             && position(&items, cid).is_some()
@@ -185,6 +186,7 @@ pub async fn get(
         (status = 412, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn put(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams((id, k, cid)): PathParams<(String, String, String)>,
     QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
@@ -196,7 +198,7 @@ pub async fn put(
     let cid = component_id(&cid)?;
     let component = component_body(&body, Some(cid.as_str()))?;
     let mut created = false;
-    let after = edit_config(&state, &id, &if_match, Edit::Part, |config| {
+    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         let existing = position(&items, cid.as_str());
         created = existing.is_none();
@@ -225,6 +227,7 @@ pub async fn put(
     responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams((id, k, cid)): PathParams<(String, String, String)>,
     QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
@@ -233,7 +236,7 @@ pub async fn delete(
     let wait = wait_duration(&state, q.wait)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
-    let after = edit_config(&state, &id, &if_match, Edit::Part, |config| {
+    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         let i = position(&items, cid.as_str()).ok_or_else(|| not_found(kind, cid.as_str()))?;
         let users = dependants(config, kind, cid.as_str());

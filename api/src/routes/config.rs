@@ -110,6 +110,7 @@ pub enum Edit {
 /// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
 pub async fn edit_config(
     state: &AppState,
+    caller: Caller,
     id: &str,
     if_match: &IfMatch,
     scope: Edit,
@@ -126,7 +127,7 @@ pub async fn edit_config(
                 return Err(ApiError::corrupt());
             }
             let mut config = keep_secrets(&s.config.value, edit(&s.config.value)?)?;
-            crate::network::confine_for(state, s, &mut config);
+            crate::network::confine_for(state, caller, s, &mut config)?;
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, ApiError>(())
@@ -194,6 +195,7 @@ pub async fn get(
         (status = 412, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn put(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<WriteQuery>,
     if_match: IfMatch,
@@ -203,7 +205,7 @@ pub async fn put(
     let wait = wait_duration(&state, q.wait)?;
     let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
     let config = parse_config(body.document(media)?)?;
-    let after = edit_config(&state, &id, &if_match, Edit::Whole, |_| Ok(config.clone())).await?;
+    let after = edit_config(&state, caller, &id, &if_match, Edit::Whole, |_| Ok(config.clone())).await?;
     let op = reconfigure(&state, &after, &rid, wait).await;
     Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
@@ -235,7 +237,7 @@ pub async fn patch(
         MediaType::JsonPatch => Patch::Json(body.json()?),
         _ => Patch::Merge(body.json()?),
     };
-    let after = edit_config(&state, &id, &if_match, Edit::Part, |current| {
+    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |current| {
         let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
         edit.apply(&mut doc, caller)?;
         Ok(parse_config(doc)?)

@@ -1,5 +1,6 @@
 //! `/api/v1/instances`: create, list, read and rename instances.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -12,6 +13,7 @@ use draas_jobs::domain::model::{DesiredState, InstanceRecord, RuntimeOptions};
 use draas_jobs::domain::validate::parse_config;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto::{CreateInstance, Instance, InstancePage, ListInstances, MAX_DESCRIPTION, UpdateInstance};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfMatch, MediaType, PathParams, QueryParams, RawBody, etag};
@@ -62,7 +64,11 @@ pub fn instance_response(status: StatusCode, s: &InstanceState) -> Response {
     responses((status = 201, body = Instance, description = "Created; Location names it"),
         (status = 400, body = Problem), (status = 409, body = Problem, description = "Name taken"),
         (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     body.expect(&[MediaType::Json])?;
     let req: CreateInstance = body.json()?;
     let name = name(&req.name)?;
@@ -73,7 +79,11 @@ pub async fn create(State(state): State<AppState>, body: RawBody) -> Result<Resp
     };
     let runtime = runtime(req.runtime)?;
     let platform = req.platform.unwrap_or(state.settings.default_platform);
-    crate::network::confine(&state, platform, None, &mut config);
+    if let Some(r) = &runtime {
+        crate::network::admit_runtime(&state, caller, platform, r).map_err(|e| ApiError::from(e).under("/runtime"))?;
+    }
+    crate::network::confine(&state, caller, platform, None, None, &mut config)
+        .map_err(|e| ApiError::from(e).under("/config"))?;
     crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
     let record = InstanceRecord {
@@ -167,6 +177,7 @@ pub async fn get(State(state): State<AppState>, PathParams(id): PathParams<Strin
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     if_match: IfMatch,
     body: RawBody,
@@ -189,6 +200,8 @@ pub async fn update(
                 s.instance.value.description = d.clone();
             }
             if let Some(r) = &new_runtime {
+                crate::network::admit_runtime(&state, caller, s.instance.value.platform, r)
+                    .map_err(|e| ApiError::from(e).under("/runtime"))?;
                 s.instance.value.runtime = r.clone();
             }
             Ok::<_, ApiError>(())

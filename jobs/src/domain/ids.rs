@@ -95,7 +95,7 @@ string_newtype!(
 /// Longest id we accept for instances and operations.
 pub const MAX_ID_LEN: usize = 40;
 
-fn new_ulid_string() -> String {
+pub(crate) fn new_ulid_string() -> String {
     ulid::Ulid::new().to_string().to_ascii_lowercase()
 }
 

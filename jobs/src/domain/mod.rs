@@ -10,6 +10,7 @@ pub mod model;
 pub mod network;
 pub mod operation;
 pub mod plugins;
+pub mod policy;
 pub mod redact;
 pub mod render;
 pub mod text;

@@ -46,6 +46,11 @@ pub struct KubernetesSettings {
     /// kept across new pods and removed with the instance. None (the default): the data lives
     /// and dies with the pod.
     pub data_volume: Option<DataVolume>,
+    /// User (and group, and fsGroup) the pod runs as. Pods always run with `runAsNonRoot`,
+    /// the runtime's default seccomp profile, no privilege escalation, no capabilities and a
+    /// read-only root filesystem (with an `emptyDir` at `/tmp`); unset: the image's own user,
+    /// which must then not be root.
+    pub run_as_user: Option<i64>,
 }
 
 /// The data volume of Kubernetes instances.
@@ -168,6 +173,7 @@ impl Default for KubernetesSettings {
             plugins: KubePlugins::default(),
             config_copy_command: Vec::new(),
             data_volume: None,
+            run_as_user: Some(65532),
         }
     }
 }

@@ -146,6 +146,12 @@ impl Keys {
         format!("{}:node:{node}", self.tag)
     }
 
+    /// STRING: this deployment's id, made once by whoever asks first (see
+    /// [`super::Store::deployment_id`]).
+    pub fn deployment(&self) -> String {
+        format!("{}:deployment", self.tag)
+    }
+
     /// SET of node ids ever seen.
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.tag)

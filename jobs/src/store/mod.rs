@@ -192,6 +192,27 @@ impl Store {
         Ok(())
     }
 
+    /// This deployment's id: unique per Redis and key prefix, made on first use (`SET NX`, so
+    /// every process of the deployment agrees) and kept. Every server draas starts carries it,
+    /// and a worker only ever stops, adopts or kills servers that carry its own: two
+    /// deployments that share a host, an engine or a namespace (both called `draas` by their
+    /// prefix) keep apart.
+    pub async fn deployment_id(&self) -> Result<String, StoreError> {
+        let key = self.keys().deployment();
+        let made = crate::domain::ids::new_ulid_string();
+        let (id,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&made)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(id)
+    }
+
     /// Instances: desired side, configuration, observed side, probes.
     pub fn instances(&self) -> instances::Instances<'_> {
         instances::Instances { store: self }

@@ -110,6 +110,17 @@ impl LogItem {
 /// A server's output, line by line, as it grows.
 pub type LogStream = futures::stream::BoxStream<'static, LogItem>;
 
+/// Which deployment of draas a server belongs to, as platforms mark it: its name (the key
+/// prefix, which deployments on separate Redis servers may share) and its id (unique per
+/// Redis and prefix, [`draas_jobs::store::Store::deployment_id`]). Servers are told apart by
+/// the id; one marked with the name alone was started before ids existed and is never taken
+/// for this deployment's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub name: String,
+    pub id: String,
+}
+
 /// Something a platform runs for this deployment, found by its marks (environment, labels).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Managed {

@@ -10,12 +10,17 @@ use draas_tests::{DraasProcess, TestRedis};
 
 use super::{create_instances, ms, settings, store};
 
-/// A stub drasi-server: its health endpoint and empty component lists (what a probe reads);
-/// its base URL.
+/// A stub drasi-server: its health endpoint, its instance snapshot and empty component lists
+/// (what a probe reads); its base URL.
 async fn health_stub() -> String {
     let empty = || async { axum::Json(serde_json::json!({"success": true, "data": [], "error": null})) };
+    let snapshot = || async {
+        let data = serde_json::json!({"sources": [], "queries": [], "reactions": [], "edges": []});
+        axum::Json(serde_json::json!({"success": true, "data": data, "error": null}))
+    };
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { r#"{"status":"ok"}"# }))
+        .route("/api/v1/instances/{id}/snapshot", axum::routing::get(snapshot))
         .route("/api/v1/sources", axum::routing::get(empty))
         .route("/api/v1/queries", axum::routing::get(empty))
         .route("/api/v1/reactions", axum::routing::get(empty));
@@ -64,8 +69,16 @@ async fn passes(redis: &TestRedis) {
         let prefix = format!("rec{n}");
         let store = store(redis, &prefix);
         running_fleet(&store, n, &stub).await;
-        let ctx =
-            draas_workers::Ctx::new(store.clone(), settings(&prefix), "bench".into(), "bench-worker".into()).await;
+        let deployment =
+            draas_workers::platform::Deployment { name: prefix.clone(), id: store.deployment_id().await.unwrap() };
+        let ctx = draas_workers::Ctx::new(
+            store.clone(),
+            settings(&prefix),
+            "bench".into(),
+            "bench-worker".into(),
+            deployment,
+        )
+        .await;
         store.nodes().heartbeat("bench", Duration::from_secs(600)).await.unwrap();
         let stats = draas_workers::reconcile::node::pass(&ctx).await.unwrap();
         let global = draas_workers::reconcile::global::pass(&ctx).await.unwrap();

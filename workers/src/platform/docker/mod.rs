@@ -14,7 +14,6 @@ pub mod engine;
 pub mod image;
 pub mod spec;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::body_full;
@@ -29,7 +28,7 @@ use draas_jobs::settings::DockerSettings;
 use futures::StreamExt;
 
 use self::engine::{Engine, is_not_found};
-use super::{ErrorCode, Inspection, Managed, Platform, PlatformError, PortPool, StartSpec};
+use super::{Deployment, ErrorCode, Inspection, Managed, Platform, PlatformError, PortPool, StartSpec};
 
 /// How much of a container's log goes into an error.
 const LOG_TAIL_BYTES: usize = 4096;
@@ -38,8 +37,8 @@ const LOG_TAIL_BYTES: usize = 4096;
 pub struct DockerPlatform {
     engine: Engine,
     settings: DockerSettings,
-    /// Key prefix of this deployment, labelled on its containers.
-    deployment: String,
+    /// This deployment, labelled on its containers and volumes.
+    deployment: Deployment,
     /// Host draas reaches published ports at.
     advertise: String,
     /// Have drasi-server verify plugin signatures.
@@ -49,7 +48,7 @@ pub struct DockerPlatform {
 
 impl DockerPlatform {
     /// The platform of the engine the settings name (no I/O: the engine is contacted on use).
-    pub fn new(settings: DockerSettings, deployment: String, verify_plugins: bool) -> Result<Self, PlatformError> {
+    pub fn new(settings: DockerSettings, deployment: Deployment, verify_plugins: bool) -> Result<Self, PlatformError> {
         Ok(Self {
             verify_plugins,
             engine: Engine::connect(&settings)?,
@@ -77,11 +76,7 @@ impl DockerPlatform {
         let docker = self.engine.client().await?;
         if !self.settings.data_path.is_empty() {
             // Labelled like the container; creating a volume that exists is a no-op.
-            let labels = HashMap::from([
-                (spec::MANAGED.to_owned(), "true".to_owned()),
-                (spec::INSTANCE.to_owned(), spec.instance_id.to_string()),
-                (spec::DEPLOYMENT.to_owned(), self.deployment.clone()),
-            ]);
+            let labels = spec::deployment_labels(&self.deployment, &spec.instance_id);
             let volume = VolumeCreateRequest {
                 name: Some(spec::volume_name(&spec.instance_id)),
                 labels: Some(labels),
@@ -91,17 +86,33 @@ impl DockerPlatform {
         }
         let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
         docker.create_container(Some(options), body).await.map_err(|e| self.engine.classify(e))?;
-        let plugins = self.settings.plugins_dir.as_deref().map(|d| (d, self.settings.plugins_path.as_str()));
-        let archive = spec::config_archive(&self.settings.config_path, &spec.yaml, plugins, &spec.plugins)?;
-        let upload = UploadToContainerOptions { path: "/".into(), ..Default::default() };
-        docker
-            .upload_to_container(&name, Some(upload), body_full(archive.into()))
-            .await
-            .map_err(|e| self.engine.classify(e))?;
+        self.upload_config(&name, &spec.yaml).await?;
+        if let Some(dir) = self.settings.plugins_dir.as_deref()
+            && let Some(archive) = spec::plugins_archive(dir, &spec.plugins)?
+        {
+            self.upload(&name, &self.settings.plugins_path, archive).await?;
+        }
         docker.start_container(&name, None).await.map_err(|e| self.engine.classify(e))?;
         tracing::info!(instance = %spec.instance_id, container = %name, %image, port = spec.port, "container started");
         let c = self.wait_healthy(spec, &name).await?;
         Ok(self.facts(spec, &c))
+    }
+
+    /// Unpack `archive` in `dir` of the container `name` (a volume: the root filesystem is
+    /// read-only).
+    async fn upload(&self, name: &str, dir: &str, archive: Vec<u8>) -> Result<(), PlatformError> {
+        let upload = UploadToContainerOptions { path: dir.to_owned(), ..Default::default() };
+        let docker = self.engine.client().await?;
+        docker
+            .upload_to_container(name, Some(upload), body_full(archive.into()))
+            .await
+            .map_err(|e| self.engine.classify(e))
+    }
+
+    /// Give the container `name` the configuration `yaml`.
+    async fn upload_config(&self, name: &str, yaml: &str) -> Result<(), PlatformError> {
+        let path = &self.settings.config_path;
+        self.upload(name, spec::config_dir(path), spec::config_archive(path, yaml)?).await
     }
 
     fn endpoint(&self, port: u16) -> String {
@@ -255,13 +266,7 @@ impl Platform for DockerPlatform {
 
     /// The container's file gets the new configuration, as writable as at its start.
     async fn reconfigured(&self, spec: &StartSpec) -> Result<(), PlatformError> {
-        let archive = spec::config_archive(&self.settings.config_path, &spec.yaml, None, &[])?;
-        let upload = UploadToContainerOptions { path: "/".into(), ..Default::default() };
-        let docker = self.engine.client().await?;
-        docker
-            .upload_to_container(&spec::container_name(&spec.instance_id), Some(upload), body_full(archive.into()))
-            .await
-            .map_err(|e| self.engine.classify(e))
+        self.upload_config(&spec::container_name(&spec.instance_id), &spec.yaml).await
     }
 
     async fn inspect(&self, id: &InstanceId, _facts: &RuntimeFacts) -> Inspection {

@@ -12,7 +12,7 @@ use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::Exit;
 use draas_jobs::settings::DockerSettings;
 
-use crate::platform::{ErrorCode, Inspection, PlatformError, StartSpec};
+use crate::platform::{Deployment, ErrorCode, Inspection, PlatformError, StartSpec};
 
 /// Label every draas container carries.
 pub const MANAGED: &str = "draas.managed";
@@ -20,8 +20,11 @@ pub const MANAGED: &str = "draas.managed";
 pub const INSTANCE: &str = "draas.instance";
 /// Label with the spec hash of what runs.
 pub const SPEC_HASH: &str = "draas.spec-hash";
-/// Label naming the deployment (key prefix), so deployments sharing an engine keep apart.
+/// Label naming the deployment (key prefix).
 pub const DEPLOYMENT: &str = "draas.deployment";
+/// Label with the deployment's id, so deployments sharing an engine keep apart even when they
+/// share a name.
+pub const DEPLOYMENT_ID: &str = "draas.deployment-id";
 /// Label naming the server's own container port among the published ones (its listening
 /// components are published too).
 pub const SERVER_PORT: &str = "draas.port";
@@ -36,9 +39,24 @@ pub fn volume_name(id: &InstanceId) -> String {
     format!("draas-{id}-data")
 }
 
+/// The labels marking an object of `deployment` (with the instance's, `instance`).
+pub fn deployment_labels(deployment: &Deployment, instance: &InstanceId) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_owned(), "true".to_owned()),
+        (INSTANCE.to_owned(), instance.to_string()),
+        (DEPLOYMENT.to_owned(), deployment.name.clone()),
+        (DEPLOYMENT_ID.to_owned(), deployment.id.clone()),
+    ])
+}
+
 /// The label filters that find this deployment's containers.
-pub fn deployment_filters(deployment: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_owned(), vec![format!("{MANAGED}=true"), format!("{DEPLOYMENT}={deployment}")])])
+pub fn deployment_filters(deployment: &Deployment) -> HashMap<String, Vec<String>> {
+    let labels = vec![
+        format!("{MANAGED}=true"),
+        format!("{DEPLOYMENT}={}", deployment.name),
+        format!("{DEPLOYMENT_ID}={}", deployment.id),
+    ];
+    HashMap::from([("label".to_owned(), labels)])
 }
 
 /// The container of `spec`: image, labels, the config path on the command line, the port
@@ -49,16 +67,12 @@ pub fn container_body(
     spec: &StartSpec,
     image: &str,
     settings: &DockerSettings,
-    deployment: &str,
+    deployment: &Deployment,
     verify_plugins: bool,
 ) -> Result<ContainerCreateBody, PlatformError> {
-    let labels = HashMap::from([
-        (MANAGED.to_owned(), "true".to_owned()),
-        (INSTANCE.to_owned(), spec.instance_id.to_string()),
-        (SPEC_HASH.to_owned(), spec.spec_hash.clone()),
-        (DEPLOYMENT.to_owned(), deployment.to_owned()),
-        (SERVER_PORT.to_owned(), spec.port.to_string()),
-    ]);
+    let mut labels = deployment_labels(deployment, &spec.instance_id);
+    labels.insert(SPEC_HASH.to_owned(), spec.spec_hash.clone());
+    labels.insert(SERVER_PORT.to_owned(), spec.port.to_string());
     // The server's port and those of its listening components, each published on the same
     // host port (the one allocated; the configuration inside names it).
     let ports: Vec<u16> = std::iter::once(spec.port).chain(spec.listeners.iter().map(|(_, p)| *p)).collect();
@@ -71,20 +85,32 @@ pub fn container_body(
     if !verify_plugins {
         cmd.push("--skip-verification".to_owned());
     }
-    let mounts = (!settings.data_path.is_empty()).then(|| {
-        vec![Mount {
-            typ: Some(MountType::VOLUME),
-            source: Some(volume_name(&spec.instance_id)),
-            target: Some(settings.data_path.clone()),
-            ..Default::default()
-        }]
-    });
+    // The root filesystem is read-only: what the server reads or may write lives in volumes
+    // (anonymous ones go with the container), scratch space in a tmpfs.
+    let volume = |source: Option<String>, target: &str| Mount {
+        typ: Some(MountType::VOLUME),
+        source,
+        target: Some(target.to_owned()),
+        ..Default::default()
+    };
+    let mut mounts = vec![volume(None, config_dir(&settings.config_path))];
+    if settings.plugins_dir.is_some() {
+        mounts.push(volume(None, &settings.plugins_path));
+    }
+    if !settings.data_path.is_empty() {
+        mounts.push(volume(Some(volume_name(&spec.instance_id)), &settings.data_path));
+    }
     let host_config = HostConfig {
         port_bindings: Some(bindings),
-        mounts,
+        mounts: Some(mounts),
         restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
         memory: memory_limit(spec)?,
         nano_cpus: spec.runtime.cpus.map(|c| (c * 1e9).round() as i64),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,size=64m".to_owned())])),
+        pids_limit: Some(settings.pids_limit),
         ..Default::default()
     };
     Ok(ContainerCreateBody {
@@ -95,6 +121,7 @@ pub fn container_body(
         stop_signal: Some("SIGINT".to_owned()),
         stop_timeout: i64::try_from(settings.stop_grace_secs).ok(),
         healthcheck: Some(HealthConfig { test: Some(vec!["NONE".to_owned()]), ..Default::default() }),
+        user: settings.user.clone(),
         host_config: Some(host_config),
         ..Default::default()
     })
@@ -109,35 +136,46 @@ fn memory_limit(spec: &StartSpec) -> Result<Option<i64>, PlatformError> {
         .ok_or_else(|| PlatformError::new(ErrorCode::DockerRejected, format!("memory limit '{q}' is not a quantity")))
 }
 
-/// A tar archive holding the YAML at `config_path` (relative to `/`), owned by root and
-/// writable by all (0666): drasi-server answers changes through its API only when its file is
-/// writable (it does not write it back: draas renders `persistConfig: false`, and draas'
-/// desired configuration stays the truth), whichever user the image runs it as; and, with
-/// `plugins` (a directory on this host and where they go), the files of the plugins in `needed`
-/// and the directory's `plugins.lock` (0555): a configuration without plugins copies nothing.
-pub fn config_archive(
-    config_path: &str,
-    yaml: &str,
-    plugins: Option<(&std::path::Path, &str)>,
-    needed: &[String],
-) -> Result<Vec<u8>, PlatformError> {
-    let io = |e: std::io::Error| {
-        PlatformError::new(ErrorCode::IoError, format!("cannot build the config archive: {e}")).caused_by(e)
-    };
-    let mut builder = tar::Builder::new(Vec::new());
-    append(&mut builder, config_path, yaml.as_bytes(), 0o666).map_err(io)?;
-    if let Some((dir, dest)) = plugins {
-        for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let wanted = draas_jobs::domain::plugins::from_file_name(&name).is_some_and(|p| needed.contains(&p));
-            if !wanted && name != "plugins.lock" {
-                continue;
-            }
-            let bytes = std::fs::read(entry.path()).map_err(io)?;
-            append(&mut builder, &format!("{}/{name}", dest.trim_end_matches('/')), &bytes, 0o555).map_err(io)?;
-        }
+/// The directory of the configuration file (a volume of its own in the container).
+pub fn config_dir(config_path: &str) -> &str {
+    match config_path.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((dir, _)) => dir,
     }
-    builder.into_inner().map_err(io)
+}
+
+/// A tar archive of the YAML, to unpack in [`config_dir`]: one file named as `config_path`'s,
+/// owned by root and writable by all (0666): drasi-server answers changes through its API
+/// only when its file is writable (it does not write it back: draas renders
+/// `persistConfig: false`, and draas' desired configuration stays the truth), whichever user
+/// the image runs it as.
+pub fn config_archive(config_path: &str, yaml: &str) -> Result<Vec<u8>, PlatformError> {
+    let name = config_path.rsplit('/').next().unwrap_or(config_path);
+    let mut builder = tar::Builder::new(Vec::new());
+    append(&mut builder, name, yaml.as_bytes(), 0o666).map_err(archive_error)?;
+    builder.into_inner().map_err(archive_error)
+}
+
+/// A tar archive of the plugin files of `dir` that `needed` names, and the directory's
+/// `plugins.lock` (0555), to unpack in the plugins directory; None when there are none.
+pub fn plugins_archive(dir: &std::path::Path, needed: &[String]) -> Result<Option<Vec<u8>>, PlatformError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut any = false;
+    for entry in std::fs::read_dir(dir).map_err(archive_error)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let wanted = draas_jobs::domain::plugins::from_file_name(&name).is_some_and(|p| needed.contains(&p));
+        if !wanted && name != "plugins.lock" {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).map_err(archive_error)?;
+        append(&mut builder, &name, &bytes, 0o555).map_err(archive_error)?;
+        any = true;
+    }
+    Ok(any.then(|| builder.into_inner()).transpose().map_err(archive_error)?)
+}
+
+fn archive_error(e: std::io::Error) -> PlatformError {
+    PlatformError::new(ErrorCode::IoError, format!("cannot build the config archive: {e}")).caused_by(e)
 }
 
 fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
@@ -258,11 +296,13 @@ mod tests {
     #[test]
     fn the_container_body_carries_labels_port_limits_and_no_restart_policy() {
         let runtime = RuntimeOptions { image: None, memory: Some("512Mi".into()), cpus: Some(0.5) };
-        let body = container_body(&spec(runtime), "img:1", &DockerSettings::default(), "fleet", false).unwrap();
+        let fleet = Deployment { name: "fleet".into(), id: "01jfleet".into() };
+        let body = container_body(&spec(runtime), "img:1", &DockerSettings::default(), &fleet, false).unwrap();
         let labels = body.labels.unwrap();
         assert_eq!(labels[MANAGED], "true");
         assert_eq!(labels[SPEC_HASH], "abc123");
         assert_eq!(labels[DEPLOYMENT], "fleet");
+        assert_eq!(labels[DEPLOYMENT_ID], "01jfleet");
         let host = body.host_config.unwrap();
         assert_eq!(host.memory, Some(512 * 1024 * 1024));
         assert_eq!(host.nano_cpus, Some(500_000_000));
@@ -340,11 +380,29 @@ mod tests {
     }
 
     #[test]
-    fn the_config_archive_holds_one_read_only_file() {
-        let tar = config_archive("/app/config/server.yaml", "port: 1\n", None, &[]).unwrap();
+    fn the_config_archive_holds_one_writable_file_for_the_config_directory() {
+        let tar = config_archive("/app/config/server.yaml", "port: 1\n").unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let entry = archive.entries().unwrap().next().unwrap().unwrap();
-        assert_eq!(entry.path().unwrap().to_str(), Some("app/config/server.yaml"));
+        assert_eq!(entry.path().unwrap().to_str(), Some("server.yaml"));
         assert_eq!(entry.header().mode().unwrap(), 0o666);
+        assert_eq!(config_dir("/app/config/server.yaml"), "/app/config");
+        assert_eq!(config_dir("/server.yaml"), "/");
+    }
+
+    #[test]
+    fn containers_run_hardened_with_their_directories_in_volumes() {
+        let settings =
+            DockerSettings { plugins_dir: Some("/p".into()), user: Some("65532:65532".into()), ..Default::default() };
+        let d = Deployment { name: "d".into(), id: "1".into() };
+        let body = container_body(&spec(RuntimeOptions::default()), "img", &settings, &d, false).unwrap();
+        assert_eq!(body.user.as_deref(), Some("65532:65532"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_owned()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert!(host.tmpfs.unwrap().contains_key("/tmp"));
+        let targets: Vec<_> = host.mounts.unwrap().into_iter().filter_map(|m| m.target).collect();
+        assert_eq!(targets, ["/app/config", "/app/plugins", "/app/data"]);
     }
 }

@@ -46,15 +46,15 @@ pub struct KubernetesPlatform {
 }
 
 impl KubernetesPlatform {
-    /// The platform of the cluster the settings name; `key_prefix` marks this deployment's objects.
+    /// The platform of the cluster the settings name, marking `deployment`'s objects.
     pub async fn connect(
         settings: &KubernetesSettings,
-        key_prefix: &str,
+        deployment: &crate::platform::Deployment,
         verify_plugins: bool,
     ) -> Result<Self, PlatformError> {
         objects::check_plugins(&settings.plugins)?;
         let client = client::connect(settings).await?;
-        let mut layout = Layout::new(settings.clone(), key_prefix);
+        let mut layout = Layout::new(settings.clone(), deployment);
         layout.verify_plugins = verify_plugins;
         Ok(Self { client, layout })
     }

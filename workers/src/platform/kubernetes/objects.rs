@@ -14,8 +14,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
     HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -31,6 +32,9 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_INSTANCE: &str = "draas.io/instance";
 /// Which draas deployment (its key prefix) owns the object, so two never take each other's.
 pub const LABEL_DEPLOYMENT: &str = "draas.io/deployment";
+/// The deployment's id (not in selectors, which cannot change: objects made before ids keep
+/// theirs, and are never taken for this deployment's by [`Layout::managed_selector`]).
+pub const LABEL_DEPLOYMENT_ID: &str = "draas.io/deployment-id";
 pub const ANNOTATION_SPEC_HASH: &str = "draas.io/spec-hash";
 /// Name of the container, and of its port.
 pub const CONTAINER: &str = "drasi-server";
@@ -38,6 +42,8 @@ const PORT_NAME: &str = "http";
 const HEALTH_PATH: &str = "/health";
 /// The `emptyDir` drasi-server reads (and may write) its configuration in.
 const CONFIG_VOLUME: &str = "config";
+/// The `emptyDir` at `/tmp`: the root filesystem is read-only.
+const TMP_VOLUME: &str = "tmp";
 /// The ConfigMap, mounted in the init container that copies it into [`CONFIG_VOLUME`].
 const CONFIG_SOURCE_VOLUME: &str = "config-source";
 /// Where the ConfigMap is mounted in that init container.
@@ -53,14 +59,21 @@ pub struct Layout {
     pub settings: KubernetesSettings,
     /// Value of the deployment label (a label-safe form of the key prefix).
     pub deployment: String,
+    /// The deployment's id.
+    pub deployment_id: String,
     /// Have drasi-server verify plugin signatures.
     pub verify_plugins: bool,
 }
 
 impl Layout {
-    /// The layout of the deployment with Redis key prefix `key_prefix`.
-    pub fn new(settings: KubernetesSettings, key_prefix: &str) -> Self {
-        Self { settings, deployment: deployment_label(key_prefix), verify_plugins: false }
+    /// The layout of `deployment`.
+    pub fn new(settings: KubernetesSettings, deployment: &crate::platform::Deployment) -> Self {
+        Self {
+            settings,
+            deployment: deployment_label(&deployment.name),
+            deployment_id: deployment_label(&deployment.id),
+            verify_plugins: false,
+        }
     }
 
     /// The instance's namespace.
@@ -72,6 +85,7 @@ impl Layout {
     pub fn labels(&self, id: &str) -> BTreeMap<String, String> {
         let mut l = self.selector(id);
         l.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
+        l.insert(LABEL_DEPLOYMENT_ID.into(), self.deployment_id.clone());
         l
     }
 
@@ -86,12 +100,15 @@ impl Layout {
 
     /// Label selector of the instance's objects and pods.
     pub fn instance_selector(&self, id: &str) -> String {
-        to_selector(&self.labels(id))
+        format!("{},{LABEL_MANAGED_BY}={MANAGER}", to_selector(&self.selector(id)))
     }
 
     /// Label selector of everything this deployment of draas manages.
     pub fn managed_selector(&self) -> String {
-        format!("{LABEL_MANAGED_BY}={MANAGER},{LABEL_DEPLOYMENT}={}", self.deployment)
+        format!(
+            "{LABEL_MANAGED_BY}={MANAGER},{LABEL_DEPLOYMENT}={},{LABEL_DEPLOYMENT_ID}={}",
+            self.deployment, self.deployment_id
+        )
     }
 
     /// Where the reconciler reaches drasi-server with `probe_via: service`.
@@ -224,6 +241,7 @@ fn pod_spec(spec: &StartSpec, layout: &Layout) -> PodSpec {
             ..Volume::default()
         },
         Volume { name: CONFIG_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+        Volume { name: TMP_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
     ];
     volumes.extend(plugins_volume(&layout.settings.plugins));
     if layout.settings.data_volume.is_some() {
@@ -246,6 +264,7 @@ fn pod_spec(spec: &StartSpec, layout: &Layout) -> PodSpec {
         // could shadow the `${VAR}` references of its configuration.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
+        security_context: Some(pod_security(&layout.settings)),
         ..PodSpec::default()
     }
 }
@@ -278,12 +297,26 @@ fn config_init(spec: &StartSpec, layout: &Layout) -> Container {
     }
 }
 
-/// No privilege escalation, no capabilities.
+/// No privilege escalation, no capabilities, nothing written outside the volumes.
 fn restricted() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        read_only_root_filesystem: Some(true),
         ..SecurityContext::default()
+    }
+}
+
+/// The pod's: never root, the runtime's default seccomp profile, and the volumes writable by
+/// the user it runs as.
+fn pod_security(settings: &KubernetesSettings) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: settings.run_as_user,
+        run_as_group: settings.run_as_user,
+        fs_group: settings.run_as_user,
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+        ..PodSecurityContext::default()
     }
 }
 
@@ -382,6 +415,7 @@ fn mounts(layout: &Layout) -> Vec<VolumeMount> {
         mount_path: layout.config_file().0.to_owned(),
         ..VolumeMount::default()
     }];
+    mounts.push(VolumeMount { name: TMP_VOLUME.into(), mount_path: "/tmp".into(), ..VolumeMount::default() });
     if let Some(data) = &layout.settings.data_volume {
         mounts.push(VolumeMount {
             name: DATA_VOLUME.into(),

@@ -24,8 +24,12 @@ fn spec(runtime: RuntimeOptions) -> StartSpec {
     }
 }
 
+fn test_deployment() -> crate::platform::Deployment {
+    crate::platform::Deployment { name: "draas".into(), id: "01jtestdeployment000000000".into() }
+}
+
 fn layout() -> Layout {
-    Layout::new(KubernetesSettings::default(), "draas")
+    Layout::new(KubernetesSettings::default(), &test_deployment())
 }
 
 /// Compare `value` as YAML with the golden file `name`, or rewrite it with `UPDATE_GOLDEN=1`.
@@ -111,7 +115,7 @@ fn the_probe_endpoint_is_the_service_by_default_and_a_template_otherwise() {
         endpoint: "http://127.0.0.1:9000/{namespace}/{id}".into(),
         ..KubernetesSettings::default()
     };
-    assert_eq!(Layout::new(settings, "draas").endpoint(&id, 1), "http://127.0.0.1:9000/drasi-instances/abc");
+    assert_eq!(Layout::new(settings, &test_deployment()).endpoint(&id, 1), "http://127.0.0.1:9000/drasi-instances/abc");
 }
 
 #[test]
@@ -127,7 +131,7 @@ fn a_plugins_volume_from_the_settings_is_mounted_read_only_without_a_plugins_ini
     let mut settings = KubernetesSettings::default();
     settings.plugins.volume = Some(serde_json::json!({"persistentVolumeClaim": {"claimName": "drasi-plugins"}}));
     check_plugins(&settings.plugins).unwrap();
-    let d = deployment(&spec(RuntimeOptions::default()), &Layout::new(settings, "draas"), 1);
+    let d = deployment(&spec(RuntimeOptions::default()), &Layout::new(settings, &test_deployment()), 1);
     let pod = d.spec.unwrap().template.spec.unwrap();
     let init: Vec<&str> = pod.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(init, ["config"], "only the config copy");
@@ -170,11 +174,11 @@ fn the_server_reads_a_writable_copy_of_the_config_map() {
 fn a_data_volume_is_a_claim_of_the_instance_mounted_at_the_data_path() {
     let mut settings = KubernetesSettings::default();
     assert!(
-        data_claim(&spec(RuntimeOptions::default()), &Layout::new(settings.clone(), "draas")).is_none(),
+        data_claim(&spec(RuntimeOptions::default()), &Layout::new(settings.clone(), &test_deployment())).is_none(),
         "off by default"
     );
     settings.data_volume = Some(draas_jobs::settings::DataVolume { size: "5Gi".into(), ..Default::default() });
-    let layout = Layout::new(settings, "draas");
+    let layout = Layout::new(settings, &test_deployment());
     let claim = data_claim(&spec(RuntimeOptions::default()), &layout).unwrap();
     golden("data-claim.yaml", &claim);
     let pod = deployment(&spec(RuntimeOptions::default()), &layout, 1).spec.unwrap().template.spec.unwrap();

@@ -49,8 +49,10 @@ pub struct ProcessPlatform {
     settings: ProcessSettings,
     files: Files,
     node: String,
-    /// Key prefix of this deployment, marked on its processes (`DRAAS_DEPLOYMENT`).
-    deployment: String,
+    /// This deployment, marked on its processes (`DRAAS_DEPLOYMENT`, `DRAAS_DEPLOYMENT_ID`).
+    deployment: super::Deployment,
+    /// Servers marked with this deployment's name alone already reported (pids).
+    unclaimed: Mutex<HashSet<i32>>,
     http: reqwest::Client,
     /// Spec hashes the executable accepted (`validate`), so a start of a known configuration
     /// does not spawn it twice.
@@ -65,7 +67,7 @@ impl ProcessPlatform {
         settings: ProcessSettings,
         data_dir: &Path,
         node: String,
-        deployment: String,
+        deployment: super::Deployment,
         verify_plugins: bool,
     ) -> Self {
         Self {
@@ -74,6 +76,7 @@ impl ProcessPlatform {
             files: Files::new(data_dir),
             node,
             deployment,
+            unclaimed: Mutex::new(HashSet::new()),
             http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default(),
             validated: Mutex::new(HashSet::new()),
         }
@@ -221,7 +224,8 @@ impl ProcessPlatform {
         sanitize_env(&mut cmd);
         cmd.env("DRAAS_INSTANCE_ID", id.as_str())
             .env("DRAAS_SPEC_HASH", &spec.spec_hash)
-            .env("DRAAS_DEPLOYMENT", &self.deployment);
+            .env("DRAAS_DEPLOYMENT", &self.deployment.name)
+            .env("DRAAS_DEPLOYMENT_ID", &self.deployment.id);
         self.files.clear_exit(id);
         let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.executable, e))?;
         let pid = i32::try_from(child.id()).unwrap_or_default();
@@ -302,15 +306,36 @@ impl ProcessPlatform {
         self.files.rotate_logs(self.settings.log_max_bytes);
     }
 
-    /// Live drasi-servers of this deployment on this host, with their instance ids.
+    /// Live drasi-servers of this deployment on this host (marked with its id), with their
+    /// instance ids.
     pub fn deployment_processes(&self) -> Vec<(String, Found)> {
-        let deployment = format!("DRAAS_DEPLOYMENT={}", self.deployment);
-        procfs::scan(|vars| {
-            vars.contains(&deployment.as_bytes())
-                .then(|| vars.iter().find_map(|v| v.strip_prefix(b"DRAAS_INSTANCE_ID=")))
-                .flatten()
-                .map(|id| String::from_utf8_lossy(id).into_owned())
-        })
+        let id = format!("DRAAS_DEPLOYMENT_ID={}", self.deployment.id);
+        let name = format!("DRAAS_DEPLOYMENT={}", self.deployment.name);
+        let found = procfs::scan(|vars| {
+            let instance = vars.iter().find_map(|v| v.strip_prefix(b"DRAAS_INSTANCE_ID="))?;
+            let instance = String::from_utf8_lossy(instance).into_owned();
+            if vars.contains(&id.as_bytes()) {
+                return Some((true, instance));
+            }
+            // Started before deployment ids, or by another deployment of the same name.
+            let unmarked =
+                vars.contains(&name.as_bytes()) && !vars.iter().any(|v| v.starts_with(b"DRAAS_DEPLOYMENT_ID="));
+            unmarked.then_some((false, instance))
+        });
+        let (ours, unmarked): (Vec<_>, Vec<_>) = found.into_iter().partition(|((ours, _), _)| *ours);
+        self.report_unclaimed(&unmarked);
+        ours.into_iter().map(|((_, instance), p)| (instance, p)).collect()
+    }
+
+    /// Say once per server that one marked with this deployment's name alone is left alone:
+    /// it may be another deployment's (the name is the key prefix, which deployments on other
+    /// Redis servers share); its instance still adopts it when that is one of ours.
+    fn report_unclaimed(&self, unmarked: &[((bool, String), Found)]) {
+        let Ok(mut seen) = self.unclaimed.lock() else { return };
+        for ((_, instance), p) in unmarked.iter().filter(|(_, p)| seen.insert(p.pid)) {
+            tracing::info!(instance = %instance, pid = p.pid, deployment = %self.deployment.name,
+                "a drasi-server marked with this deployment's name but no id is left alone (never killed as an orphan)");
+        }
     }
 
     /// Kill a process group at once (an orphan).
