@@ -4,6 +4,7 @@
 //! has an id of its own in its Redis, every server carries it, and a worker only ever kills
 //! servers that carry its own. A server marked with the deployment's name alone (started
 //! before ids) is never killed as an orphan.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -108,7 +109,7 @@ async fn a_server_marked_with_the_name_alone_is_never_killed_as_an_orphan() {
     assert!(alive(pid), "left alone");
     // One of this deployment's own (marked with its id) is killed as an orphan.
     let id = app.deployment_id().await;
-    let orphan = stand_in(
+    let mut orphan = stand_in(
         &dir,
         &[
             ("DRAAS_DEPLOYMENT", &app.prefix),
@@ -118,6 +119,8 @@ async fn a_server_marked_with_the_name_alone_is_never_killed_as_an_orphan() {
     );
     let orphan_pid = i64::from(orphan.id());
     eventually("the orphan killed", DEADLINE, || async { (!alive(orphan_pid)).then_some(()) }).await;
+    assert!(orphan.wait().is_ok_and(|s| !s.success()), "killed, not ended");
     assert!(alive(pid), "the legacy server still");
     let _ = legacy.kill();
+    let _ = legacy.wait();
 }

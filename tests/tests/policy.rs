@@ -5,6 +5,7 @@
 //! may write, and paths confined to the instance's directory — on every write path, refused
 //! with 422 naming the field and nothing written; an admin token is exempt. On the real
 //! drasi-server, a relative state store lands inside the instance's directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -10,17 +10,12 @@ use draas_tests::{DraasProcess, TestRedis};
 
 use super::{create_instances, ms, settings, store};
 
-/// A stub drasi-server: its health endpoint, its instance snapshot and empty component lists
-/// (what a probe reads); its base URL.
+/// A stub drasi-server: its health endpoint and empty component lists (what a probe reads);
+/// its base URL.
 async fn health_stub() -> String {
     let empty = || async { axum::Json(serde_json::json!({"success": true, "data": [], "error": null})) };
-    let snapshot = || async {
-        let data = serde_json::json!({"sources": [], "queries": [], "reactions": [], "edges": []});
-        axum::Json(serde_json::json!({"success": true, "data": data, "error": null}))
-    };
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { r#"{"status":"ok"}"# }))
-        .route("/api/v1/instances/{id}/snapshot", axum::routing::get(snapshot))
         .route("/api/v1/sources", axum::routing::get(empty))
         .route("/api/v1/queries", axum::routing::get(empty))
         .route("/api/v1/reactions", axum::routing::get(empty));

@@ -171,7 +171,7 @@ pub fn plugins_archive(dir: &std::path::Path, needed: &[String]) -> Result<Optio
         append(&mut builder, &name, &bytes, 0o555).map_err(archive_error)?;
         any = true;
     }
-    Ok(any.then(|| builder.into_inner()).transpose().map_err(archive_error)?)
+    any.then(|| builder.into_inner()).transpose().map_err(archive_error)
 }
 
 fn archive_error(e: std::io::Error) -> PlatformError {
