@@ -282,16 +282,9 @@ impl TestApp {
     /// This deployment's id (`Store::deployment_id`: made by whoever asks first, a worker or
     /// this test, and kept), as its servers are marked.
     pub async fn deployment_id(&self) -> String {
-        let key = format!("{{{}}}:deployment", self.prefix);
-        let mut redis = self.redis().await;
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(ulid::Ulid::new().to_string().to_ascii_lowercase())
-            .arg("NX")
-            .query_async(&mut redis)
-            .await
-            .expect("SET NX");
-        redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("GET")
+        let url = secrecy::SecretString::from(self.redis.url.clone());
+        let store = draas_jobs::store::Store::open(&url, &self.prefix).expect("store");
+        store.deployment_id().await.expect("deployment id")
     }
 
     /// Start another `draas api` on this test's Redis, with `extra` environment on top.
@@ -534,6 +527,18 @@ pub fn run_readme_block(
 pub struct RealServer {
     pub bin: PathBuf,
     pub plugins: PathBuf,
+}
+
+impl RealServer {
+    /// The settings of a worker running this server on the process platform: its executable,
+    /// its plugins, and a health timeout a loaded machine meets.
+    pub fn worker_env(&self) -> [(&str, &str); 3] {
+        [
+            ("DRAAS_PROCESS_EXECUTABLE", self.bin.to_str().unwrap_or_default()),
+            ("DRAAS_PROCESS__PLUGINS_DIR", self.plugins.to_str().unwrap_or_default()),
+            ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
+        ]
+    }
 }
 
 /// The real drasi-server, or `None` after saying loudly that the test calling it is skipped

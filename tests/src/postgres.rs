@@ -154,13 +154,11 @@ impl Drop for TestPostgres {
 /// `${PGPORT}` and `${PGPASSWORD}` of `pg` in its environment for configurations to reference.
 pub async fn up_with(real: &crate::RealServer, pg: &TestPostgres) -> crate::TestApp {
     let port = pg.port.to_string();
-    crate::spawn_up(&[
-        ("DRAAS_PROCESS_EXECUTABLE", real.bin.to_str().unwrap_or_default()),
-        ("DRAAS_PROCESS__PLUGINS_DIR", real.plugins.to_str().unwrap_or_default()),
-        ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
+    let mut env = real.worker_env().to_vec();
+    env.extend([
         ("DRAAS_RECONCILE__INTERVAL_SECS", "1"),
         ("PGPORT", port.as_str()),
         ("PGPASSWORD", "unused-with-trust-auth"),
-    ])
-    .await
+    ]);
+    crate::spawn_up(&env).await
 }

@@ -255,13 +255,9 @@ fn sensors_config() -> Value {
 }
 
 async fn up_real(real: &RealServer) -> TestApp {
-    spawn_up(&[
-        ("DRAAS_PROCESS_EXECUTABLE", real.bin.to_str().unwrap()),
-        ("DRAAS_PROCESS__PLUGINS_DIR", real.plugins.to_str().unwrap()),
-        ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
-        ("DRAAS_RECONCILE__INTERVAL_SECS", "1"),
-    ])
-    .await
+    let mut env = real.worker_env().to_vec();
+    env.push(("DRAAS_RECONCILE__INTERVAL_SECS", "1"));
+    spawn_up(&env).await
 }
 
 #[tokio::test]

@@ -20,12 +20,8 @@ fn sensors_config() -> Value {
 }
 
 async fn up(real: &RealServer, extra: &[(&str, &str)]) -> TestApp {
-    let mut env = vec![
-        ("DRAAS_PROCESS_EXECUTABLE", real.bin.to_str().unwrap()),
-        ("DRAAS_PROCESS__PLUGINS_DIR", real.plugins.to_str().unwrap()),
-        ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
-        ("DRAAS_RECONCILE__INTERVAL_SECS", "1"),
-    ];
+    let mut env = real.worker_env().to_vec();
+    env.push(("DRAAS_RECONCILE__INTERVAL_SECS", "1"));
     env.extend_from_slice(extra);
     spawn_up(&env).await
 }

@@ -187,14 +187,7 @@ async fn paths_outside_the_instance_directory_are_refused() {
 async fn a_relative_state_store_of_the_real_server_lands_in_the_instance_directory() {
     let Some(real) = draas_tests::real_server("a relative state store of the real server") else { return };
     let app = spawn_app().await;
-    let _worker = app.start_worker(
-        "node-a",
-        &[
-            ("DRAAS_PROCESS_EXECUTABLE", real.bin.to_str().unwrap()),
-            ("DRAAS_PROCESS__PLUGINS_DIR", real.plugins.to_str().unwrap()),
-            ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
-        ],
-    );
+    let _worker = app.start_worker("node-a", &real.worker_env());
     let config = json!({"enableUi": false, "stateStore": {"kind": "redb", "path": "state.redb"}});
     let id = app.create_instance("stateful", config).await["id"].as_str().unwrap().to_owned();
     let op = app.submit(&id, "start").await;

@@ -11,14 +11,7 @@ use draas_tests::{readme_block, real_server, spawn_app};
 async fn the_readme_walkthrough_runs_against_a_live_draas() {
     let Some(real) = real_server("the README walk-through") else { return };
     let app = spawn_app().await;
-    let _worker = app.start_worker(
-        "node-a",
-        &[
-            ("DRAAS_PROCESS_EXECUTABLE", real.bin.to_str().unwrap()),
-            ("DRAAS_PROCESS__PLUGINS_DIR", real.plugins.to_str().unwrap()),
-            ("DRAAS_PROCESS__HEALTH_TIMEOUT_SECS", "30"),
-        ],
-    );
+    let _worker = app.start_worker("node-a", &real.worker_env());
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_block("walkthrough")])
         .env("DRAAS_URL", &app.api.base_url)

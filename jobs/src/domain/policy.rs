@@ -113,14 +113,14 @@ fn paths(v: &Value, pointer: &str, within: bool, errors: &mut Vec<FieldError>) {
         Value::Object(map) => {
             for (k, child) in map {
                 let p = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
-                let named_path = within && is_path_key(k);
-                if let (true, Value::String(s)) = (named_path || (PATH_KEYS.contains(&k.as_str())), child)
+                let setting = PATH_KEYS.contains(&k.as_str());
+                if let (true, Value::String(s)) = (setting || within && is_path_key(k), child)
                     && !confined(s)
                 {
                     errors.push(outside(&p, s));
                     continue;
                 }
-                paths(child, &p, within || PATH_KEYS.contains(&k.as_str()), errors);
+                paths(child, &p, within || setting, errors);
             }
         }
         Value::Array(items) => {
