@@ -73,6 +73,48 @@ pub async fn components(http: &reqwest::Client, endpoint: &str) -> Option<Vec<Co
     Some(s?.chain(q?).chain(r?).collect())
 }
 
+/// One component of the server's instance snapshot: its id and status (its configuration,
+/// which may hold secrets, is not read).
+#[derive(serde::Deserialize)]
+struct Snapped {
+    id: String,
+    status: String,
+}
+
+/// The server's instance snapshot, as far as a probe reads it.
+#[derive(serde::Deserialize)]
+struct Snapshot {
+    sources: Vec<Snapped>,
+    queries: Vec<Snapped>,
+    reactions: Vec<Snapped>,
+}
+
+/// The status of every source, query and reaction in one read: drasi-server's snapshot of its
+/// instance `server_id` (the configuration's `id`), without error messages (the lists have
+/// them). An answer also shows the server is up: its `/health` says no more.
+pub async fn snapshot(
+    http: &reqwest::Client,
+    endpoint: &str,
+    server_id: &str,
+) -> Result<Vec<ComponentStatus>, DrasiError> {
+    let path = format!("instances/{server_id}/snapshot");
+    let snapshot: Snapshot = serde_json::from_value(data(http, endpoint, &path).await?).map_err(|e| {
+        DrasiError::Unreachable { url: format!("{endpoint}/api/v1/{path}"), message: format!("not a snapshot: {e}") }
+    })?;
+    let kinds = [(Sources, snapshot.sources), (Queries, snapshot.queries), (Reactions, snapshot.reactions)];
+    Ok(kinds
+        .into_iter()
+        .flat_map(|(kind, items)| {
+            items.into_iter().filter(|i| !i.id.starts_with("__")).map(move |i| ComponentStatus {
+                kind: kind.singular().to_owned(),
+                id: i.id,
+                status: i.status,
+                error: None,
+            })
+        })
+        .collect())
+}
+
 /// The current result rows of query `query`.
 pub async fn results(http: &reqwest::Client, endpoint: &str, query: &str) -> Result<Vec<Value>, DrasiError> {
     match data(http, endpoint, &format!("queries/{query}/results")).await? {

@@ -47,33 +47,61 @@ pub async fn probe(ctx: &Ctx, s: &InstanceState, http: &reqwest::Client) -> Prob
     };
     let alive = inspection.alive;
     let url = inspection.endpoint.or_else(|| endpoint(observed));
-    // `/health` and the component lists are asked at once (one round trip's wait, not two);
-    // the lists count only when the server is healthy.
-    let health = async {
-        match (inspection.healthy, &url) {
-            (Some(h), _) if alive => (h, None),
-            (None, Some(url)) if alive => match http.get(format!("{url}/health")).send().await {
-                Ok(r) if r.status().is_success() => (true, None),
-                Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
-                Err(e) => (false, Some(format!("health endpoint unreachable: {}", short(&e)))),
-            },
-            _ => (false, None),
-        }
+    let platform_health = inspection.healthy.filter(|_| alive);
+    let ((healthy, message), components) = match &url {
+        Some(url) if alive => read(ctx, s, http, url, platform_health).await,
+        _ => ((platform_health.unwrap_or(false), None), None),
     };
-    let listed = async {
-        match &url {
-            Some(url) if alive && ctx.settings.reconcile.component_health => {
-                draas_jobs::drasi::components(http, url).await
-            }
-            _ => None,
-        }
-    };
-    let ((healthy, message), components) = tokio::join!(health, listed);
-    let components = components.filter(|_| healthy);
     let message = if alive { message.or(inspection.message) } else { inspection.message };
     let latency = started.elapsed();
     let (exit, spec_hash) = (inspection.exit, inspection.spec_hash);
     Probe { at, alive, healthy, latency, message, exit, spec_hash, components }
+}
+
+/// What the server at `url` says of its health and its components. With component health on,
+/// one read of its instance snapshot says both when it answers and nothing has failed; else
+/// `/health` (unless the platform has already said) and the component lists (which carry error
+/// messages) are asked at once, and the lists count only when the server is healthy.
+async fn read(
+    ctx: &Ctx,
+    s: &InstanceState,
+    http: &reqwest::Client,
+    url: &str,
+    platform_health: Option<bool>,
+) -> ((bool, Option<String>), Option<Vec<ComponentStatus>>) {
+    let component_health = ctx.settings.reconcile.component_health;
+    if component_health
+        && platform_health != Some(false)
+        && let Ok(components) = draas_jobs::drasi::snapshot(http, url, &server_id(s)).await
+        && !components.iter().any(ComponentStatus::failed)
+    {
+        return ((true, None), Some(components));
+    }
+    let health = async {
+        match platform_health {
+            Some(h) => (h, None),
+            None => match http.get(format!("{url}/health")).send().await {
+                Ok(r) if r.status().is_success() => (true, None),
+                Ok(r) => (false, Some(format!("health endpoint answered {}", r.status()))),
+                Err(e) => (false, Some(format!("health endpoint unreachable: {}", short(&e)))),
+            },
+        }
+    };
+    let listed = async {
+        match component_health {
+            true => draas_jobs::drasi::components(http, url).await,
+            false => None,
+        }
+    };
+    let ((healthy, message), components) = tokio::join!(health, listed);
+    ((healthy, message), components.filter(|_| healthy))
+}
+
+/// The id drasi-server knows its instance by: the configuration's `id` as the running server
+/// got it, else as desired, else the instance's (what rendering fills in).
+fn server_id(s: &InstanceState) -> String {
+    let applied = s.observed.as_ref().and_then(|o| o.value.applied.as_ref()).and_then(|c| c.id.clone());
+    applied.or_else(|| s.config.value.id.clone()).unwrap_or_else(|| s.id().to_string())
 }
 
 /// The collection of a recorded component's `kind` (`source`, `query`, `reaction`).

@@ -10,15 +10,22 @@ use draas_tests::{DraasProcess, TestRedis};
 
 use super::{create_instances, ms, settings, store};
 
-/// A stub drasi-server: its health endpoint and empty component lists (what a probe reads);
-/// its base URL.
+/// A stub drasi-server: its health endpoint, an empty instance snapshot and empty component
+/// lists (what a probe reads); its base URL.
 async fn health_stub() -> String {
     let empty = || async { axum::Json(serde_json::json!({"success": true, "data": [], "error": null})) };
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { r#"{"status":"ok"}"# }))
         .route("/api/v1/sources", axum::routing::get(empty))
         .route("/api/v1/queries", axum::routing::get(empty))
-        .route("/api/v1/reactions", axum::routing::get(empty));
+        .route("/api/v1/reactions", axum::routing::get(empty))
+        .route(
+            "/api/v1/instances/{id}/snapshot",
+            axum::routing::get(|| async {
+                let data = serde_json::json!({"sources": [], "queries": [], "reactions": []});
+                axum::Json(serde_json::json!({"success": true, "data": data, "error": null}))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
