@@ -175,6 +175,11 @@ pub async fn settle_probed(
     let before = s.observed_or_default();
     let (mut after, reason) = settle::judge(&before, p);
     settle::forget_stale_refusal(ctx, s, &mut after);
+    // The common case, a healthy server as it was: nothing to write, nothing to repair, so no
+    // round trip (the staleness check below matters only before a write or a repair).
+    if !looping && !settle::changed(&before, &after) && settle::plan(ctx, s, &after).is_none() {
+        return Ok(());
+    }
     if !settle::record(ctx, s, &before, &after, reason, lease).await? {
         tracing::debug!(instance = %s.id(), "changed while probed; judged again next pass");
         return Ok(());

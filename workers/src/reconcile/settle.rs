@@ -83,6 +83,18 @@ pub fn judge(before: &ObservedRecord, p: &Probe) -> (ObservedRecord, &'static st
     (o, reason)
 }
 
+/// Does `after` say anything `before` did not (status, message, probe count, node, what runs,
+/// components, a refusal)? The probe's time alone is not worth a write.
+pub fn changed(before: &ObservedRecord, after: &ObservedRecord) -> bool {
+    after.status != before.status
+        || after.message != before.message
+        || after.probe_failures != before.probe_failures
+        || after.node != before.node
+        || after.spec_hash != before.spec_hash
+        || after.components != before.components
+        || after.rejected != before.rejected
+}
+
 /// Record `after` when it differs from `before` (status, message or probe count), only if
 /// the observed record is still the one `s` was read with. Returns `false` when `s` is stale:
 /// a worker or another pass wrote since, so nothing may be decided from `s`.
@@ -94,16 +106,9 @@ pub async fn record(
     reason: &str,
     lease: Option<&Lease>,
 ) -> Result<bool, StoreError> {
-    let changed = after.status != before.status
-        || after.message != before.message
-        || after.probe_failures != before.probe_failures
-        || after.node != before.node
-        || after.spec_hash != before.spec_hash
-        || after.components != before.components
-        || after.rejected != before.rejected;
     let version = s.observed_version();
     let instances = ctx.store.instances();
-    if changed {
+    if changed(before, after) {
         let cause = Cause { source: "reconciler", reason };
         return instances.observe(s.id(), after, cause, lease.map(Lease::value), Some(version)).await;
     }
