@@ -31,6 +31,8 @@ pub struct Attempt<'a> {
     pub state: &'a InstanceState,
     /// The port `begin` allocated, when it was asked to.
     pub port: Option<Allocated>,
+    /// Who held the instance's ports as `begin` allocated it.
+    pub port_owners: Option<&'a [String]>,
     /// Cancelled when a newer operation on the instance arrives.
     pub superseded: CancellationToken,
     /// A delete that removes the records even when the platform cannot be reached.
@@ -183,7 +185,7 @@ async fn component_ports(
         return Ok(out);
     };
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
-    ctx.store.ports().release_components_except(id, &names).await?;
+    ctx.store.ports().release_components_except(id, &names, a.port_owners).await?;
     for l in listeners {
         let busy = platform.busy_ports(id, pool.range);
         let allocated =

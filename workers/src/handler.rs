@@ -205,7 +205,14 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
 async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, PlatformError> {
     let superseded = CancellationToken::new();
     let watcher = tokio::spawn(watch_generation(ctx.store.clone(), job.clone(), superseded.clone()));
-    let a = Attempt { lease: &ready.lease, state: &ready.state, port: ready.port, superseded, force: ready.op.force };
+    let a = Attempt {
+        lease: &ready.lease,
+        state: &ready.state,
+        port: ready.port,
+        port_owners: ready.port_owners.as_deref(),
+        superseded,
+        force: ready.op.force,
+    };
     let limit = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs);
     let needs_config = !matches!(job.kind, OperationKind::Stop | OperationKind::Delete);
     if needs_config && a.state.unreadable.is_some() {

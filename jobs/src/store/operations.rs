@@ -253,6 +253,8 @@ pub struct Ready {
     pub state: InstanceState,
     /// The port, when one was asked for.
     pub port: Option<Allocated>,
+    /// Who holds the instance's ports (the server, `id/component`s), read with the port.
+    pub port_owners: Option<Vec<String>>,
 }
 
 /// How an operation on an instance ends.
@@ -361,7 +363,8 @@ impl Operations<'_> {
             .key(k.lease(id))
             .key(k.fence(id))
             .key(k.ports())
-            .key(k.port_by_instance());
+            .key(k.port_by_instance())
+            .key(k.port_owners(id));
         inv.arg(b.holder)
             .arg(b.lease_ttl.as_millis().max(1) as u64)
             .arg(now())
@@ -424,7 +427,8 @@ impl Operations<'_> {
             "0" => Some(Allocated::Exhausted),
             p => Some(p.parse().map(Allocated::Port).map_err(|_| StoreError::Protocol(format!("begin: port {p}")))?),
         };
-        Ok(Ready { lease: Lease::from_value(k.lease(b.instance), lease_value), op, state, port })
+        let port_owners = redis::from_redis_value(at(10)).map_err(protocol)?;
+        Ok(Ready { lease: Lease::from_value(k.lease(b.instance), lease_value), op, state, port, port_owners })
     }
 
     /// End an operation (see [`Finish`]). Returns whether it ended it now (not before) and

@@ -66,10 +66,19 @@ impl Ports<'_> {
     }
 
     /// Free the ports of the components of `id` that are not in `keep` (they left the
-    /// configuration).
-    pub async fn release_components_except(&self, id: &InstanceId, keep: &[String]) -> Result<(), StoreError> {
+    /// configuration). `owners`: who holds the instance's ports, when already read (no round
+    /// trip then unless one is to be freed).
+    pub async fn release_components_except(
+        &self,
+        id: &InstanceId,
+        keep: &[String],
+        owners: Option<&[String]>,
+    ) -> Result<(), StoreError> {
         let k = self.store.keys();
-        let owners: Vec<String> = self.store.conn().smembers(k.port_owners(id)).await?;
+        let owners: Vec<String> = match owners {
+            Some(known) => known.to_vec(),
+            None => self.store.conn().smembers(k.port_owners(id)).await?,
+        };
         let keep: Vec<String> = keep.iter().map(|c| format!("{id}/{c}")).collect();
         let gone: Vec<String> = owners.into_iter().filter(|o| o != id.as_str() && !keep.contains(o)).collect();
         if gone.is_empty() {

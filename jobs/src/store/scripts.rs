@@ -382,15 +382,17 @@ script!(
     /// the operation must be queued or running; the instance must still be at the job's
     /// generation (else the operation ends `superseded`); a process instance placed on another
     /// node is reported (the job belongs there); the lease is taken (or, resuming, checked and
-    /// extended); for a start, the port is allocated; the operation becomes `running`.
-    /// KEYS: op, instance, config, observed, probe, lease, fence, ports, port-by-instance.
+    /// extended); for a start, the port is allocated (and the instance's port owners read);
+    /// the operation becomes `running`.
+    /// KEYS: op, instance, config, observed, probe, lease, fence, ports, port-by-instance, the
+    /// instance's port owners.
     /// ARGV: holder, lease ttl ms, now, target generation, held lease ('' = take it), own node,
     /// node key prefix, op ttl, channel, op id, check placement ('1'), pool ('' = no port),
     /// first, last, instance id, then ports to skip.
     /// Replies {'gone'}, {'final', status}, {'no_instance'}, {'superseded'},
     /// {'foreign', node, alive}, {'busy'}, {'lease_lost'}, or {'ok', lease, port ('' = none;
     /// -1 taken; 0 exhausted), op fields, instance fields (data, version, desired, generation,
-    /// updated at), config, cv, observed, ov, probe}.
+    /// updated at), config, cv, observed, ov, probe, port owners (nil without a pool)}.
     begin = concat!(
         lua_allocate!(),
         r"
@@ -427,8 +429,9 @@ else
   redis.call('PEXPIRE', KEYS[6], ARGV[2])
 end
 local cfg = redis.call('HMGET', KEYS[3], 'data', 'version')
-local port = ''
+local port, owners = '', false
 if ARGV[12] ~= '' then
+  owners = redis.call('SMEMBERS', KEYS[10])
   local wanted = 0
   local ok, c = pcall(cjson.decode, cfg[1] or '{}')
   if ok and type(c) == 'table' and type(c.port) == 'number' then wanted = c.port end
@@ -444,7 +447,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[8])
 local fields = {}
 for k, v in pairs(op) do table.insert(fields, k) table.insert(fields, v) end
 local probe = redis.call('HGET', KEYS[5], 'data')
-return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe}
+return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe, owners}
 "
     )
 );
