@@ -39,13 +39,13 @@ pub fn confine(
     secrets: &BTreeSet<String>,
     config: &mut DrasiConfig,
 ) -> Result<(), ConfigError> {
+    if !caller.admin {
+        policy::check_config(config, before)?;
+    }
     // Whoever writes: a reference to anything else would resolve (or fail) against an
     // environment nobody chose for the instance.
     secrets::check_references(config, before, secrets, &state.settings.process.env_allow)
         .map_err(|e| ConfigError(vec![e]))?;
-    if !caller.admin {
-        policy::check_config(config, before)?;
-    }
     let policy = network::Policy {
         own_host: Some(render::default_host(platform, &state.settings.process.host)),
         own_port: port,

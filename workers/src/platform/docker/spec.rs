@@ -113,9 +113,17 @@ pub fn container_body(
         pids_limit: Some(settings.pids_limit),
         ..Default::default()
     };
+    // The instance's secrets, where drasi-server resolves `${NAME}` (the image's own
+    // environment aside, nothing else: the worker's never reaches a container).
+    let env = spec
+        .secrets
+        .iter()
+        .map(|(name, value)| format!("{name}={}", secrecy::ExposeSecret::expose_secret(value)))
+        .collect::<Vec<_>>();
     Ok(ContainerCreateBody {
         image: Some(image.to_owned()),
         cmd: Some(cmd),
+        env: (!env.is_empty()).then_some(env),
         labels: Some(labels),
         exposed_ports: Some(ports.iter().map(|p| format!("{p}/tcp")).collect()),
         stop_signal: Some("SIGINT".to_owned()),
@@ -290,6 +298,7 @@ mod tests {
             plugins: Vec::new(),
             runs_as: None,
             superseded: Default::default(),
+            secrets: Vec::new(),
         }
     }
 

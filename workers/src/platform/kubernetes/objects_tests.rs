@@ -21,6 +21,7 @@ fn spec(runtime: RuntimeOptions) -> StartSpec {
         plugins: Vec::new(),
         runs_as: None,
         superseded: Default::default(),
+        secrets: Vec::new(),
     }
 }
 
