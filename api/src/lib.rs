@@ -36,7 +36,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, data, health, instances, logs, operations, queues, secrets as instance_secrets, status};
+use crate::routes::{
+    components, config, data, health, instances, logs, operations, queues, secrets as instance_secrets, status,
+};
 
 /// What every handler may use.
 #[derive(Clone)]

@@ -94,8 +94,14 @@ impl Vault {
         let aad = associated(id, name);
         // Encryption into a Vec cannot fail for a message this size (the crate only fails on
         // lengths beyond 2^38 bytes); an empty ciphertext would fail to open, never leak.
-        let ciphertext = cipher.encrypt(&nonce, Payload { msg: value.as_bytes(), aad: aad.as_bytes() }).unwrap_or_default();
-        Sealed { key_id: key_id.clone(), nonce: B64.encode(nonce.as_slice()), ciphertext: B64.encode(ciphertext), updated_at: at }
+        let ciphertext =
+            cipher.encrypt(&nonce, Payload { msg: value.as_bytes(), aad: aad.as_bytes() }).unwrap_or_default();
+        Sealed {
+            key_id: key_id.clone(),
+            nonce: B64.encode(nonce.as_slice()),
+            ciphertext: B64.encode(ciphertext),
+            updated_at: at,
+        }
     }
 
     /// Open `sealed` as secret `name` of instance `id`.

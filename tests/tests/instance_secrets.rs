@@ -48,7 +48,11 @@ async fn secrets_are_set_listed_by_name_and_removed_and_never_shown() {
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["API_TOKEN", "PG_PASSWORD"]);
-    for path in [format!("/api/v1/instances/{id}/secrets"), format!("/api/v1/instances/{id}"), format!("/api/v1/instances/{id}/config")] {
+    for path in [
+        format!("/api/v1/instances/{id}/secrets"),
+        format!("/api/v1/instances/{id}"),
+        format!("/api/v1/instances/{id}/config"),
+    ] {
         let text = app.req(Method::GET, &path).send().await.unwrap().text().await.unwrap();
         assert!(!text.contains(VALUE) && !text.contains("another-value"), "{path} shows a value: {text}");
     }
@@ -58,14 +62,18 @@ async fn secrets_are_set_listed_by_name_and_removed_and_never_shown() {
 
     let res = app.req(Method::DELETE, &secret_path(&id, "API_TOKEN")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let (status, problem) = draas_tests::problem(app.req(Method::DELETE, &secret_path(&id, "API_TOKEN")).send().await.unwrap()).await;
+    let (status, problem) =
+        draas_tests::problem(app.req(Method::DELETE, &secret_path(&id, "API_TOKEN")).send().await.unwrap()).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("secret_not_found")));
     let (_, list) = app.get_json(&format!("/api/v1/instances/{id}/secrets")).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     // Deleting the instance removes its secrets.
     let _worker = app.start_worker("node-a", &[]);
-    assert_eq!(app.send_json(Method::DELETE, &format!("/api/v1/instances/{id}"), &Value::Null).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.send_json(Method::DELETE, &format!("/api/v1/instances/{id}"), &Value::Null).await.0,
+        StatusCode::ACCEPTED
+    );
     eventually("the secrets removed with the instance", LONG, || async {
         raw_secrets(&app, &id).await.is_empty().then_some(())
     })
@@ -87,7 +95,11 @@ async fn bad_names_values_and_counts_are_refused_and_nothing_is_written() {
     ] {
         let res = app.req(Method::PUT, &secret_path(&id, name)).json(&json!({"value": value})).send().await.unwrap();
         let (status, problem) = draas_tests::problem(res).await;
-        assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{name}: {problem}");
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+            "{name}: {problem}"
+        );
     }
     let res = app.req(Method::PUT, &secret_path(&id, "A")).json(&json!({"value": 1})).send().await.unwrap();
     assert!(res.status().is_client_error(), "a value that is not a string");
@@ -98,7 +110,8 @@ async fn bad_names_values_and_counts_are_refused_and_nothing_is_written() {
     let (status, problem) = draas_tests::problem(res).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("too_many_secrets")));
     assert_eq!(set(&app, &id, "B", "4").await.0, StatusCode::OK, "replacing one is not one more");
-    let res = app.req(Method::PUT, &secret_path("no-such-instance", "A")).json(&json!({"value": "1"})).send().await.unwrap();
+    let res =
+        app.req(Method::PUT, &secret_path("no-such-instance", "A")).json(&json!({"value": "1"})).send().await.unwrap();
     assert_eq!(draas_tests::problem(res).await.1["code"], "instance_not_found");
 
     // Without a key the routes say which setting is missing.
@@ -114,9 +127,8 @@ async fn bad_names_values_and_counts_are_refused_and_nothing_is_written() {
 async fn a_reference_to_the_workers_environment_is_refused_on_every_write_path() {
     let app = spawn_app().await;
     let before = app.snapshot().await;
-    let (status, problem) = app
-        .send_json(Method::POST, "/api/v1/instances", &json!({"name": "homey", "config": {"id": "${HOME}"}}))
-        .await;
+    let (status, problem) =
+        app.send_json(Method::POST, "/api/v1/instances", &json!({"name": "homey", "config": {"id": "${HOME}"}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["errors"][0]["code"], "unknown_variable", "{problem}");
     assert_eq!(problem["errors"][0]["pointer"], "/config/id", "{problem}");
@@ -177,7 +189,12 @@ async fn a_process_server_gets_its_secrets_and_nothing_else_of_the_workers_envir
     }
 
     // A new value reaches the running server at once: the write restarts it.
-    let res = app.req(Method::PUT, &format!("{}?wait=30", secret_path(&id, "APP_ID"))).json(&json!({"value": "rotated"})).send().await.unwrap();
+    let res = app
+        .req(Method::PUT, &format!("{}?wait=30", secret_path(&id, "APP_ID")))
+        .json(&json!({"value": "rotated"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let op = res.headers().get("x-draas-operation").expect("the restart is named").to_str().unwrap().to_owned();
     let done = app.wait_op(&json!({"id": op}), LONG).await;
@@ -209,18 +226,27 @@ async fn what_a_failing_server_prints_of_a_secret_is_masked_in_errors_and_logs()
                       "secrets": {"APP_ID": VALUE}});
     let id = app.send_json(Method::POST, "/api/v1/instances", &body).await.1["id"].as_str().unwrap().to_owned();
     let done = app.wait_op(&app.submit(&id, "start").await, LONG).await;
-    assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("failed"), Some("health_timeout")), "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["error"]["code"].as_str()),
+        (Some("failed"), Some("health_timeout")),
+        "{done}"
+    );
     let detail = done["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("Starting server id=***"), "the log tail, masked: {detail}");
     assert!(!done.to_string().contains(VALUE), "{done}");
 
     let logs = eventually("the server's output shipped", LONG, || async {
-        let text = app.req(Method::GET, &format!("/api/v1/instances/{id}/logs")).send().await.unwrap().text().await.unwrap();
+        let text =
+            app.req(Method::GET, &format!("/api/v1/instances/{id}/logs")).send().await.unwrap().text().await.unwrap();
         text.contains("Starting server id=").then_some(text)
     })
     .await;
     assert!(logs.contains("Starting server id=***") && !logs.contains(VALUE), "{logs}");
-    for path in [format!("/api/v1/instances/{id}"), format!("/api/v1/instances/{id}/history"), format!("/api/v1/operations?instance={id}")] {
+    for path in [
+        format!("/api/v1/instances/{id}"),
+        format!("/api/v1/instances/{id}/history"),
+        format!("/api/v1/operations?instance={id}"),
+    ] {
         let text = app.req(Method::GET, &path).send().await.unwrap().text().await.unwrap();
         assert!(!text.contains(VALUE), "{path}: {text}");
     }
@@ -247,14 +273,23 @@ async fn keys_rotate_an_old_key_still_opens_and_rewrap_reseals_with_the_new_one(
 
     let res = app.req(Method::POST, "/api/v1/secrets/rewrap").send().await.unwrap();
     assert_eq!(draas_tests::problem(res).await.1["code"], "admin_required");
-    let res = app.client.post(format!("{}/api/v1/secrets/rewrap", app.api.base_url)).bearer_auth(ADMIN).send().await.unwrap();
+    let res =
+        app.client.post(format!("{}/api/v1/secrets/rewrap", app.api.base_url)).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let done: Value = res.json().await.unwrap();
     assert_eq!((done["rewrapped"].as_u64(), done["failed"].as_u64()), (Some(1), Some(0)), "{done}");
     let resealed = raw_secrets(&app, &id).await["APP_ID"].clone();
     assert_ne!(resealed, old_sealed);
-    let again: Value =
-        app.client.post(format!("{}/api/v1/secrets/rewrap", app.api.base_url)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let again: Value = app
+        .client
+        .post(format!("{}/api/v1/secrets/rewrap", app.api.base_url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["rewrapped"], 0, "nothing left on the old key");
 
     // The old key can go now: a worker with the new key alone still starts the server.

@@ -462,7 +462,8 @@ async fn secrets_reach_the_pod_through_a_labelled_secret_that_goes_with_the_inst
     assert!(!cm.data.as_ref().unwrap()["server.yaml"].contains("pod-secret"), "the value is in the Secret only");
 
     // The last secret removed: the restart it submits leaves no Secret and no envFrom.
-    let res = w.app.req(Method::DELETE, &format!("/api/v1/instances/{id}/secrets/APP_ID?wait=60")).send().await.unwrap();
+    let res =
+        w.app.req(Method::DELETE, &format!("/api/v1/instances/{id}/secrets/APP_ID?wait=60")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let restart = res.headers()["x-draas-operation"].to_str().unwrap().to_owned();
     assert_eq!(w.app.wait_op(&json!({"id": restart}), LONG).await["status"], "succeeded");
@@ -471,7 +472,13 @@ async fn secrets_reach_the_pod_through_a_labelled_secret_that_goes_with_the_inst
     assert!(d.spec.unwrap().template.spec.unwrap().containers[0].env_from.is_none());
 
     // Set again, then deleted with the instance.
-    let res = w.app.req(Method::PUT, &format!("/api/v1/instances/{id}/secrets/APP_ID")).json(&json!({"value": "v2"})).send().await.unwrap();
+    let res = w
+        .app
+        .req(Method::PUT, &format!("/api/v1/instances/{id}/secrets/APP_ID"))
+        .json(&json!({"value": "v2"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     eventually("the Secret back", LONG, || async { w.api::<Secret>().get_opt(&name).await.unwrap().map(|_| ()) }).await;
     let (status, del) = w.app.send_json(Method::DELETE, &format!("/api/v1/instances/{id}"), &Value::Null).await;

@@ -26,12 +26,9 @@ pub async fn open(ctx: &Ctx, id: &InstanceId) -> Result<Opened, PlatformError> {
         return Ok(Opened { rev: stored.rev, ..Opened::default() });
     }
     let unavailable = |m: String| PlatformError::new(ErrorCode::SecretsUnavailable, m);
-    let vault = ctx
-        .settings
-        .secrets
-        .vault()
-        .map_err(|e| unavailable(e.to_string()))?
-        .ok_or_else(|| unavailable("the instance has secrets and this worker has no secrets.keys to open them".into()))?;
+    let vault = ctx.settings.secrets.vault().map_err(|e| unavailable(e.to_string()))?.ok_or_else(|| {
+        unavailable("the instance has secrets and this worker has no secrets.keys to open them".into())
+    })?;
     let mut env = Vec::with_capacity(stored.sealed.len());
     for (name, sealed) in &stored.sealed {
         let value = vault.open(id, name, sealed).map_err(|e| unavailable(format!("secret {name}: {e}")))?;

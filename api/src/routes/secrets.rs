@@ -66,7 +66,10 @@ pub fn too_many(state: &AppState) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "too_many_secrets",
-        format!("an instance may have at most {} secrets (secrets.max_per_instance)", state.settings.secrets.max_per_instance),
+        format!(
+            "an instance may have at most {} secrets (secrets.max_per_instance)",
+            state.settings.secrets.max_per_instance
+        ),
     )
 }
 
@@ -77,7 +80,10 @@ fn info(name: &SecretName, sealed: &Sealed) -> SecretInfo {
 /// The names of an instance's secrets and when each was set; never a value.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/secrets", tag = "secrets", params(("id" = String, Path)),
     responses((status = 200, body = SecretList), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(state): State<AppState>, PathParams(id): PathParams<String>) -> Result<Json<SecretList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<SecretList>, ApiError> {
     let id = parse_id(&id)?;
     load(&state, &id).await?;
     let stored = state.store.secrets().load(&id).await?;
@@ -167,7 +173,10 @@ async fn restart(state: &AppState, id: &InstanceId, rid: &str, wait: std::time::
 /// keys after it can be dropped. Answers how many values it sealed anew.
 #[utoipa::path(post, path = "/api/v1/secrets/rewrap", tag = "secrets",
     responses((status = 200, body = Rewrapped), (status = 403, body = Problem), (status = 503, body = Problem)))]
-pub async fn rewrap(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Rewrapped>, ApiError> {
+pub async fn rewrap(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Rewrapped>, ApiError> {
     if !caller.admin {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "admin_required", "only an admin token may rewrap secrets"));
     }

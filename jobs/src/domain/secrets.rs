@@ -103,8 +103,7 @@ pub fn check_references(
         if found.is_some() {
             return;
         }
-        let unknown =
-            |n: &&str| !secrets.contains(*n) && !known.contains(*n) && !allowed.iter().any(|a| a == n);
+        let unknown = |n: &&str| !secrets.contains(*n) && !known.contains(*n) && !allowed.iter().any(|a| a == n);
         if let Some(name) = references(s).into_iter().find(unknown) {
             found = Some(FieldError::new(
                 "unknown_variable",

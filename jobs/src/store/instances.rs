@@ -350,7 +350,15 @@ pub(super) fn assemble(
     // A probe record is advisory: an unreadable one is as good as none.
     let probe = decode::<ProbeRecord>(&k.probe(id), raw[2]).ok().flatten().map(|v| v.value);
     Ok(match (instance, config) {
-        (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed, probe, unreadable, secrets_rev: 0, secret_names: Default::default() }),
+        (Some(instance), Some(config)) => Some(InstanceState {
+            instance,
+            config,
+            observed,
+            probe,
+            unreadable,
+            secrets_rev: 0,
+            secret_names: Default::default(),
+        }),
         _ => None,
     })
 }

@@ -41,7 +41,13 @@ pub struct Secrets<'a> {
 
 impl Secrets<'_> {
     /// Set secret `name` of instance `id`, unless the instance has `max` others.
-    pub async fn set(&self, id: &InstanceId, name: &SecretName, sealed: &Sealed, max: usize) -> Result<SetOutcome, StoreError> {
+    pub async fn set(
+        &self,
+        id: &InstanceId,
+        name: &SecretName,
+        sealed: &Sealed,
+        max: usize,
+    ) -> Result<SetOutcome, StoreError> {
         let k = self.store.keys();
         let reply: String = scripts::secret_set()
             .key(k.instance(id))
@@ -93,7 +99,13 @@ impl Secrets<'_> {
 
     /// Replace `old` by `new` (the same value sealed anew), unless the secret changed since it
     /// was read; whether it replaced it.
-    pub async fn reseal(&self, id: &InstanceId, name: &SecretName, old: &Sealed, new: &Sealed) -> Result<bool, StoreError> {
+    pub async fn reseal(
+        &self,
+        id: &InstanceId,
+        name: &SecretName,
+        old: &Sealed,
+        new: &Sealed,
+    ) -> Result<bool, StoreError> {
         let done: i32 = scripts::secret_reseal()
             .key(self.store.keys().secrets(id))
             .arg(name.as_str())

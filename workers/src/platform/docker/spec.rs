@@ -323,6 +323,19 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_the_containers_environment_and_only_they() {
+        let fleet = Deployment { name: "fleet".into(), id: "01jfleet".into() };
+        let settings = DockerSettings::default();
+        let plain = container_body(&spec(RuntimeOptions::default()), "img:1", &settings, &fleet, false).unwrap();
+        assert_eq!(plain.env, None);
+        let mut with = spec(RuntimeOptions::default());
+        with.secrets = vec![("PG_PASSWORD".into(), secrecy::SecretString::from("hunter2"))];
+        let body = container_body(&with, "img:1", &settings, &fleet, false).unwrap();
+        assert_eq!(body.env, Some(vec!["PG_PASSWORD=hunter2".to_owned()]));
+        assert!(!format!("{with:?}").contains("hunter2"), "a spec never prints a value");
+    }
+
+    #[test]
     fn engine_states_map_to_messages_with_exit_code_and_oom_flag() {
         let exited = |code, oom| ContainerState {
             status: Some(ContainerStateStatusEnum::EXITED),

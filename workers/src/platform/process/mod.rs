@@ -507,7 +507,6 @@ fn validate_verdict(report: &str) -> &str {
         .map_or("configuration rejected", str::trim)
 }
 
-
 fn kill_group(pid: i32, signal: Signal) {
     if pid > 1 {
         let _ = killpg(Pid::from_raw(pid), signal);
