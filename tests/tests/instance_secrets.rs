@@ -160,6 +160,16 @@ async fn a_reference_to_the_workers_environment_is_refused_on_every_write_path()
         assert_eq!(problem["errors"][0]["code"], "unknown_variable", "{problem}");
         assert!(problem["errors"][0]["message"].as_str().unwrap().contains("${HOME}"), "{problem}");
     }
+    // The original API's configuration PATCH refuses it in its own error shape.
+    let compat = app
+        .req(Method::PATCH, &format!("/api/configuration/instances/{id}"))
+        .header("content-type", "application/json-patch+json")
+        .body(r#"[{"op": "add", "path": "/sources/-", "value": {"kind": "mock", "id": "s3", "dataType": "${HOME}"}}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compat.status(), StatusCode::BAD_REQUEST);
+    assert!(compat.text().await.unwrap().contains("${HOME}"), "the original API names the variable too");
     assert_eq!(app.snapshot().await, before, "nothing written");
     // PATH is on the operator's allow-list, the instance's secrets are its own.
     let allowed = json!({"id": "${APP_ID}", "sources": [{"kind": "mock", "id": "s", "dataType": "${APP_ID}-${PATH}"}]});
