@@ -704,6 +704,26 @@ mod tests {
     }
 
     #[test]
+    fn secret_keys_and_the_env_allow_list_come_from_comma_separated_variables() {
+        let (a, b) = (crate::vault::generate_key(), crate::vault::generate_key());
+        let keys = format!("{}, {}", a.expose_secret(), b.expose_secret());
+        let vars = [
+            ("DRAAS_DEV", "true"),
+            ("DRAAS_SECRETS__KEYS", keys.as_str()),
+            ("DRAAS_PROCESS__ENV_ALLOW", "PATH,PGPORT"),
+        ];
+        let s = Settings::load_from(Some(&committed_dir()), env(&vars)).expect("settings");
+        let got: Vec<_> = s.secrets.keys.iter().map(|k| k.expose_secret().to_owned()).collect();
+        assert_eq!(got, [a.expose_secret(), b.expose_secret()]);
+        assert_eq!(s.process.env_allow, ["PATH", "PGPORT"]);
+        let d = Settings::load_from(Some(&committed_dir()), env(&[("DRAAS_DEV", "true")])).expect("settings");
+        assert!(d.secrets.keys.is_empty() && d.process.env_allow == ["PATH", "LANG", "LC_ALL", "TZ"], "{d:?}");
+        assert!(Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_SECRETS__KEYS", "c2hvcnQ=")])).is_err());
+        let own = [("DRAAS_DEV", "true"), ("DRAAS_PROCESS__ENV_ALLOW", "PATH,DRAAS_REDIS_URL")];
+        assert!(Settings::load_from(None, env(&own)).is_err(), "draas' own variables never reach a server");
+    }
+
+    #[test]
     fn missing_tokens_without_dev_mode_and_bad_prefixes_are_refused() {
         assert!(Settings::load_from(None, env(&[])).expect("settings").require_auth().is_err());
         assert!(Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_KEY_PREFIX", "a}b")])).is_err());
