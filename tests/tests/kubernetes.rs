@@ -461,6 +461,15 @@ async fn secrets_reach_the_pod_through_a_labelled_secret_that_goes_with_the_inst
     let cm = w.api::<ConfigMap>().get(&name).await.unwrap();
     assert!(!cm.data.as_ref().unwrap()["server.yaml"].contains("pod-secret"), "the value is in the Secret only");
 
+    // Deleted by hand, the Secret is put back by the reconciler (the pod cannot start without it).
+    let before = w.api::<Secret>().get(&name).await.unwrap().metadata.uid;
+    w.api::<Secret>().delete(&name, &Default::default()).await.unwrap();
+    eventually("the Secret put back", LONG, || async {
+        let back = w.api::<Secret>().get_opt(&name).await.unwrap()?;
+        (back.metadata.uid != before).then_some(())
+    })
+    .await;
+
     // The last secret removed: the restart it submits leaves no Secret and no envFrom.
     let res =
         w.app.req(Method::DELETE, &format!("/api/v1/instances/{id}/secrets/APP_ID?wait=60")).send().await.unwrap();
