@@ -116,6 +116,46 @@ pub struct CreateInstance {
     /// Container image and resource limits (docker and kubernetes platforms).
     #[serde(default)]
     pub runtime: Option<RuntimeOptions>,
+    /// The instance's first secrets, name → value (write-only, like `PUT …/secrets/{name}`),
+    /// so a configuration that references them is accepted in the same request.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub secrets: Option<std::collections::BTreeMap<String, secrecy::SecretString>>,
+}
+
+/// Body of `PUT /api/v1/instances/{id}/secrets/{name}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecret {
+    /// The value (never shown again by any route).
+    #[schema(value_type = String)]
+    pub value: secrecy::SecretString,
+}
+
+/// A secret as the API shows it: its name and when it was set, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInfo {
+    pub name: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An instance's secrets, by name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretList {
+    pub items: Vec<SecretInfo>,
+}
+
+/// What `POST /api/v1/secrets/rewrap` did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrapped {
+    /// Values sealed anew with the first key.
+    pub rewrapped: u64,
+    /// Values no configured key opens (they stay as they are; see the log).
+    pub failed: u64,
+    /// Id of the key every other value is now sealed with.
+    pub key_id: String,
 }
 
 /// Body of `PATCH /api/v1/instances/{id}`: the fields to change.

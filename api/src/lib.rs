@@ -36,7 +36,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{components, config, data, health, instances, logs, operations, queues, status};
+use crate::routes::{
+    components, config, data, health, instances, logs, operations, queues, secrets as instance_secrets, status,
+};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -99,6 +101,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/instances/{id}/queries/{query}/results", get(data::results))
         .route("/api/v1/instances/{id}/queries/{query}/watch", get(data::watch))
         .route("/api/v1/instances/{id}/reconcile", post(status::reconcile_one))
+        .route("/api/v1/instances/{id}/secrets", get(instance_secrets::list))
+        .route(
+            "/api/v1/instances/{id}/secrets/{name}",
+            axum::routing::put(instance_secrets::put).delete(instance_secrets::delete),
+        )
+        .route("/api/v1/secrets/rewrap", post(instance_secrets::rewrap))
         .route("/api/v1/status/recent-changes", get(status::recent_changes))
         .route("/api/v1/status/updates", post(status::push))
         .route("/api/v1/events", get(status::events))

@@ -4,9 +4,12 @@
 //! (as the Kubernetes API reports what it changed), so the body keeps its shape; and, unless
 //! an admin token asks, it is refused (422, naming the field) when it sets what only an admin
 //! may or names a file outside the instance's directory, as are runtime options outside the
-//! allow-list and maximums ([`draas_jobs::domain::policy`]).
+//! allow-list and maximums ([`draas_jobs::domain::policy`]). Whoever writes, a `${NAME}`
+//! must name a secret of the instance or a variable of `process.env_allow`
+//! ([`draas_jobs::domain::secrets`]).
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
@@ -15,7 +18,7 @@ use axum::response::Response;
 use draas_jobs::domain::config::DrasiConfig;
 use draas_jobs::domain::model::{InstanceState, Platform, RuntimeOptions};
 use draas_jobs::domain::validate::ConfigError;
-use draas_jobs::domain::{network, policy, render};
+use draas_jobs::domain::{network, policy, render, secrets};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -33,11 +36,16 @@ pub fn confine(
     platform: Platform,
     port: Option<u16>,
     before: Option<&DrasiConfig>,
+    secrets: &BTreeSet<String>,
     config: &mut DrasiConfig,
 ) -> Result<(), ConfigError> {
     if !caller.admin {
         policy::check_config(config, before)?;
     }
+    // Whoever writes: a reference to anything else would resolve (or fail) against an
+    // environment nobody chose for the instance.
+    secrets::check_references(config, before, secrets, &state.settings.process.env_allow)
+        .map_err(|e| ConfigError(vec![e]))?;
     let policy = network::Policy {
         own_host: Some(render::default_host(platform, &state.settings.process.host)),
         own_port: port,
@@ -65,7 +73,15 @@ pub fn confine_for(
 ) -> Result<(), ConfigError> {
     let port = s.observed.as_ref().and_then(|o| o.value.port);
     let before = s.unreadable.is_none().then_some(&s.config.value);
-    confine(state, caller, s.instance.value.platform, port, before, config)
+    confine(state, caller, s.instance.value.platform, port, before, &s.secret_names, config)
+}
+
+/// Check the `${NAME}` references of a new configuration of the instance `s` (the part of
+/// [`confine_for`] that a path which applies no other policy still applies).
+pub fn check_references_for(state: &AppState, s: &InstanceState, config: &DrasiConfig) -> Result<(), ConfigError> {
+    let before = s.unreadable.is_none().then_some(&s.config.value);
+    secrets::check_references(config, before, &s.secret_names, &state.settings.process.env_allow)
+        .map_err(|e| ConfigError(vec![e]))
 }
 
 /// May `caller` give an instance on `platform` these runtime options (image, CPUs, memory)?

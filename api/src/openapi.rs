@@ -8,7 +8,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::plugins;
-use crate::routes::{components, config, data, health, instances, logs, operations, queues, status};
+use crate::routes::{components, config, data, health, instances, logs, operations, queues, secrets, status};
 
 /// The v1 API.
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use crate::routes::{components, config, data, health, instances, logs, operation
         operations::get, operations::list, operations::cancel, queues::list, queues::backlog,
         status::history, status::recent_changes, status::events, status::push, status::reconcile_one, status::reconcile_all,
         plugins::list,
+        secrets::list, secrets::put, secrets::delete, secrets::rewrap,
     ),
     components(schemas(
         crate::error::Problem, draas_jobs::domain::validate::FieldError, crate::dto::Instance, crate::dto::InstancePage,
@@ -37,10 +38,11 @@ use crate::routes::{components, config, data, health, instances, logs, operation
         draas_jobs::domain::model::Platform, draas_jobs::domain::model::ProbeRecord, draas_jobs::domain::model::DesiredState, draas_jobs::domain::model::Status,
         draas_jobs::domain::model::ComponentStatus, draas_jobs::domain::model::Condition, draas_jobs::domain::model::RuntimeFacts,
         crate::dto::ComponentsSummary, plugins::Plugins, plugins::CatalogDto,
+        crate::dto::SetSecret, crate::dto::SecretInfo, crate::dto::SecretList, crate::dto::Rewrapped,
     )),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = [])),
-    tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "plugins"), (name = "data"), (name = "health")),
+    tags((name = "instances"), (name = "config"), (name = "lifecycle"), (name = "operations"), (name = "status"), (name = "plugins"), (name = "data"), (name = "secrets"), (name = "health")),
 )]
 pub struct ApiDoc;
 

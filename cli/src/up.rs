@@ -1,6 +1,7 @@
 //! `draas up`: everything on one machine. Without `DRAAS_REDIS_URL` it runs a private
 //! `redis-server` (AOF on, unix socket only) under the data dir, installing Debian's
-//! redis-server first when it is missing; without tokens it makes one and keeps it.
+//! redis-server first when it is missing; without tokens it makes one and keeps it, and
+//! without `secrets.keys` a key for the instances' secrets (`<data dir>/secrets.key`, 0600).
 //!
 //! It locks its data dir first (a second `up` there refuses, and so never starts a second
 //! Redis on the same socket and AOF), then binds its listener, and only then starts anything
@@ -42,6 +43,9 @@ pub async fn run() -> anyhow::Result<()> {
     settings.data_dir = settings.data_dir.canonicalize()?;
     // Held until the process exits: the OS releases it however the process ends.
     let _lock = lock_data_dir(&settings.data_dir)?;
+    if settings.secrets.keys.is_empty() {
+        settings.secrets.keys = vec![ensure_secrets_key(&settings.data_dir)?];
+    }
     // Bound before anything is announced or started: a taken port ends `up` at once, saying so.
     let listener = crate::bind_api(&settings).await?;
     settings.listen = listener.local_addr()?;
@@ -125,6 +129,23 @@ fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
     std::io::Write::write_all(&mut f, token.as_bytes())?;
     Ok(token)
+}
+
+/// The key of `<data dir>/secrets.key`, made (random, 0600) when there is none.
+fn ensure_secrets_key(data_dir: &Path) -> anyhow::Result<SecretString> {
+    let path = data_dir.join("secrets.key");
+    if let Ok(k) = std::fs::read_to_string(&path)
+        && !k.trim().is_empty()
+    {
+        let key = SecretString::from(k.trim().to_owned());
+        draas_jobs::vault::Vault::new(std::slice::from_ref(&key))
+            .with_context(|| format!("{} holds no usable key", path.display()))?;
+        return Ok(key);
+    }
+    let key = draas_jobs::vault::generate_key();
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut f, key.expose_secret().as_bytes())?;
+    Ok(key)
 }
 
 /// On the way out: the servers left running (they outlive draas) and who takes them up.

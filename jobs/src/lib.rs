@@ -7,6 +7,7 @@
 //! | [`queue`] | job payloads, queue names, submitting operations, sweeping finished tasks |
 //! | [`drasi`] | drasi-server's REST API as draas reads it: components, query results |
 //! | [`settings`] | one `Settings`, loaded in layers |
+//! | [`vault`] | encryption of the instances' secrets at rest |
 //! | [`auth`], [`metrics`], [`telemetry`] | bearer tokens, Prometheus metrics, tracing set-up |
 
 pub mod auth;
@@ -17,3 +18,4 @@ pub mod queue;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod vault;

@@ -9,9 +9,11 @@
 mod kubernetes;
 mod network;
 mod policy;
+mod secrets;
 pub use kubernetes::{DataVolume, KubePlugins, KubeResources, KubernetesSettings, ProbeVia, ServiceType};
 pub use network::{NetworkSettings, PortRange};
 pub use policy::{PolicySettings, own_image};
+pub use secrets::SecretSettings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,8 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// What users may run: images, CPU and memory (admin tokens are exempt).
     pub policy: PolicySettings,
+    /// Instance secrets: the keys they are encrypted with, their limits.
+    pub secrets: SecretSettings,
     /// Have drasi-server verify plugin signatures (`false`: it is started with
     /// `--skip-verification`, and the plugins directories this deployment configures are
     /// trusted as they are; `true` needs a `plugins.lock` beside the plugins).
@@ -249,6 +253,11 @@ pub struct ProcessSettings {
     /// drasi-server's plugins directory on this node (none: `plugins` beside the executable,
     /// where drasi-server itself looks); passed to `run` and `validate` as `--plugins-dir`.
     pub plugins_dir: Option<PathBuf>,
+    /// Variables of the worker's environment a configuration may reference (`${NAME}`) and
+    /// that the process platform passes to drasi-server (which gets nothing else of the
+    /// worker's environment besides the instance's secrets and draas' own `DRAAS_*`
+    /// markers). Names starting with `DRAAS_` are refused.
+    pub env_allow: Vec<String>,
 }
 
 /// Docker platform: drasi-server in containers of one Docker engine.
@@ -390,6 +399,7 @@ impl Default for Settings {
             logs: LogSettings::default(),
             network: NetworkSettings::default(),
             policy: PolicySettings::default(),
+            secrets: SecretSettings::default(),
             shutdown_grace_secs: 10,
             verify_plugins: false,
         }
@@ -441,6 +451,7 @@ impl Default for ProcessSettings {
             port_range_end: 8999,
             host: "127.0.0.1".into(),
             plugins_dir: None,
+            env_allow: ["PATH", "LANG", "LC_ALL", "TZ"].map(String::from).to_vec(),
         }
     }
 }
@@ -512,6 +523,8 @@ impl Settings {
                 .with_list_parse_key("admin_tokens")
                 .with_list_parse_key("network.allowed_hosts")
                 .with_list_parse_key("policy.images")
+                .with_list_parse_key("secrets.keys")
+                .with_list_parse_key("process.env_allow")
                 .with_list_parse_key("kubernetes.plugins.kinds")
                 .with_list_parse_key("kubernetes.plugins.copy_command")
                 .with_list_parse_key("kubernetes.config_copy_command")
@@ -524,6 +537,8 @@ impl Settings {
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.api_tokens = clean_tokens(&settings.api_tokens);
         settings.admin_tokens = clean_tokens(&settings.admin_tokens);
+        settings.secrets.keys = clean_tokens(&settings.secrets.keys);
+        settings.process.env_allow.retain(|n| !n.trim().is_empty());
         settings.check()?;
         Ok(settings)
     }
@@ -545,6 +560,12 @@ impl Settings {
         }
         if let Some(p) = self.policy.problems().into_iter().next() {
             return Err(SettingsError::Invalid(p));
+        }
+        self.secrets.vault().map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        if let Some(n) = self.process.env_allow.iter().find(|n| n.starts_with("DRAAS_") || n.contains(['=', '\0'])) {
+            return Err(SettingsError::Invalid(format!(
+                "process.env_allow names '{n}': draas' own DRAAS_* variables (tokens, the Redis URL) never reach a server"
+            )));
         }
         if self.api.heartbeat_secs == 0 {
             return Err(SettingsError::Invalid("api.heartbeat_secs must be at least 1".into()));
@@ -680,6 +701,26 @@ mod tests {
         assert_eq!(s.kubernetes.namespace, "drasi-a");
         assert_eq!(Settings::default().kubernetes.namespace, "drasi-instances");
         assert!(Settings::load_from(None, env(&[("DRAAS_KUBE_NAMESPACE", "Not_A_Namespace")])).is_err());
+    }
+
+    #[test]
+    fn secret_keys_and_the_env_allow_list_come_from_comma_separated_variables() {
+        let (a, b) = (crate::vault::generate_key(), crate::vault::generate_key());
+        let keys = format!("{}, {}", a.expose_secret(), b.expose_secret());
+        let vars = [
+            ("DRAAS_DEV", "true"),
+            ("DRAAS_SECRETS__KEYS", keys.as_str()),
+            ("DRAAS_PROCESS__ENV_ALLOW", "PATH,PGPORT"),
+        ];
+        let s = Settings::load_from(Some(&committed_dir()), env(&vars)).expect("settings");
+        let got: Vec<_> = s.secrets.keys.iter().map(|k| k.expose_secret().to_owned()).collect();
+        assert_eq!(got, [a.expose_secret(), b.expose_secret()]);
+        assert_eq!(s.process.env_allow, ["PATH", "PGPORT"]);
+        let d = Settings::load_from(Some(&committed_dir()), env(&[("DRAAS_DEV", "true")])).expect("settings");
+        assert!(d.secrets.keys.is_empty() && d.process.env_allow == ["PATH", "LANG", "LC_ALL", "TZ"], "{d:?}");
+        assert!(Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_SECRETS__KEYS", "c2hvcnQ=")])).is_err());
+        let own = [("DRAAS_DEV", "true"), ("DRAAS_PROCESS__ENV_ALLOW", "PATH,DRAAS_REDIS_URL")];
+        assert!(Settings::load_from(None, env(&own)).is_err(), "draas' own variables never reach a server");
     }
 
     #[test]

@@ -439,12 +439,30 @@ impl TestApp {
     }
 }
 
+/// The key every test deployment encrypts its instances' secrets with (`secrets.keys`).
+pub const SECRETS_KEY: &str = "oZ3d0MSda9oeq1KyvtB6h66H74hTbeVbkkTyvk8j8MU=";
+
+/// What a test's servers may take from the worker's environment (`process.env_allow`): the
+/// defaults, the stand-in's fault switches, the unset variables tests reference to make a
+/// server fail, the Postgres settings `postgres::up_with` gives the worker, and the names the
+/// configuration tests reference to show that references reach drasi-server untouched.
+pub const ENV_ALLOW: &str = "PATH,LANG,LC_ALL,TZ,DRASI_STANDIN_PLUGINS,DRASI_STANDIN_CRASH_AFTER_SECS,\
+DRASI_STANDIN_NEVER_HEALTHY,DRASI_STANDIN_IGNORE_SIGINT,DRASI_STANDIN_STARTUP_DELAY_MS,DRASI_STANDIN_LOG_EVERY_MS,\
+TEST_UNSET_ID,TEST_NO_SUCH_VAR,PGPORT,PGPASSWORD,DB_PASSWORD,HOST,TOKEN,HOOK_TOKEN,ESCAPED";
+
+/// The Redis key of instance `id`'s secrets under `prefix`.
+pub fn secrets_key(prefix: &str, id: &str) -> String {
+    draas_jobs::store::Keys::new(prefix).secrets(&id.parse().expect("instance id"))
+}
+
 fn app_env(redis: &TestRedis, prefix: &str, token: &str) -> Vec<(String, String)> {
     vec![
         ("DRAAS_REDIS_URL".into(), redis.url.clone()),
         ("DRAAS_KEY_PREFIX".into(), prefix.to_owned()),
         ("DRAAS_API_TOKENS".into(), token.to_owned()),
         ("DRAAS_LISTEN".into(), "127.0.0.1:0".into()),
+        ("DRAAS_SECRETS__KEYS".into(), SECRETS_KEY.into()),
+        ("DRAAS_PROCESS__ENV_ALLOW".into(), ENV_ALLOW.into()),
     ]
 }
 

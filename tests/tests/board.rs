@@ -94,7 +94,7 @@ fn is_png(path: &Path) -> bool {
 /// operation appears. Returns the rejected ones, the panicked one and the worker left running.
 async fn failed_operations(app: &TestApp) -> (Vec<Value>, Value, DraasProcess) {
     let no_repair = ("DRAAS_RECONCILE__REPAIR_ERROR", "false");
-    let rejected = json!({"id": "${DRAAS_TEST_UNSET_ID}", "sources": [], "queries": [], "reactions": []});
+    let rejected = json!({"id": "${TEST_UNSET_ID}", "sources": [], "queries": [], "reactions": []});
     let mut ops = Vec::new();
     for name in ["rejected-a", "rejected-b", "rejected-c"] {
         let id = app.create_instance(name, rejected.clone()).await["id"].as_str().unwrap().to_owned();
@@ -149,7 +149,7 @@ async fn the_console_groups_failures_by_code_and_lists_instances_queues_and_oper
         let id = op["id"].as_str().unwrap();
         assert!(dom.contains(&format!(r##"href="#/operations/{id}""##)), "failed operation {id} is linked:\n{dom}");
     }
-    assert!(dom.contains("DRAAS_TEST_UNSET_ID"), "the latest error's detail:\n{dom}");
+    assert!(dom.contains("TEST_UNSET_ID"), "the latest error's detail:\n{dom}");
     for name in ["shared", "reconcile", "node-node-a"] {
         assert!(dom.contains(&format!("<td><code>{name}</code></td>")), "queue {name} has a row:\n{dom}");
     }

@@ -203,7 +203,7 @@ async fn lifecycle_commands_wait_for_their_operation_and_fail_with_its_error() {
     assert!(waited.ok().contains(" restarted "), "{waited}");
     assert_eq!(cli.run(&["op", "get", op, "-o", "json"]).json()["status"], "succeeded");
 
-    let rejected = cli.file("rejected.yaml", "id: ${DRAAS_TEST_UNSET_ID}\nsources: []\n");
+    let rejected = cli.file("rejected.yaml", "id: ${TEST_UNSET_ID}\nsources: []\n");
     cli.run(&["instance", "create", "rejected", "-f", &rejected]).ok();
     let failed = cli.run(&["instance", "start", "rejected", "--wait"]);
     assert!(failed.fails(3).starts_with("error: config_rejected: instance rejected: "), "{failed}");

@@ -192,7 +192,7 @@ fn the_worker_role_grants_only_instance_objects_in_the_instances_namespace() {
         }
     }
     let write = ["get", "list", "create", "patch", "delete"];
-    let mut expected: BTreeSet<String> = ["/configmaps", "/services", "apps/deployments"]
+    let mut expected: BTreeSet<String> = ["/configmaps", "/secrets", "/services", "apps/deployments"]
         .iter()
         .flat_map(|r| write.iter().map(move |v| format!("{r}:{v}")))
         .collect();

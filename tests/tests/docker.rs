@@ -152,6 +152,28 @@ async fn start_stop_delete_runs_a_labelled_limited_container_and_removes_it() {
 }
 
 #[tokio::test]
+async fn secrets_reach_the_container_as_its_environment_and_nothing_of_the_workers() {
+    let w = world().await;
+    let _worker = w.worker("node-a", &[("WORKER_ONLY_VARIABLE", "leak")]);
+    let body = json!({"name": "boxed-secrets", "platform": "docker",
+        "config": {"id": "${APP_ID}", "logLevel": "info", "sources": [], "queries": [], "reactions": []},
+        "secrets": {"APP_ID": "boxed-secret"}});
+    let (status, created) = w.app.send_json(Method::POST, "/api/v1/instances", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let op = w.start(&id).await;
+    let endpoint = op["result"]["endpoint"].as_str().unwrap().to_owned();
+    let served: Value = reqwest::get(format!("{endpoint}/api/v1/config")).await.unwrap().json().await.unwrap();
+    assert_eq!(served["id"], "boxed-secret", "drasi-server resolved ${{APP_ID}} to the secret");
+    let c = w.container(&id).await.expect("container");
+    let env = c.config.as_ref().unwrap().env.clone().unwrap_or_default();
+    assert!(env.contains(&"APP_ID=boxed-secret".to_owned()), "{env:?}");
+    assert!(!env.iter().any(|v| v.starts_with("WORKER_ONLY_VARIABLE=") || v.starts_with("DRAAS_")), "{env:?}");
+    let host = c.host_config.clone().unwrap();
+    assert_eq!((host.cap_drop, host.readonly_rootfs), (Some(vec!["ALL".to_owned()]), Some(true)), "still hardened");
+}
+
+#[tokio::test]
 async fn starting_twice_adopts_the_running_container() {
     let w = world().await;
     let _worker = w.worker("node-a", &[]);

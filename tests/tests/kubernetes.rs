@@ -433,6 +433,70 @@ async fn a_start_whose_image_cannot_be_pulled_fails_at_once_with_image_pull_fail
 }
 
 #[tokio::test]
+async fn secrets_reach_the_pod_through_a_labelled_secret_that_goes_with_the_instance() {
+    let w = world(&[]).await;
+    let body = json!({"name": "kube-secrets", "platform": "kubernetes",
+                      "config": {"sources": [], "queries": [], "reactions": []},
+                      "secrets": {"APP_ID": "pod-secret"}});
+    let (status, i) = w.app.send_json(Method::POST, "/api/v1/instances", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{i}");
+    let id = i["id"].as_str().unwrap().to_owned();
+    let name = format!("draas-{id}");
+    let op = w.run(&id, "start").await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+
+    let secret = w.api::<Secret>().get(&name).await.unwrap();
+    assert_eq!(secret.data.as_ref().unwrap()["APP_ID"].0, b"pod-secret");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let labels = secret.labels();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "draas");
+    assert_eq!(labels["draas.io/instance"], id);
+    assert_eq!(labels["draas.io/deployment"], w.app.prefix);
+    assert_eq!(labels["draas.io/deployment-id"], w.app.deployment_id().await);
+    owned_by_draas(&secret);
+    let d = w.api::<Deployment>().get(&name).await.unwrap();
+    let c = &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let from = c.env_from.as_ref().expect("envFrom");
+    assert_eq!(from[0].secret_ref.as_ref().map(|r| r.name.as_str()), Some(name.as_str()), "{from:?}");
+    let cm = w.api::<ConfigMap>().get(&name).await.unwrap();
+    assert!(!cm.data.as_ref().unwrap()["server.yaml"].contains("pod-secret"), "the value is in the Secret only");
+
+    // Deleted by hand, the Secret is put back by the reconciler (the pod cannot start without it).
+    let before = w.api::<Secret>().get(&name).await.unwrap().metadata.uid;
+    w.api::<Secret>().delete(&name, &Default::default()).await.unwrap();
+    eventually("the Secret put back", LONG, || async {
+        let back = w.api::<Secret>().get_opt(&name).await.unwrap()?;
+        (back.metadata.uid != before).then_some(())
+    })
+    .await;
+
+    // The last secret removed: the restart it submits leaves no Secret and no envFrom.
+    let res =
+        w.app.req(Method::DELETE, &format!("/api/v1/instances/{id}/secrets/APP_ID?wait=60")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let restart = res.headers()["x-draas-operation"].to_str().unwrap().to_owned();
+    assert_eq!(w.app.wait_op(&json!({"id": restart}), LONG).await["status"], "succeeded");
+    assert!(w.api::<Secret>().get_opt(&name).await.unwrap().is_none(), "no secrets, no Secret");
+    let d = w.api::<Deployment>().get(&name).await.unwrap();
+    assert!(d.spec.unwrap().template.spec.unwrap().containers[0].env_from.is_none());
+
+    // Set again, then deleted with the instance.
+    let res = w
+        .app
+        .req(Method::PUT, &format!("/api/v1/instances/{id}/secrets/APP_ID"))
+        .json(&json!({"value": "v2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    eventually("the Secret back", LONG, || async { w.api::<Secret>().get_opt(&name).await.unwrap().map(|_| ()) }).await;
+    let (status, del) = w.app.send_json(Method::DELETE, &format!("/api/v1/instances/{id}"), &Value::Null).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{del}");
+    assert_eq!(w.app.wait_op(&del, LONG).await["status"], "succeeded");
+    assert!(w.api::<Secret>().get_opt(&name).await.unwrap().is_none(), "the Secret went with the instance");
+}
+
+#[tokio::test]
 async fn the_worker_role_allows_the_workers_requests_and_refuses_the_rest() {
     let kube = KubeApiServer::shared().await;
     let admin = kube.client(Who::Admin).await;
@@ -457,8 +521,9 @@ async fn the_worker_role_allows_the_workers_requests_and_refuses_the_rest() {
     let theirs: Api<ConfigMap> = Api::namespaced(worker.clone(), &other);
     let r = theirs.patch("draas-probe", &apply, &Patch::Apply(&cm)).await.map(|_| ());
     assert!(refused(r), "a write in another namespace is refused");
-    let r = Api::<Secret>::namespaced(worker.clone(), &ns).list(&ListParams::default()).await.map(|_| ());
-    assert!(refused(r), "secrets are not the worker's");
+    Api::<Secret>::namespaced(worker.clone(), &ns).list(&ListParams::default()).await.expect("its instances' secrets");
+    let r = Api::<Secret>::namespaced(worker.clone(), &other).list(&ListParams::default()).await.map(|_| ());
+    assert!(refused(r), "secrets elsewhere are not the worker's");
     let r = Api::<ConfigMap>::all(worker.clone()).list(&ListParams::default()).await.map(|_| ());
     assert!(refused(r), "nothing cluster-wide");
     let r = Api::<Pod>::namespaced(worker, &ns).delete("x", &Default::default()).await.map(|_| ());

@@ -145,14 +145,14 @@ async fn a_missing_executable_fails_the_operation_at_once_and_marks_the_instance
 async fn a_config_the_server_rejects_fails_with_the_servers_own_message() {
     let app = spawn_app().await;
     let _worker = app.start_worker("node-a", &[]);
-    let config = json!({"id": "${DRAAS_TEST_UNSET_ID}", "sources": [], "queries": [], "reactions": []});
+    let config = json!({"id": "${TEST_UNSET_ID}", "sources": [], "queries": [], "reactions": []});
     let id = app.create_instance("rejected", config).await["id"].as_str().unwrap().to_owned();
     let done = app.wait_op(&app.submit(&id, "start").await, LONG).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "config_rejected");
     assert_eq!(done["attempt"], 1, "a rejected configuration is not retried");
     let message = done["error"]["message"].as_str().unwrap();
-    assert!(message.contains("DRAAS_TEST_UNSET_ID") && message.contains("not found"), "{done}");
+    assert!(message.contains("TEST_UNSET_ID") && message.contains("not found"), "{done}");
     assert!(app.servers().is_empty());
 }
 

@@ -145,7 +145,7 @@ async fn a_postgres_cdc_pipeline_bootstraps_streams_changes_and_survives_a_bad_c
     assert_eq!(names, ["source/shop", "query/big-orders", "reaction/out", "reaction/stream"]);
 
     // A change drasi-server's validate rejects leaves the running server alone, with a condition.
-    let bad = r#"[{"op": "replace", "path": "/sources/0/password", "value": "${DRAAS_TEST_NO_SUCH_VAR}"}]"#;
+    let bad = r#"[{"op": "replace", "path": "/sources/0/password", "value": "${TEST_NO_SUCH_VAR}"}]"#;
     let res = app
         .send_body(Method::PATCH, &format!("/api/v1/instances/{id}/config"), "application/json-patch+json", bad)
         .await;
@@ -153,7 +153,7 @@ async fn a_postgres_cdc_pipeline_bootstraps_streams_changes_and_survives_a_bad_c
     let refused = app.wait_instance(&id, "the refusal recorded", LONG, |i| !i["conditions"][0].is_null()).await;
     let condition = &refused["conditions"][0];
     assert_eq!(condition["code"], "config_rejected", "{refused}");
-    assert!(condition["message"].as_str().unwrap().contains("DRAAS_TEST_NO_SUCH_VAR"), "{refused}");
+    assert!(condition["message"].as_str().unwrap().contains("TEST_NO_SUCH_VAR"), "{refused}");
     assert_eq!(refused["status"], "running", "{refused}");
     assert_eq!(refused["runtimeFacts"]["pid"], pid, "the same server still runs");
     let (_, ops) = app.get_json(&format!("/api/v1/operations?instance={id}")).await;

@@ -72,6 +72,13 @@ async fn up_is_quiet_names_its_console_and_says_what_it_leaves_on_exit() {
     // A few reconcile passes (one a second) go by.
     let token = std::fs::read_to_string(dir.path().join(".draas/api-token")).unwrap();
     let http = reqwest::Client::new();
+    // With no secrets.keys configured it made one of its own, for this user only, and uses it.
+    let key = dir.path().join(".draas/secrets.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "secrets.key is the user's alone");
+    let body = serde_json::json!({"name": "keyed", "secrets": {"APP_ID": "v"}});
+    let res = http.post(format!("{base}/api/v1/instances")).bearer_auth(token.trim()).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED, "secrets work out of the box");
     eventually("three reconcile passes", LONG, || async {
         let res = http.get(format!("{base}/metrics")).bearer_auth(token.trim()).send().await.ok()?;
         let text = res.text().await.ok()?;

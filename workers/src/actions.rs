@@ -29,6 +29,8 @@ pub struct Attempt<'a> {
     pub lease: &'a Lease,
     /// The instance as the attempt began.
     pub state: &'a InstanceState,
+    /// Its secrets, opened.
+    pub secrets: &'a crate::secrets::Opened,
     /// The port `begin` allocated, when it was asked to.
     pub port: Option<Allocated>,
     /// Who held the instance's ports as `begin` allocated it.
@@ -115,6 +117,7 @@ pub async fn prepare(ctx: &Ctx, a: &Attempt<'_>, platform: &dyn Platform) -> Res
         plugins: plugins::needed(config).into_iter().map(|n| n.plugin).collect(),
         runs_as,
         superseded: a.superseded.clone(),
+        secrets: a.secrets.env.clone(),
     };
     Ok(Prepared { spec, ports, config: rendered.config })
 }

@@ -203,25 +203,34 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
 /// One attempt, bounded in time, with panics caught (so they fail the attempt, not the
 /// worker), given way to when a newer operation on the instance arrives while it waits.
 async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, PlatformError> {
+    let needs_config = !matches!(job.kind, OperationKind::Stop | OperationKind::Delete);
+    if needs_config && ready.state.unreadable.is_some() {
+        return Err(PlatformError::new(
+            ErrorCode::RecordCorrupt,
+            "a record of the instance cannot be read; replace its configuration (PUT …/config) or delete it",
+        ));
+    }
+    // A stop or a delete needs no secrets (and must work when they cannot be opened).
+    let secrets = match crate::secrets::open(ctx, &job.instance_id).await {
+        Ok(s) => s,
+        Err(e) if needs_config => return Err(e),
+        Err(_) => crate::secrets::Opened::default(),
+    };
+    let mut state = ready.state.clone();
+    state.secrets_rev = secrets.rev;
+    state.secret_names = secrets.env.iter().map(|(n, _)| n.clone()).collect();
     let superseded = CancellationToken::new();
     let watcher = tokio::spawn(watch_generation(ctx.store.clone(), job.clone(), superseded.clone()));
     let a = Attempt {
         lease: &ready.lease,
-        state: &ready.state,
+        state: &state,
+        secrets: &secrets,
         port: ready.port,
         port_owners: ready.port_owners.as_deref(),
         superseded,
         force: ready.op.force,
     };
     let limit = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs);
-    let needs_config = !matches!(job.kind, OperationKind::Stop | OperationKind::Delete);
-    if needs_config && a.state.unreadable.is_some() {
-        watcher.abort();
-        return Err(PlatformError::new(
-            ErrorCode::RecordCorrupt,
-            "a record of the instance cannot be read; replace its configuration (PUT …/config) or delete it",
-        ));
-    }
     let work = async {
         match job.kind {
             OperationKind::Start => actions::start(ctx, &a, a.state.observed_or_default()).await,
@@ -250,7 +259,8 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
         )),
     };
     watcher.abort();
-    outcome
+    // What the server printed (a log tail, a validate report) must not repeat a secret.
+    outcome.map_err(|e| e.masked(&secrets.masker))
 }
 
 /// Cancel `superseded` once the instance's generation moves past the job's: told by the

@@ -10,6 +10,7 @@ mod logs;
 mod metrics_server;
 pub mod platform;
 pub mod reconcile;
+pub mod secrets;
 mod wake;
 
 use std::sync::Arc;

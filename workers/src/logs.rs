@@ -5,6 +5,8 @@
 //! follows the output into the instance's capped log stream (`logs.keep_lines`) until the
 //! server is gone or the lock is lost. Each line keeps where it was read, so a shipper that
 //! takes over (a restarted worker, another replica) goes on after the last line shipped.
+//! Every known secret value of the instance is masked (`***`) before a line is written, so the
+//! store and `GET …/logs` never hold one; the secrets are read again on each check.
 //!
 //! Cost: one pass over the instance records per scan (`SCAN`), and per followed instance a
 //! stat every 250 ms (process) or an open log stream (docker, kubernetes).
@@ -93,6 +95,7 @@ async fn follow(ctx: Arc<Ctx>, id: InstanceId, kind: Kind, lease: Lease) {
         Err(_) => None,
     };
     if let Some(mut stream) = stream {
+        let mut masker = crate::secrets::masker(&ctx, &id).await.unwrap_or_default();
         let mut batch: Vec<(String, String)> = Vec::new();
         let mut tick = tokio::time::interval(FLUSH);
         let mut ticks = 0_u32;
@@ -100,7 +103,7 @@ async fn follow(ctx: Arc<Ctx>, id: InstanceId, kind: Kind, lease: Lease) {
             tokio::select! {
                 item = stream.next() => match item {
                     Some(item) => {
-                        batch.push((item.line, item.cursor));
+                        batch.push((masker.mask(&item.line), item.cursor));
                         if batch.len() >= BATCH {
                             flush(&ctx, &id, &mut batch, keep).await;
                         }
@@ -110,8 +113,13 @@ async fn follow(ctx: Arc<Ctx>, id: InstanceId, kind: Kind, lease: Lease) {
                 _ = tick.tick() => {
                     flush(&ctx, &id, &mut batch, keep).await;
                     ticks += 1;
-                    if ticks.is_multiple_of(CHECK_EVERY) && !still_shipping(&ctx, &id, &lease).await {
-                        break;
+                    if ticks.is_multiple_of(CHECK_EVERY) {
+                        if !still_shipping(&ctx, &id, &lease).await {
+                            break;
+                        }
+                        if let Some(m) = crate::secrets::masker(&ctx, &id).await {
+                            masker = m;
+                        }
                     }
                 }
             }

@@ -112,6 +112,7 @@ pub async fn start(
             .store
             .instances()
             .update(&id, |s| {
+                crate::network::check_references_for(&state, s, &config)?;
                 plugins.check_instance(s, &config)?;
                 s.config.value = config.clone();
                 Ok::<_, CompatError>(())

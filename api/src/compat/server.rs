@@ -86,7 +86,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), CREATE_KEYS)?;
     let record = new_record(&state, &obj)?;
     let mut config = initial_config(obj.get("serverConfiguration"))?;
-    crate::network::confine(&state, caller, record.platform, None, None, &mut config)?;
+    crate::network::confine(&state, caller, record.platform, None, None, &Default::default(), &mut config)?;
     state.store.instances().create(&record, &config).await.map_err(|e| match e {
         draas_jobs::store::StoreError::NameTaken => {
             CompatError::conflict(format!("an instance named '{}' already exists", record.name))

@@ -10,7 +10,11 @@ use draas_jobs::domain::config::DrasiConfig;
 use draas_jobs::domain::ids::{InstanceId, InstanceName};
 use draas_jobs::domain::model::InstanceState;
 use draas_jobs::domain::model::{DesiredState, InstanceRecord, RuntimeOptions};
+use draas_jobs::domain::secrets::SecretName;
 use draas_jobs::domain::validate::parse_config;
+use draas_jobs::vault::Sealed;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -82,12 +86,15 @@ pub async fn create(
     if let Some(r) = &runtime {
         crate::network::admit_runtime(&state, caller, platform, r).map_err(|e| ApiError::from(e).under("/runtime"))?;
     }
-    crate::network::confine(&state, caller, platform, None, None, &mut config)
+    let id = InstanceId::generate();
+    let secrets = first_secrets(&state, &id, req.secrets)?;
+    let names = secrets.iter().map(|(n, _)| n.to_string()).collect();
+    crate::network::confine(&state, caller, platform, None, None, &names, &mut config)
         .map_err(|e| ApiError::from(e).under("/config"))?;
     crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
     let record = InstanceRecord {
-        id: InstanceId::generate(),
+        id,
         name,
         description,
         platform,
@@ -97,7 +104,7 @@ pub async fn create(
         updated_at: now,
         runtime: runtime.unwrap_or_default(),
     };
-    state.store.instances().create(&record, &config).await?;
+    state.store.instances().create_with_secrets(&record, &config, &secrets).await?;
     tracing::info!(instance = %record.id, name = %record.name, "instance created");
     let created = load(&state, &record.id).await?;
     let mut res = instance_response(StatusCode::CREATED, &created);
@@ -106,6 +113,33 @@ pub async fn create(
         res.headers_mut().insert(header::LOCATION, v);
     }
     Ok(res)
+}
+
+/// The secrets a create request gives, checked and sealed for instance `id`.
+fn first_secrets(
+    state: &AppState,
+    id: &InstanceId,
+    given: Option<BTreeMap<String, SecretString>>,
+) -> Result<Vec<(SecretName, Sealed)>, ApiError> {
+    let given = given.unwrap_or_default();
+    if given.is_empty() {
+        return Ok(Vec::new());
+    }
+    if given.len() > state.settings.secrets.max_per_instance {
+        return Err(super::secrets::too_many(state).at("/secrets"));
+    }
+    let vault = super::secrets::vault(state)?;
+    let now = Utc::now();
+    given
+        .iter()
+        .map(|(name, value)| {
+            let pointer = format!("/secrets/{name}");
+            let name = super::secrets::parse_name(name, &pointer)?;
+            super::secrets::check_value(state, value, &pointer)?;
+            let sealed = vault.seal(id, &name, value.expose_secret(), now);
+            Ok((name, sealed))
+        })
+        .collect()
 }
 
 /// The page size a list request asked for: 1 to the setting's maximum, default 100.

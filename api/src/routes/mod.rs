@@ -8,4 +8,5 @@ pub mod instances;
 pub mod logs;
 pub mod operations;
 pub mod queues;
+pub mod secrets;
 pub mod status;

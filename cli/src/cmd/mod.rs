@@ -1,4 +1,4 @@
-//! The client commands: `instance`, `describe`, `config`, `source`/`query`/`reaction`, `op`,
+//! The client commands: `instance`, `describe`, `config`, `secret`, `source`/`query`/`reaction`, `op`,
 //! `history`, `events`, `results`, `logs`. Each talks to a draas API over HTTP; failures print
 //! one line and exit non-zero.
 
@@ -10,6 +10,7 @@ mod follow;
 mod input;
 mod instance;
 mod op;
+mod secret;
 mod status;
 
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ pub enum ClientCommand {
     Instance(Group<instance::InstanceCmd>),
     /// Read, replace and patch an instance's drasi-server configuration.
     Config(Group<config::ConfigCmd>),
+    /// Set, remove and list an instance's secrets (write-only), and rewrap them after a key rotation.
+    Secret(Group<secret::SecretCmd>),
     /// Add, remove and list an instance's sources.
     Source(Group<component::ComponentCmd>),
     /// Add, remove and list an instance's queries.
@@ -98,6 +101,7 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
     match command {
         ClientCommand::Instance(g) => instance::run(&Ctx::new(&g.conn)?, g.cmd).await,
         ClientCommand::Config(g) => config::run(&Ctx::new(&g.conn)?, g.cmd).await,
+        ClientCommand::Secret(g) => secret::run(&Ctx::new(&g.conn)?, g.cmd).await,
         ClientCommand::Source(g) => component::run(&Ctx::new(&g.conn)?, Kind::Sources, g.cmd).await,
         ClientCommand::Query(g) => component::run(&Ctx::new(&g.conn)?, Kind::Queries, g.cmd).await,
         ClientCommand::Reaction(g) => component::run(&Ctx::new(&g.conn)?, Kind::Reactions, g.cmd).await,

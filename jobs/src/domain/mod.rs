@@ -13,5 +13,6 @@ pub mod plugins;
 pub mod policy;
 pub mod redact;
 pub mod render;
+pub mod secrets;
 pub mod text;
 pub mod validate;

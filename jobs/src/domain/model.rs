@@ -399,6 +399,11 @@ pub struct InstanceState {
     /// absent. Such an instance is listed as `corrupt`, skipped by reconcile passes, never
     /// started, and may be deleted or given a whole new configuration.
     pub unreadable: Option<String>,
+    /// How many times the instance's secrets changed (0: never had any): part of the spec
+    /// hash, since a server gets its secrets when it starts.
+    pub secrets_rev: u64,
+    /// The names of the instance's secrets (what its `${NAME}` references may name).
+    pub secret_names: std::collections::BTreeSet<String>,
 }
 
 impl InstanceState {

@@ -152,14 +152,18 @@ pub fn render(
 }
 
 /// The spec hash of `yaml` run as `state`'s instance: runtime options (image, limits) change
-/// what runs, so on the container platforms they are part of it.
+/// what runs, so on the container platforms they are part of it; so does every change of the
+/// instance's secrets (their environment is set when the server starts).
 pub fn instance_hash(yaml: &str, state: &InstanceState) -> String {
     let instance = &state.instance.value;
-    if instance.runtime.is_empty() || instance.platform == Platform::Process {
-        spec_hash(yaml)
-    } else {
-        spec_hash(&format!("{yaml}\n# runtime: {}", serde_json::to_string(&instance.runtime).unwrap_or_default()))
+    let mut doc = yaml.to_owned();
+    if !instance.runtime.is_empty() && instance.platform != Platform::Process {
+        doc = format!("{doc}\n# runtime: {}", serde_json::to_string(&instance.runtime).unwrap_or_default());
     }
+    if state.secrets_rev > 0 {
+        doc = format!("{doc}\n# secrets: {}", state.secrets_rev);
+    }
+    spec_hash(&doc)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use super::{Store, StoreError, decode, scripts, to_json};
 use crate::domain::config::DrasiConfig;
 use crate::domain::ids::{InstanceId, InstanceName};
 use crate::domain::model::{Cause, InstanceRecord, InstanceState, ObservedRecord, ProbeRecord, Versioned};
+use crate::domain::secrets::SecretName;
+use crate::vault::Sealed;
 
 const MAX_RETRIES: usize = 16;
 
@@ -68,10 +70,23 @@ pub struct Instances<'a> {
 impl Instances<'_> {
     /// Store a new instance and its configuration; fails with `NameTaken` when the name is used.
     pub async fn create(&self, instance: &InstanceRecord, config: &DrasiConfig) -> Result<(), StoreError> {
+        self.create_with_secrets(instance, config, &[]).await
+    }
+
+    /// Store a new instance, its configuration and its first secrets, all or nothing.
+    pub async fn create_with_secrets(
+        &self,
+        instance: &InstanceRecord,
+        config: &DrasiConfig,
+        secrets: &[(SecretName, Sealed)],
+    ) -> Result<(), StoreError> {
         let (id, k) = (&instance.id, self.store.keys());
         let mut inv = scripts::create().prepare_invoke();
-        inv.key(k.names()).key(k.instances()).key(k.instance(id)).key(k.config(id));
-        inv.arg(instance.name.as_str()).arg(id.as_str()).arg(to_json(config));
+        inv.key(k.names()).key(k.instances()).key(k.instance(id)).key(k.config(id)).key(k.secrets(id));
+        inv.arg(instance.name.as_str()).arg(id.as_str()).arg(to_json(config)).arg(secrets.len());
+        for (name, sealed) in secrets {
+            inv.arg(name.as_str()).arg(to_json(sealed));
+        }
         for (field, value) in instance_fields(instance) {
             inv.arg(field).arg(value);
         }
@@ -101,18 +116,27 @@ impl Instances<'_> {
             pipe.hmget(k.instance(id), &["data", "version", "desired", "generation", "updatedAt"])
                 .hmget(k.config(id), &["data", "version"])
                 .hmget(k.observed(id), &["data", "version"])
-                .hmget(k.probe(id), &["data", "version"]);
+                .hmget(k.probe(id), &["data", "version"])
+                .hget(k.secrets(id), super::secrets::REV)
+                .hkeys(k.secrets(id));
         }
         let raw: Vec<redis::Value> = pipe.query_async(&mut self.store.conn()).await?;
         let parse = |v: &redis::Value| -> Result<(Option<String>, Option<u64>), StoreError> {
             redis::from_redis_value_ref(v).map_err(|e| StoreError::Protocol(format!("load: {e}")))
         };
         ids.iter()
-            .zip(raw.chunks(4))
+            .zip(raw.chunks(6))
             .map(|(id, r)| {
                 let instance: RawInstance =
                     redis::from_redis_value_ref(&r[0]).map_err(|e| StoreError::Protocol(format!("load: {e}")))?;
-                match assemble(self.store, id, &instance, [&parse(&r[1])?, &parse(&r[2])?, &parse(&r[3])?]) {
+                let rev: Option<u64> =
+                    redis::from_redis_value_ref(&r[4]).map_err(|e| StoreError::Protocol(format!("load: {e}")))?;
+                let names: Vec<String> =
+                    redis::from_redis_value_ref(&r[5]).map_err(|e| StoreError::Protocol(format!("load: {e}")))?;
+                let secret_names = names.into_iter().filter(|n| n != super::secrets::REV).collect();
+                let state = assemble(self.store, id, &instance, [&parse(&r[1])?, &parse(&r[2])?, &parse(&r[3])?])
+                    .map(|s| s.map(|s| InstanceState { secrets_rev: rev.unwrap_or_default(), secret_names, ..s }));
+                match state {
                     Err(e @ StoreError::Corrupt { .. }) if ids.len() > 1 => {
                         report_corrupt(&e);
                         Ok(None)
@@ -232,6 +256,7 @@ impl Instances<'_> {
             .key(k.port_owners(id))
             .key(k.logs(id))
             .key(k.log_shipper(id))
+            .key(k.secrets(id))
             .arg(id.as_str())
             .invoke_async(&mut self.store.conn())
             .await?;
@@ -325,7 +350,15 @@ pub(super) fn assemble(
     // A probe record is advisory: an unreadable one is as good as none.
     let probe = decode::<ProbeRecord>(&k.probe(id), raw[2]).ok().flatten().map(|v| v.value);
     Ok(match (instance, config) {
-        (Some(instance), Some(config)) => Some(InstanceState { instance, config, observed, probe, unreadable }),
+        (Some(instance), Some(config)) => Some(InstanceState {
+            instance,
+            config,
+            observed,
+            probe,
+            unreadable,
+            secrets_rev: 0,
+            secret_names: Default::default(),
+        }),
         _ => None,
     })
 }

@@ -33,6 +33,13 @@ impl Keys {
         format!("{}:config:{id}", self.tag)
     }
 
+    /// HASH secret name → sealed value (JSON of [`crate::vault::Sealed`]), and `#rev`: a
+    /// counter every set and removal bumps (part of the spec hash, so a changed secret is
+    /// drift). The instance's secrets.
+    pub fn secrets(&self, id: &InstanceId) -> String {
+        format!("{}:secrets:{id}", self.tag)
+    }
+
     /// HASH `data`, `version`: what workers last observed.
     pub fn observed(&self, id: &InstanceId) -> String {
         format!("{}:observed:{id}", self.tag)

@@ -5,7 +5,7 @@
 //! [`leases`](Store::leases), [`ports`](Store::ports), [`nodes`](Store::nodes),
 //! [`crash_loops`](Store::crash_loops), [`history`](Store::history),
 //! [`queues`](Store::queues), [`passes`](Store::passes), [`plugins`](Store::plugins),
-//! [`logs`](Store::logs) and [`events`](Store::events).
+//! [`logs`](Store::logs), [`secrets`](Store::secrets) and [`events`](Store::events).
 //! Every multi-key write is one Lua script (`scripts`), so a state transition is one round
 //! trip and all or nothing. Nothing is cached: every replica sees every change at once.
 
@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod ports;
 pub mod queues;
 pub(crate) mod scripts;
+pub mod secrets;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -256,6 +257,11 @@ impl Store {
     /// The servers' output, as workers ship it.
     pub fn logs(&self) -> logs::Logs<'_> {
         logs::Logs { store: self }
+    }
+
+    /// The instances' secrets, sealed.
+    pub fn secrets(&self) -> secrets::Secrets<'_> {
+        secrets::Secrets { store: self }
     }
 
     /// Plugin catalogs published by workers.

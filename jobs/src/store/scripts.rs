@@ -133,17 +133,58 @@ macro_rules! script {
 }
 
 script!(
-    /// Create an instance unless its name is taken.
-    /// KEYS: names, instances, instance, config. ARGV: name, id, config json, then the
-    /// instance's field, value pairs.
+    /// Create an instance unless its name is taken, with its first secrets.
+    /// KEYS: names, instances, instance, config, secrets. ARGV: name, id, config json, n, then
+    /// n secret name, sealed value pairs, then the instance's field, value pairs.
     create = r"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'name_taken' end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
 redis.call('HSET', KEYS[4], 'data', ARGV[3], 'version', 1)
 redis.call('HSET', KEYS[3], 'version', 1)
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+local n = tonumber(ARGV[4])
+redis.call('DEL', KEYS[5])
+for i = 5, 4 + 2 * n, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+if n > 0 then redis.call('HSET', KEYS[5], '#rev', 1) end
+for i = 5 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 'ok'
+"
+);
+
+script!(
+    /// Set one secret of an existing instance, within the instance's cap.
+    /// KEYS: instance, secrets. ARGV: name, sealed value, most secrets per instance.
+    /// Replies 'created', 'updated', 'full' or 'not_found'.
+    secret_set = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not_found' end
+local new = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0
+if new then
+  local n = redis.call('HLEN', KEYS[2]) - redis.call('HEXISTS', KEYS[2], '#rev')
+  if n >= tonumber(ARGV[3]) then return 'full' end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], '#rev', 1)
+if new then return 'created' end
+return 'updated'
+"
+);
+
+script!(
+    /// Remove one secret. KEYS: secrets. ARGV: name. Replies 1 when it existed.
+    secret_remove = r"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], '#rev', 1)
+return 1
+"
+);
+
+script!(
+    /// Replace a sealed value by the same value sealed anew, unless it changed meanwhile (the
+    /// secret set did not change: `#rev` stays). KEYS: secrets. ARGV: name, old, new.
+    secret_reseal = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
 "
 );
 
@@ -187,7 +228,7 @@ return out
 script!(
     /// Remove an instance's records and free its ports (the server's and its components').
     /// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe,
-    /// ports, port-by-owner, the instance's port owners, logs, log shipper. ARGV: id.
+    /// ports, port-by-owner, the instance's port owners, logs, log shipper, secrets. ARGV: id.
     delete = r"
 local data = redis.call('HGET', KEYS[3], 'data')
 if data then
@@ -202,7 +243,7 @@ for _, owner in ipairs(owners) do
   local port = redis.call('HGET', KEYS[11], owner)
   if port then redis.call('HDEL', KEYS[10], port) redis.call('HDEL', KEYS[11], owner) end
 end
-redis.call('DEL', KEYS[12], KEYS[13], KEYS[14])
+redis.call('DEL', KEYS[12], KEYS[13], KEYS[14], KEYS[15])
 return 1
 "
 );

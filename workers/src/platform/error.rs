@@ -53,6 +53,9 @@ pub enum ErrorCode {
     NodeLost,
     UnsupportedJob,
     RecordCorrupt,
+    /// The instance's secrets cannot be opened (no key configured, or not the key they were
+    /// sealed with).
+    SecretsUnavailable,
 }
 
 impl ErrorCode {
@@ -101,6 +104,7 @@ impl ErrorCode {
             Self::NodeLost => "node_lost",
             Self::UnsupportedJob => "unsupported_job",
             Self::RecordCorrupt => "record_corrupt",
+            Self::SecretsUnavailable => "secrets_unavailable",
         }
     }
 
@@ -147,6 +151,7 @@ impl ErrorCode {
             | Self::KubeInvalid
             | Self::KubeNotFound
             | Self::CrashLoop
+            | Self::SecretsUnavailable
             | Self::OomKilled
             | Self::ContainerConfigError
             | Self::LeaseLost
@@ -230,6 +235,17 @@ impl PlatformError {
 impl From<draas_jobs::store::StoreError> for PlatformError {
     fn from(e: draas_jobs::store::StoreError) -> Self {
         Self::new(ErrorCode::StoreUnavailable, e.to_string()).caused_by(e)
+    }
+}
+
+impl PlatformError {
+    /// This error with every known secret value masked in its message and detail.
+    pub fn masked(mut self, masker: &draas_jobs::domain::secrets::Masker) -> Self {
+        if !masker.is_empty() {
+            self.message = masker.mask(&self.message);
+            self.detail = self.detail.map(|d| masker.mask(&d));
+        }
+        self
     }
 }
 

@@ -45,6 +45,8 @@ pub struct StartSpec {
     /// (for `/health`, for a rollout) gives way, and the newer operation takes over from what
     /// it left (it converges whatever runs).
     pub superseded: CancellationToken,
+    /// The instance's secrets, name → value: the server's environment (never printed).
+    pub secrets: Vec<(String, secrecy::SecretString)>,
 }
 
 impl StartSpec {

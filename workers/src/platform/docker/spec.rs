@@ -113,9 +113,17 @@ pub fn container_body(
         pids_limit: Some(settings.pids_limit),
         ..Default::default()
     };
+    // The instance's secrets, where drasi-server resolves `${NAME}` (the image's own
+    // environment aside, nothing else: the worker's never reaches a container).
+    let env = spec
+        .secrets
+        .iter()
+        .map(|(name, value)| format!("{name}={}", secrecy::ExposeSecret::expose_secret(value)))
+        .collect::<Vec<_>>();
     Ok(ContainerCreateBody {
         image: Some(image.to_owned()),
         cmd: Some(cmd),
+        env: (!env.is_empty()).then_some(env),
         labels: Some(labels),
         exposed_ports: Some(ports.iter().map(|p| format!("{p}/tcp")).collect()),
         stop_signal: Some("SIGINT".to_owned()),
@@ -290,6 +298,7 @@ mod tests {
             plugins: Vec::new(),
             runs_as: None,
             superseded: Default::default(),
+            secrets: Vec::new(),
         }
     }
 
@@ -311,6 +320,19 @@ mod tests {
         assert_eq!((binding.host_ip.as_deref(), binding.host_port.as_deref()), (Some("127.0.0.1"), Some("9101")));
         assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
         assert_eq!(body.cmd.unwrap(), ["--config", "/app/config/server.yaml", "--skip-verification"]);
+    }
+
+    #[test]
+    fn secrets_are_the_containers_environment_and_only_they() {
+        let fleet = Deployment { name: "fleet".into(), id: "01jfleet".into() };
+        let settings = DockerSettings::default();
+        let plain = container_body(&spec(RuntimeOptions::default()), "img:1", &settings, &fleet, false).unwrap();
+        assert_eq!(plain.env, None);
+        let mut with = spec(RuntimeOptions::default());
+        with.secrets = vec![("PG_PASSWORD".into(), secrecy::SecretString::from("hunter2"))];
+        let body = container_body(&with, "img:1", &settings, &fleet, false).unwrap();
+        assert_eq!(body.env, Some(vec!["PG_PASSWORD=hunter2".to_owned()]));
+        assert!(!format!("{with:?}").contains("hunter2"), "a spec never prints a value");
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The reconciler's view of an instance: the Deployment's replicas and conditions, its pods
-//! when it is not available, and whether the ConfigMap and Service are there with the same spec
-//! hash.
+//! when it is not available, and whether the ConfigMap and Service (and the Secret, when the
+//! pod reads one) are there with the same spec hash.
 
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::settings::ProbeVia;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
 
 use super::objects::{ANNOTATION_SPEC_HASH, name};
@@ -23,6 +23,8 @@ impl KubernetesPlatform {
             return Ok(missing("the Deployment is scaled to 0 replicas"));
         }
         let (cm, svc) = tokio::try_join!(self.get::<ConfigMap>(&name), self.get::<Service>(&name))?;
+        // A pod that reads the instance's Secret cannot start without it.
+        let secret_ok = !reads_secret(&d) || self.get::<Secret>(&name).await?.is_some();
         let hash = status::spec_hash(&d).map(str::to_owned);
         let endpoint = svc.as_ref().map(|_| self.layout.endpoint(id, service_port(&d)));
         let up = status::rolled_out(&d) || status::available(&d) > 0;
@@ -32,7 +34,7 @@ impl KubernetesPlatform {
             spec_hash: set_hash(
                 hash,
                 cm.as_ref().map(|c| c.annotations().get(ANNOTATION_SPEC_HASH).cloned()),
-                svc.is_some(),
+                svc.is_some() && secret_ok,
             ),
             message,
             exit: None,
@@ -48,7 +50,7 @@ fn missing(why: &str) -> Inspection {
 }
 
 /// The spec hash of the object set: the Deployment's, when the ConfigMap carries the same one
-/// and the Service exists; otherwise a mark no configuration hashes to, so the reconciler
+/// and the Service (and the Secret it reads, if any) exists; otherwise a mark no configuration hashes to, so the reconciler
 /// re-applies the whole set.
 fn set_hash(deployment: Option<String>, config_map: Option<Option<String>>, service: bool) -> Option<String> {
     match (deployment, config_map) {
@@ -56,6 +58,15 @@ fn set_hash(deployment: Option<String>, config_map: Option<Option<String>>, serv
         (Some(d), Some(Some(c))) if d != c => Some(format!("mixed:{d}/{c}")),
         (d, _) => Some(format!("incomplete:{}", d.unwrap_or_default())),
     }
+}
+
+/// Does the Deployment's server read its environment from a Secret?
+fn reads_secret(d: &Deployment) -> bool {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .is_some_and(|c| c.env_from.iter().flatten().any(|f| f.secret_ref.is_some()))
 }
 
 /// The container port of a Deployment (drasi-server's port).

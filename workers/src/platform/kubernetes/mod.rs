@@ -1,10 +1,11 @@
-//! The Kubernetes platform: each instance is a ConfigMap (drasi-server's YAML), a Deployment of
-//! one replica and a Service, all named `draas-<id>` in one namespace and written with
+//! The Kubernetes platform: each instance is a ConfigMap (drasi-server's YAML), a Secret (its
+//! secrets, the server's environment through `envFrom`; only while it has any), a Deployment
+//! of one replica and a Service, all named `draas-<id>` in one namespace and written with
 //! server-side apply under the field manager `draas`.
 //!
-//! Start applies the three objects and waits until the Deployment reports its replica
-//! available; stop scales the Deployment to 0 and keeps the rest; delete removes all three and
-//! waits until they are gone. Any worker may act: nothing is kept outside the cluster.
+//! Start applies the objects and waits until the Deployment reports its replica available;
+//! stop scales the Deployment to 0 and keeps the rest; delete removes them all and waits until
+//! they are gone. Any worker may act: nothing is kept outside the cluster.
 
 pub mod client;
 mod inspect;
@@ -20,7 +21,7 @@ use draas_jobs::domain::model::RuntimeFacts;
 use draas_jobs::settings::KubernetesSettings;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -209,6 +210,7 @@ impl KubernetesPlatform {
         self.delete_one::<Deployment>(name).await?;
         self.delete_one::<Service>(name).await?;
         self.delete_one::<ConfigMap>(name).await?;
+        self.delete_one::<Secret>(name).await?;
         if self.settings().data_volume.is_some() {
             self.delete_one::<PersistentVolumeClaim>(&objects::data_claim_name(name)).await?;
         }
@@ -263,6 +265,10 @@ impl Platform for KubernetesPlatform {
         // different owner of that field), and a hand-made `kubectl scale` or edit owns fields
         // too; draas' desired state is the truth for these objects, so it takes them back.
         self.apply(&objects::config_map(spec, &self.layout), false).await?;
+        match objects::secret(spec, &self.layout) {
+            Some(secret) => self.apply(&secret, false).await?,
+            None => self.delete_one::<Secret>(&name(&spec.instance_id)).await?,
+        }
         if let Some(claim) = objects::data_claim(spec, &self.layout) {
             self.apply(&claim, false).await?;
         }
@@ -300,12 +306,13 @@ impl Platform for KubernetesPlatform {
         let name = name(id);
         self.delete_all(&name).await?;
         self.wait_until(&format!("the objects {name} were not gone"), || async {
-            let (d, s, c) = tokio::try_join!(
+            let (d, s, c, k) = tokio::try_join!(
                 self.get::<Deployment>(&name),
                 self.get::<Service>(&name),
-                self.get::<ConfigMap>(&name)
+                self.get::<ConfigMap>(&name),
+                self.get::<Secret>(&name)
             )?;
-            Ok(d.is_none() && s.is_none() && c.is_none())
+            Ok(d.is_none() && s.is_none() && c.is_none() && k.is_none())
         })
         .await
     }
@@ -326,6 +333,7 @@ impl Platform for KubernetesPlatform {
         self.list_managed::<Deployment>(&mut found).await?;
         self.list_managed::<ConfigMap>(&mut found).await?;
         self.list_managed::<Service>(&mut found).await?;
+        self.list_managed::<Secret>(&mut found).await?;
         Ok(found.into_values().collect())
     }
 

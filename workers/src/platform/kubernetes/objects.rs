@@ -1,8 +1,9 @@
-//! The Kubernetes objects of one instance — a ConfigMap with drasi-server's YAML, a Deployment
-//! of one replica and a Service — built from its start spec and the settings. Pure functions,
+//! The Kubernetes objects of one instance — a ConfigMap with drasi-server's YAML, a Secret with
+//! the instance's secrets (when it has any), a Deployment of one replica and a Service — built
+//! from its start spec and the settings. Pure functions,
 //! checked against golden files (`workers/tests/golden/`).
 //!
-//! Only `v1` ConfigMaps, Services and Pods and `apps/v1` Deployments are used, with fields that
+//! Only `v1` ConfigMaps, Secrets, Services and Pods and `apps/v1` Deployments are used, with fields that
 //! Kubernetes 1.20 serves.
 
 use std::collections::BTreeMap;
@@ -12,11 +13,11 @@ use draas_jobs::domain::model::{RuntimeOptions, parse_memory};
 use draas_jobs::settings::{DataVolume, KubePlugins, KubeResources, KubernetesSettings};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
-    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
+    ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -166,6 +167,23 @@ pub fn config_map(spec: &StartSpec, layout: &Layout) -> ConfigMap {
         data: Some(BTreeMap::from([(file.to_owned(), spec.yaml.clone())])),
         ..ConfigMap::default()
     }
+}
+
+/// The Secret holding the instance's secrets, which the server's container gets as its
+/// environment (`envFrom`); `None` when the instance has none.
+pub fn secret(spec: &StartSpec, layout: &Layout) -> Option<Secret> {
+    if spec.secrets.is_empty() {
+        return None;
+    }
+    let data = spec
+        .secrets
+        .iter()
+        .map(|(name, value)| {
+            let bytes = secrecy::ExposeSecret::expose_secret(value).as_bytes().to_vec();
+            (name.clone(), k8s_openapi::ByteString(bytes))
+        })
+        .collect();
+    Some(Secret { metadata: layout.meta(spec), type_: Some("Opaque".into()), data: Some(data), ..Secret::default() })
 }
 
 /// The named ports of the pod: the server's (`http`) and one per listening component
@@ -392,6 +410,12 @@ fn container(spec: &StartSpec, layout: &Layout) -> Container {
             ..Lifecycle::default()
         }),
         security_context: Some(restricted()),
+        env_from: (!spec.secrets.is_empty()).then(|| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: name(&spec.instance_id), optional: Some(false) }),
+                ..EnvFromSource::default()
+            }]
+        }),
         ..Container::default()
     }
 }

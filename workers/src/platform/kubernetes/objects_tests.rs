@@ -21,6 +21,7 @@ fn spec(runtime: RuntimeOptions) -> StartSpec {
         plugins: Vec::new(),
         runs_as: None,
         superseded: Default::default(),
+        secrets: Vec::new(),
     }
 }
 
@@ -95,6 +96,28 @@ fn every_object_carries_the_labels_and_the_spec_hash() {
     }
     assert_eq!(d.metadata.name.as_deref(), Some("draas-01jabcdefghjkmnpqrstvwxyz0"));
     assert_eq!(d.metadata.namespace.as_deref(), Some("drasi-instances"));
+}
+
+#[test]
+fn secrets_go_in_a_secret_the_container_reads_whole_and_nowhere_else() {
+    let mut with = spec(RuntimeOptions::default());
+    with.secrets = vec![("PG_PASSWORD".into(), secrecy::SecretString::from("hunter2"))];
+    let object = secret(&with, &layout()).expect("a Secret");
+    assert_eq!(object.metadata.name.as_deref(), Some("draas-01jabcdefghjkmnpqrstvwxyz0"));
+    assert_eq!(object.data.as_ref().expect("data")["PG_PASSWORD"].0, b"hunter2");
+    assert_eq!(object.metadata.labels, Some(layout().labels("01jabcdefghjkmnpqrstvwxyz0")));
+    let d = deployment(&with, &layout(), 1);
+    let pod = d.spec.expect("spec").template.spec.expect("pod");
+    let from = pod.containers[0].env_from.clone().expect("envFrom");
+    assert_eq!(from[0].secret_ref.as_ref().map(|r| r.name.as_str()), Some("draas-01jabcdefghjkmnpqrstvwxyz0"));
+    assert!(!serde_json::to_string(&pod).expect("json").contains("hunter2"), "the value is in the Secret only");
+    let without = spec(RuntimeOptions::default());
+    assert!(secret(&without, &layout()).is_none());
+    assert!(
+        deployment(&without, &layout(), 1).spec.expect("spec").template.spec.expect("pod").containers[0]
+            .env_from
+            .is_none()
+    );
 }
 
 #[test]

@@ -107,6 +107,22 @@ impl ProcessPlatform {
         }
     }
 
+    /// drasi-server's environment: nothing of the worker's but the variables of
+    /// `process.env_allow`, then the instance's secrets (so a `${NAME}` of its configuration
+    /// resolves to the instance's own, never to the worker's environment); draas' markers
+    /// are added by the caller.
+    fn server_env(&self, cmd: &mut std::process::Command, spec: &StartSpec) {
+        cmd.env_clear();
+        for name in &self.settings.env_allow {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        for (name, value) in &spec.secrets {
+            cmd.env(name, secrecy::ExposeSecret::expose_secret(value));
+        }
+    }
+
     /// Where the executable is.
     fn executable_path(&self) -> Option<PathBuf> {
         let exe = &self.settings.executable;
@@ -161,8 +177,8 @@ impl ProcessPlatform {
 
     /// Run the server's own `validate --config <file>` unless this executable accepted this spec
     /// already; a rejection fails the operation.
-    async fn validate(&self, config: &Path, spec_hash: &str) -> Result<(), PlatformError> {
-        let key = self.executable().map(|e| (e, spec_hash.to_owned()));
+    async fn validate(&self, config: &Path, spec: &StartSpec) -> Result<(), PlatformError> {
+        let key = self.executable().map(|e| (e, spec.spec_hash.clone()));
         if let Some(k) = &key
             && self.validated.lock().is_ok_and(|v| v.contains(k))
         {
@@ -175,7 +191,7 @@ impl ProcessPlatform {
             .args(self.plugin_args())
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        sanitize_env(cmd.as_std_mut());
+        self.server_env(cmd.as_std_mut(), spec);
         let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
             .await
             .map_err(|_| {
@@ -221,7 +237,7 @@ impl ProcessPlatform {
         cmd.arg("--config").arg(config).args(self.plugin_args());
         cmd.current_dir(self.files.dir(id)).stdin(Stdio::null()).stdout(log).stderr(err);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        sanitize_env(&mut cmd);
+        self.server_env(&mut cmd, spec);
         cmd.env("DRAAS_INSTANCE_ID", id.as_str())
             .env("DRAAS_SPEC_HASH", &spec.spec_hash)
             .env("DRAAS_DEPLOYMENT", &self.deployment.name)
@@ -399,7 +415,7 @@ impl Platform for ProcessPlatform {
         let candidate = self.files.write_config(&spec.instance_id, "server.next.yaml", &spec.yaml).map_err(|e| {
             PlatformError::new(ErrorCode::IoError, format!("cannot write the config file: {e}")).caused_by(e)
         })?;
-        self.validate(&candidate, &spec.spec_hash).await.map_err(PlatformError::before_change)
+        self.validate(&candidate, spec).await.map_err(PlatformError::before_change)
     }
 
     /// The running server's file becomes the new configuration (the server reads it only at
@@ -489,16 +505,6 @@ fn validate_verdict(report: &str) -> &str {
         .or_else(|| lines().find_map(|l| l.strip_prefix("Error:")))
         .or_else(|| lines().next())
         .map_or("configuration rejected", str::trim)
-}
-
-/// drasi-server gets the worker's environment minus draas' own settings (tokens, Redis URL),
-/// so `${VAR}` references in its config resolve against the host's environment.
-fn sanitize_env(cmd: &mut std::process::Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("DRAAS_") {
-            cmd.env_remove(k);
-        }
-    }
 }
 
 fn kill_group(pid: i32, signal: Signal) {
