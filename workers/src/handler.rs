@@ -211,7 +211,7 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
         ));
     }
     // A stop or a delete needs no secrets (and must work when they cannot be opened).
-    let secrets = match crate::secrets::open(ctx, &job.instance_id).await {
+    let secrets = match crate::secrets::open_stored(ctx, &job.instance_id, &ready.secrets) {
         Ok(s) => s,
         Err(e) if needs_config => return Err(e),
         Err(_) => crate::secrets::Opened::default(),

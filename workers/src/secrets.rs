@@ -3,6 +3,7 @@
 
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::secrets::Masker;
+use draas_jobs::store::secrets::Stored;
 use secrecy::SecretString;
 
 use crate::context::Ctx;
@@ -21,7 +22,11 @@ pub struct Opened {
 
 /// Open the secrets of instance `id`.
 pub async fn open(ctx: &Ctx, id: &InstanceId) -> Result<Opened, PlatformError> {
-    let stored = ctx.store.secrets().load(id).await?;
+    open_stored(ctx, id, &ctx.store.secrets().load(id).await?)
+}
+
+/// Open the secrets of instance `id` as they were read (`stored`).
+pub fn open_stored(ctx: &Ctx, id: &InstanceId, stored: &Stored) -> Result<Opened, PlatformError> {
     if stored.sealed.is_empty() {
         return Ok(Opened { rev: stored.rev, ..Opened::default() });
     }

@@ -255,6 +255,8 @@ pub struct Ready {
     pub port: Option<Allocated>,
     /// Who holds the instance's ports (the server, `id/component`s), read with the port.
     pub port_owners: Option<Vec<String>>,
+    /// The instance's secrets, sealed.
+    pub secrets: super::secrets::Stored,
 }
 
 /// How an operation on an instance ends.
@@ -364,7 +366,8 @@ impl Operations<'_> {
             .key(k.fence(id))
             .key(k.ports())
             .key(k.port_by_instance())
-            .key(k.port_owners(id));
+            .key(k.port_owners(id))
+            .key(k.secrets(id));
         inv.arg(b.holder)
             .arg(b.lease_ttl.as_millis().max(1) as u64)
             .arg(now())
@@ -428,7 +431,9 @@ impl Operations<'_> {
             p => Some(p.parse().map(Allocated::Port).map_err(|_| StoreError::Protocol(format!("begin: port {p}")))?),
         };
         let port_owners = redis::from_redis_value(at(10)).map_err(protocol)?;
-        Ok(Ready { lease: Lease::from_value(k.lease(b.instance), lease_value), op, state, port, port_owners })
+        let secrets = super::secrets::parse(&k.secrets(b.instance), redis::from_redis_value(at(11)).map_err(protocol)?);
+        let lease = Lease::from_value(k.lease(b.instance), lease_value);
+        Ok(Ready { lease, op, state, port, port_owners, secrets })
     }
 
     /// End an operation (see [`Finish`]). Returns whether it ended it now (not before) and

@@ -426,14 +426,15 @@ script!(
     /// extended); for a start, the port is allocated (and the instance's port owners read);
     /// the operation becomes `running`.
     /// KEYS: op, instance, config, observed, probe, lease, fence, ports, port-by-instance, the
-    /// instance's port owners.
+    /// instance's port owners, its secrets.
     /// ARGV: holder, lease ttl ms, now, target generation, held lease ('' = take it), own node,
     /// node key prefix, op ttl, channel, op id, check placement ('1'), pool ('' = no port),
     /// first, last, instance id, then ports to skip.
     /// Replies {'gone'}, {'final', status}, {'no_instance'}, {'superseded'},
     /// {'foreign', node, alive}, {'busy'}, {'lease_lost'}, or {'ok', lease, port ('' = none;
     /// -1 taken; 0 exhausted), op fields, instance fields (data, version, desired, generation,
-    /// updated at), config, cv, observed, ov, probe, port owners (nil without a pool)}.
+    /// updated at), config, cv, observed, ov, probe, port owners (nil without a pool), the
+    /// secrets hash (sealed)}.
     begin = concat!(
         lua_allocate!(),
         r"
@@ -488,7 +489,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[8])
 local fields = {}
 for k, v in pairs(op) do table.insert(fields, k) table.insert(fields, v) end
 local probe = redis.call('HGET', KEYS[5], 'data')
-return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe, owners}
+return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe, owners,
+  redis.call('HGETALL', KEYS[11])}
 "
     )
 );

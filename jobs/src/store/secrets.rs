@@ -80,21 +80,7 @@ impl Secrets<'_> {
     pub async fn load(&self, id: &InstanceId) -> Result<Stored, StoreError> {
         let key = self.store.keys().secrets(id);
         let raw: BTreeMap<String, String> = self.store.conn().hgetall(&key).await?;
-        let mut out = Stored::default();
-        for (field, value) in raw {
-            if field == REV {
-                out.rev = value.parse().unwrap_or_default();
-                continue;
-            }
-            let parsed = field.parse::<SecretName>().ok().zip(serde_json::from_str::<Sealed>(&value).ok());
-            match parsed {
-                Some((name, sealed)) => {
-                    out.sealed.insert(name, sealed);
-                }
-                None => tracing::error!(key = %key, field = %field, "a stored secret cannot be read; it is skipped"),
-            }
-        }
-        Ok(out)
+        Ok(parse(&key, raw))
     }
 
     /// Replace `old` by `new` (the same value sealed anew), unless the secret changed since it
@@ -115,4 +101,23 @@ impl Secrets<'_> {
             .await?;
         Ok(done == 1)
     }
+}
+
+/// The secrets in an instance's hash (`key`), as `HGETALL` gives it.
+pub(super) fn parse(key: &str, raw: BTreeMap<String, String>) -> Stored {
+    let mut out = Stored::default();
+    for (field, value) in raw {
+        if field == REV {
+            out.rev = value.parse().unwrap_or_default();
+            continue;
+        }
+        let parsed = field.parse::<SecretName>().ok().zip(serde_json::from_str::<Sealed>(&value).ok());
+        match parsed {
+            Some((name, sealed)) => {
+                out.sealed.insert(name, sealed);
+            }
+            None => tracing::error!(key = %key, field = %field, "a stored secret cannot be read; it is skipped"),
+        }
+    }
+    out
 }
