@@ -445,6 +445,11 @@ fn app_env(redis: &TestRedis, prefix: &str, token: &str) -> Vec<(String, String)
         ("DRAAS_KEY_PREFIX".into(), prefix.to_owned()),
         ("DRAAS_API_TOKENS".into(), token.to_owned()),
         ("DRAAS_LISTEN".into(), "127.0.0.1:0".into()),
+        // The load tests submit thousands of operations with the one token: the quotas of a
+        // token are tested in `roles.rs`, with the defaults or their own.
+        ("DRAAS_QUOTAS__OPS_PER_MINUTE".into(), "1000000".into()),
+        ("DRAAS_QUOTAS__MAX_INSTANCES".into(), "1000000".into()),
+        ("DRAAS_QUOTAS__MAX_STREAMS".into(), "100000".into()),
     ]
 }
 

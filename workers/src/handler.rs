@@ -205,7 +205,14 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
 async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, PlatformError> {
     let superseded = CancellationToken::new();
     let watcher = tokio::spawn(watch_generation(ctx.store.clone(), job.clone(), superseded.clone()));
-    let a = Attempt { lease: &ready.lease, state: &ready.state, port: ready.port, superseded, force: ready.op.force };
+    let a = Attempt {
+        lease: &ready.lease,
+        state: &ready.state,
+        port: ready.port,
+        superseded,
+        force: ready.op.force,
+        requested_by: ready.op.requested_by.as_deref().unwrap_or_default(),
+    };
     let limit = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs);
     let needs_config = !matches!(job.kind, OperationKind::Stop | OperationKind::Delete);
     if needs_config && a.state.unreadable.is_some() {
@@ -318,7 +325,8 @@ async fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) 
             (op.kind != OperationKind::Reconcile).then(|| (actions::errored(ctx, &ready.state, &e), e.code.as_str()))
         }
     };
-    let observed = observed.as_ref().map(|(o, reason)| (o, Cause { source: &source, reason }));
+    let by = op.requested_by.as_deref().unwrap_or_default();
+    let observed = observed.as_ref().map(|(o, reason)| (o, Cause { source: &source, reason, by }));
     // A server that came up for another reason than a crash repair (a new configuration, a
     // user's request) ends the crash loop: its next crash starts counting anew. A repair that
     // comes up and crashes again keeps counting, so a crash loop still gives up.

@@ -80,9 +80,9 @@ pub async fn create(
     let runtime = runtime(req.runtime)?;
     let platform = req.platform.unwrap_or(state.settings.default_platform);
     if let Some(r) = &runtime {
-        crate::network::admit_runtime(&state, caller, platform, r).map_err(|e| ApiError::from(e).under("/runtime"))?;
+        crate::network::admit_runtime(&state, &caller, platform, r).map_err(|e| ApiError::from(e).under("/runtime"))?;
     }
-    crate::network::confine(&state, caller, platform, None, None, &mut config)
+    crate::network::confine(&state, &caller, platform, None, None, &mut config)
         .map_err(|e| ApiError::from(e).under("/config"))?;
     crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
@@ -96,8 +96,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         runtime: runtime.unwrap_or_default(),
+        created_by: Some(caller.name.to_string()),
     };
-    state.store.instances().create(&record, &config).await?;
+    state.store.instances().create(&record, &config, caller.quota.max_instances).await?;
     tracing::info!(instance = %record.id, name = %record.name, "instance created");
     let created = load(&state, &record.id).await?;
     let mut res = instance_response(StatusCode::CREATED, &created);
@@ -200,7 +201,7 @@ pub async fn update(
                 s.instance.value.description = d.clone();
             }
             if let Some(r) = &new_runtime {
-                crate::network::admit_runtime(&state, caller, s.instance.value.platform, r)
+                crate::network::admit_runtime(&state, &caller, s.instance.value.platform, r)
                     .map_err(|e| ApiError::from(e).under("/runtime"))?;
                 s.instance.value.runtime = r.clone();
             }

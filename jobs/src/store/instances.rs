@@ -66,19 +66,34 @@ pub struct Instances<'a> {
 }
 
 impl Instances<'_> {
-    /// Store a new instance and its configuration; fails with `NameTaken` when the name is used.
-    pub async fn create(&self, instance: &InstanceRecord, config: &DrasiConfig) -> Result<(), StoreError> {
+    /// Store a new instance and its configuration; fails with `NameTaken` when the name is
+    /// used, and with `OverQuota` when its creator (`created_by`) has `max_instances` already.
+    pub async fn create(
+        &self,
+        instance: &InstanceRecord,
+        config: &DrasiConfig,
+        max_instances: Option<u64>,
+    ) -> Result<(), StoreError> {
         let (id, k) = (&instance.id, self.store.keys());
+        let owner = instance.created_by.as_deref().unwrap_or_default();
         let mut inv = scripts::create().prepare_invoke();
-        inv.key(k.names()).key(k.instances()).key(k.instance(id)).key(k.config(id));
-        inv.arg(instance.name.as_str()).arg(id.as_str()).arg(to_json(config));
+        inv.key(k.names()).key(k.instances()).key(k.instance(id)).key(k.config(id)).key(k.owned(owner));
+        inv.arg(instance.name.as_str())
+            .arg(id.as_str())
+            .arg(to_json(config))
+            .arg(max_instances.map(|m| m.to_string()).unwrap_or_default())
+            .arg(owner);
         for (field, value) in instance_fields(instance) {
             inv.arg(field).arg(value);
         }
         let outcome: String = inv.invoke_async(&mut self.store.conn()).await?;
         match outcome.as_str() {
             "ok" => Ok(()),
-            _ => Err(StoreError::NameTaken),
+            "name_taken" => Err(StoreError::NameTaken),
+            other => match other.strip_prefix("over_quota:").and_then(|c| c.parse().ok()) {
+                Some(count) => Err(StoreError::OverQuota { token: owner.to_owned(), count }),
+                None => Err(StoreError::Protocol(format!("create answered {other:?}"))),
+            },
         }
     }
 
@@ -233,6 +248,7 @@ impl Instances<'_> {
             .key(k.logs(id))
             .key(k.log_shipper(id))
             .arg(id.as_str())
+            .arg(k.owned_prefix())
             .invoke_async(&mut self.store.conn())
             .await?;
         Ok(())
@@ -272,7 +288,8 @@ impl Instances<'_> {
             .arg(limits.history_per_instance)
             .arg(limits.history_global)
             .arg(lease.unwrap_or_default())
-            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default());
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(cause.by);
         let version: u64 = inv.invoke_async(&mut self.store.conn()).await?;
         Ok(version > 0)
     }
