@@ -146,11 +146,21 @@ async fn a_token_at_its_instance_quota_gets_429_and_nothing_is_written_until_it_
         }
     });
     let _worker = app.start_worker("node-a", &[]);
-    let (_, first) = create(&app, OPS, "one").await;
-    assert_eq!(create(&app, OPS, "two").await.0, StatusCode::CREATED);
+    // Twenty creates at once: the quota is counted where the instance is written, so exactly
+    // two get through, whatever the interleaving.
+    let names: Vec<_> = (0..20).map(|i| format!("burst-{i}")).collect();
+    let burst = futures::future::join_all(names.iter().map(|n| create(&app, OPS, n))).await;
+    let created: Vec<_> = burst.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, i)| i.clone()).collect();
+    let refused = burst.iter().filter(|(s, b)| *s == StatusCode::TOO_MANY_REQUESTS && b["code"] == "quota_exceeded");
+    assert_eq!((created.len(), refused.count()), (2, 18), "{burst:?}");
+    if draas_tests::verbose() {
+        eprintln!("FIGURE instance quota 2: 20 concurrent creates -> 2 created, 18 x 429");
+    }
+    let first = &created[0];
     let mut redis = app.redis().await;
     let names: usize =
         redis::cmd("HLEN").arg(format!("{{{}}}:names", app.prefix)).query_async(&mut redis).await.unwrap();
+    assert_eq!(names, 2);
 
     let res =
         as_token(&app, OPS, Method::POST, "/api/v1/instances").json(&json!({"name": "three"})).send().await.unwrap();
@@ -189,9 +199,13 @@ async fn a_token_over_its_operations_per_minute_gets_429_with_retry_after_until_
     if second() >= 55 {
         eventually("the next minute", Duration::from_secs(10), || async { (second() < 55).then_some(()) }).await;
     }
-    for _ in 0..3 {
-        let (status, _) = json_of(as_token(&app, OPS, Method::POST, &format!("/api/v1/instances/{id}/stop"))).await;
-        assert_eq!(status, StatusCode::ACCEPTED);
+    let stop = format!("/api/v1/instances/{id}/stop");
+    let burst = futures::future::join_all((0..20).map(|_| json_of(as_token(&app, OPS, Method::POST, &stop)))).await;
+    let accepted = burst.iter().filter(|(s, _)| *s == StatusCode::ACCEPTED).count();
+    let refused = burst.iter().filter(|(s, b)| *s == StatusCode::TOO_MANY_REQUESTS && b["code"] == "quota_exceeded");
+    assert_eq!((accepted, refused.count()), (3, 17), "{burst:?}");
+    if draas_tests::verbose() {
+        eprintln!("FIGURE ops quota 3/min: 20 concurrent stops -> 3 accepted, 17 x 429");
     }
 
     let res = as_token(&app, OPS, Method::POST, &format!("/api/v1/instances/{id}/start")).send().await.unwrap();

@@ -63,7 +63,8 @@ pub fn instance_response(status: StatusCode, s: &InstanceState) -> Response {
     request_body(content = CreateInstance, content_type = "application/json"),
     responses((status = 201, body = Instance, description = "Created; Location names it"),
         (status = 400, body = Problem), (status = 409, body = Problem, description = "Name taken"),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded: the token has quotas.max_instances")))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -165,7 +165,8 @@ pub struct StatusPushed {
 /// is reconciled at once.
 #[utoipa::path(post, path = "/api/v1/status/updates", tag = "status", request_body = StatusUpdate,
     responses((status = 202, body = StatusPushed), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded (quotas.ops_per_minute), queue_full")))]
 pub async fn push(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -213,7 +214,8 @@ pub async fn push(
 
 /// Reconcile one instance now.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/reconcile", tag = "status", params(("id" = String, Path)),
-    responses((status = 202, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 202, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded (quotas.ops_per_minute), queue_full")))]
 pub async fn reconcile_one(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -234,7 +236,8 @@ fn accepted(op: &Operation) -> Response {
 
 /// Run a reconciliation pass over every instance now.
 #[utoipa::path(post, path = "/api/v1/reconcile", tag = "status",
-    responses((status = 202, body = OperationDto), (status = 503, body = Problem)))]
+    responses((status = 202, body = OperationDto), (status = 503, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded (quotas.ops_per_minute), queue_full")))]
 pub async fn reconcile_all(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
