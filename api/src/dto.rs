@@ -56,6 +56,10 @@ pub struct Instance {
     /// recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The name of the token that last changed its configuration, name, description or
+    /// runtime options; absent until one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 /// Component counts of an instance.
@@ -99,6 +103,7 @@ impl From<&InstanceState> for Instance {
             }),
             conditions: o.and_then(|o| o.rejected.clone()).into_iter().collect(),
             created_by: i.created_by.clone(),
+            updated_by: i.updated_by.clone(),
         }
     }
 }

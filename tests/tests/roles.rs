@@ -114,6 +114,17 @@ async fn every_operation_and_the_history_it_causes_name_the_token_that_asked() {
     assert_eq!(inst["createdBy"], "ops");
     let (_, legacy) = app.send_json(Method::POST, "/api/v1/instances", &json!({"name": "legacy"})).await;
     assert_eq!(legacy["createdBy"], "token-1", "the api_tokens entry is named token-1");
+    assert!(inst.get("updatedBy").is_none(), "{inst}");
+    let edit = as_token(&app, ROOT, Method::PATCH, &format!("/api/v1/instances/{id}"));
+    let (status, edited) = json_of(edit.json(&json!({"description": "audited"}))).await;
+    assert_eq!(
+        (status, edited["createdBy"].as_str(), edited["updatedBy"].as_str()),
+        (StatusCode::OK, Some("ops"), Some("root"))
+    );
+    let put = as_token(&app, OPS, Method::PUT, &format!("/api/v1/instances/{id}/config"));
+    assert_eq!(put.json(&json!({"logLevel": "debug"})).send().await.unwrap().status(), StatusCode::OK);
+    let (_, read) = app.get_json(&format!("/api/v1/instances/{id}")).await;
+    assert_eq!(read["updatedBy"], "ops", "a configuration change records who made it: {read}");
 
     let (status, started) =
         json_of(as_token(&app, OPS, Method::POST, &format!("/api/v1/instances/{id}/start?wait=30"))).await;

@@ -40,7 +40,7 @@ pub async fn patch(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if s.unreadable.is_some() {
                 return Err(ApiError::corrupt().into());
             }

@@ -121,7 +121,7 @@ pub async fn start(
         state
             .store
             .instances()
-            .update(&id, |s| {
+            .update_by(&id, Some(&caller.name), |s| {
                 plugins.check_instance(s, &config)?;
                 s.config.value = config.clone();
                 Ok::<_, CompatError>(())

@@ -79,6 +79,7 @@ fn new_record(state: &AppState, obj: &Map<String, Value>) -> Result<InstanceReco
         updated_at: now,
         runtime: Default::default(),
         created_by: None,
+        updated_by: None,
     })
 }
 

@@ -57,7 +57,7 @@ async fn edit(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if s.unreadable.is_some() {
                 return Err(ApiError::corrupt().into());
             }

@@ -122,7 +122,7 @@ pub async fn edit_config(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if_match.check(s.config.version)?;
             if scope == Edit::Part && s.unreadable.is_some() {
                 return Err(ApiError::corrupt());

@@ -98,6 +98,7 @@ pub async fn create(
         updated_at: now,
         runtime: runtime.unwrap_or_default(),
         created_by: Some(caller.name.to_string()),
+        updated_by: None,
     };
     state.store.instances().create(&record, &config, caller.quota.max_instances).await?;
     tracing::info!(instance = %record.id, name = %record.name, "instance created");
@@ -193,7 +194,7 @@ pub async fn update(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if_match.check(s.instance.version)?;
             if let Some(n) = &new_name {
                 s.instance.value.name = n.clone();

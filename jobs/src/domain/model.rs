@@ -115,6 +115,10 @@ pub struct InstanceRecord {
     /// recorded it (they count against nobody's instance quota).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The name of the token that last changed it (its configuration, name, description or
+    /// runtime options; lifecycle requests are recorded on their operations instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 /// Container image and resource limits of an instance on the docker and kubernetes platforms

@@ -156,7 +156,22 @@ impl Instances<'_> {
     /// result is written only if nobody wrote in between, otherwise it is read and tried again.
     /// The generation goes up when the desired state, the runtime options or the configuration
     /// changed (and every worker waiting on an older generation is told).
-    pub async fn update<T, E, F>(&self, id: &InstanceId, mut change: F) -> Result<(InstanceState, T), E>
+    pub async fn update<T, E, F>(&self, id: &InstanceId, change: F) -> Result<(InstanceState, T), E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&mut InstanceState) -> Result<T, E>,
+    {
+        self.update_by(id, None, change).await
+    }
+
+    /// [`update`](Self::update) asked for by the token named `by`: a change records it as the
+    /// instance's `updated_by`.
+    pub async fn update_by<T, E, F>(
+        &self,
+        id: &InstanceId,
+        by: Option<&str>,
+        mut change: F,
+    ) -> Result<(InstanceState, T), E>
     where
         E: From<StoreError>,
         F: FnMut(&mut InstanceState) -> Result<T, E>,
@@ -174,6 +189,9 @@ impl Instances<'_> {
             let instance_changed = after.instance.value != before.instance.value;
             if instance_changed {
                 after.instance.value.updated_at = Utc::now();
+                if let Some(by) = by {
+                    after.instance.value.updated_by = Some(by.to_owned());
+                }
             }
             if !instance_changed && !config_changed {
                 return Ok((after, out));

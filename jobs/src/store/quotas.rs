@@ -1,9 +1,8 @@
-//! What each token used of its quotas: the instances it created that still exist (a set,
-//! kept by the create and delete scripts) and the operations it submitted this minute (a
-//! counter per token and clock minute, expiring with it).
+//! What each token used of its operations quota: a counter per token and clock minute,
+//! expiring with it. (Its instances are a set kept by the create and delete scripts of
+//! `instances`, which check the quota where they write.)
 
 use chrono::Utc;
-use redis::AsyncCommands;
 
 use super::{Store, StoreError, scripts};
 
@@ -24,10 +23,5 @@ impl Quotas<'_> {
             .invoke_async(&mut self.store.conn())
             .await?;
         Ok((count > per_minute).then_some(left.unsigned_abs()))
-    }
-
-    /// How many instances `token` created that still exist.
-    pub async fn instances(&self, token: &str) -> Result<u64, StoreError> {
-        Ok(self.store.conn().scard(self.store.keys().owned(token)).await?)
     }
 }

@@ -93,6 +93,7 @@ pub async fn create_instances(store: &Store, n: usize, platform: Platform) -> Ve
             updated_at: now,
             runtime: Default::default(),
             created_by: None,
+            updated_by: None,
         };
         store.instances().create(&rec, &DrasiConfig::default(), None).await.unwrap();
         ids.push(rec.id);
