@@ -52,6 +52,14 @@ pub struct Instance {
     /// What is wrong besides the status, e.g. a configuration change the worker refused
     /// (`config_rejected`, `plugin_missing`) while the server kept running the one before.
     pub conditions: Vec<Condition>,
+    /// The name of the token that created it; absent on instances created before draas
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The name of the token that last changed its configuration, name, description or
+    /// runtime options; absent until one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 /// Component counts of an instance.
@@ -94,6 +102,8 @@ impl From<&InstanceState> for Instance {
                 failing: o.components.iter().filter(|c| c.failed()).count(),
             }),
             conditions: o.and_then(|o| o.rejected.clone()).into_iter().collect(),
+            created_by: i.created_by.clone(),
+            updated_by: i.updated_by.clone(),
         }
     }
 }

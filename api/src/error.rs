@@ -183,6 +183,7 @@ impl From<StoreError> for ApiError {
                 Self::conflict("contended", "the instance is being changed concurrently; retry").retry_after(1)
             }
             StoreError::NotFound => Self::not_found("instance_not_found", "instance does not exist"),
+            e @ StoreError::OverQuota { .. } => Self::quota_exceeded(e.to_string(), QUOTA_RETRY_SECS),
             StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "a record cannot be read");
                 Self::corrupt()
@@ -192,7 +193,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// When to ask a client over its instance quota to come back: instances are freed by deletes,
+/// not by time.
+const QUOTA_RETRY_SECS: u64 = 60;
+
 impl ApiError {
+    /// 429: the caller's token used up one of its quotas (`message` names it).
+    pub fn quota_exceeded(message: impl Into<String>, retry_after: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message).retry_after(retry_after.max(1))
+    }
+
     /// 409: a record of the instance cannot be read, so it cannot be edited in place.
     pub fn corrupt() -> Self {
         Self::conflict(

@@ -16,6 +16,7 @@ pub mod patch;
 pub mod plugins;
 pub mod routes;
 pub mod secrets;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +47,8 @@ pub struct AppState {
     pub store: Store,
     pub submitter: Submitter,
     pub settings: Arc<Settings>,
-    /// One permit per stream served now (`api.max_streams`).
-    pub streams: Arc<tokio::sync::Semaphore>,
+    /// The streams served now (`api.max_streams`, and per token `quotas.max_streams`).
+    pub streams: streams::Streams,
 }
 
 impl AppState {
@@ -56,21 +57,15 @@ impl AppState {
         Self {
             submitter: Submitter::new(store.clone(), &settings),
             store,
-            streams: Arc::new(tokio::sync::Semaphore::new(settings.api.max_streams)),
+            streams: streams::Streams::new(settings.api.max_streams),
             settings: Arc::new(settings),
         }
     }
 
-    /// A permit for one more stream, held as long as it runs; 429 when `api.max_streams` run.
-    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.streams.clone().try_acquire_owned().map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                format!("this API replica serves {} streams already; retry later", self.settings.api.max_streams),
-            )
-            .retry_after(5)
-        })
+    /// A permit for one more stream of `caller`, held as long as it runs; 429 when
+    /// `api.max_streams` run, or the caller's token holds its `max_streams`.
+    pub fn stream_permit(&self, caller: &auth::Caller) -> Result<streams::StreamPermit, ApiError> {
+        self.streams.permit(caller)
     }
 
     /// The keep-alive every stream sends while it has nothing to say.
@@ -86,7 +81,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application: public health routes and the (data-less) dashboard shell, and
 /// everything else behind the token.
 pub fn router(state: AppState) -> Router {
-    let auth = Auth::new(&state.settings.api_tokens, &state.settings.admin_tokens, state.settings.dev);
+    let auth = Auth::from_settings(&state.settings);
     let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
     let body_limit = state.settings.api.body_limit_bytes;
     let v1 = Router::new()

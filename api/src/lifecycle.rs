@@ -12,14 +12,28 @@ use draas_jobs::store::events::Event;
 use tokio::sync::broadcast::Receiver;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// How often a `?wait` looks at the operation when no notification comes (Redis pub/sub
 /// delivers at most once, and nothing while the subscription reconnects).
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
-/// Submit an operation (see [`Request`]).
-pub async fn submit(state: &AppState, r: Request<'_>) -> Result<Operation, ApiError> {
+/// Submit an operation (see [`Request`]) asked for by `caller`, within its quota of
+/// operations per minute (429 `quota_exceeded` with `Retry-After` until the minute ends).
+pub async fn submit(state: &AppState, caller: &Caller, r: Request<'_>) -> Result<Operation, ApiError> {
+    if let Some(limit) = caller.quota.ops_per_minute
+        && let Some(wait) = state.store.quotas().take_op(&caller.name, limit).await?
+    {
+        return Err(ApiError::quota_exceeded(
+            format!(
+                "token '{}' submitted {limit} operations this minute, its quota (quotas.ops_per_minute); retry in {wait} s",
+                caller.name
+            ),
+            wait,
+        ));
+    }
+    let r = r.by(&caller.name);
     state.submitter.submit(r).await.map_err(|e| match e {
         SubmitError::NotFound => ApiError::instance_not_found(r.instance.map(|i| i.as_str()).unwrap_or_default()),
         SubmitError::Deleting => ApiError::conflict("instance_deleting", "the instance is being deleted"),
@@ -34,12 +48,17 @@ pub async fn submit(state: &AppState, r: Request<'_>) -> Result<Operation, ApiEr
 
 /// Submit, then hold until the operation ends or `wait` passes (no hold for a zero wait).
 /// Listening starts before the submit, so the operation's end cannot slip past unseen.
-pub async fn submit_and_wait(state: &AppState, r: Request<'_>, wait: Duration) -> Result<Operation, ApiError> {
+pub async fn submit_and_wait(
+    state: &AppState,
+    caller: &Caller,
+    r: Request<'_>,
+    wait: Duration,
+) -> Result<Operation, ApiError> {
     if wait.is_zero() {
-        return submit(state, r).await;
+        return submit(state, caller, r).await;
     }
     let events = state.store.events().subscribe();
-    let op = submit(state, r).await?;
+    let op = submit(state, caller, r).await?;
     hold(state, op, wait, events).await
 }
 

@@ -32,14 +32,14 @@ tokio::task_local! {
 /// warnings for the answer.
 pub fn confine(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     platform: Platform,
     port: Option<u16>,
     before: Option<&DrasiConfig>,
     secrets: &BTreeSet<String>,
     config: &mut DrasiConfig,
 ) -> Result<(), ConfigError> {
-    if !caller.admin {
+    if !caller.is_admin() {
         policy::check_config(config, before)?;
     }
     // Whoever writes: a reference to anything else would resolve (or fail) against an
@@ -67,7 +67,7 @@ pub fn confine(
 /// [`confine`] a new configuration of the instance `s`.
 pub fn confine_for(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     s: &InstanceState,
     config: &mut DrasiConfig,
 ) -> Result<(), ConfigError> {
@@ -88,11 +88,11 @@ pub fn check_references_for(state: &AppState, s: &InstanceState, config: &DrasiC
 /// Pointers are relative to the options object.
 pub fn admit_runtime(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     platform: Platform,
     r: &RuntimeOptions,
 ) -> Result<(), ConfigError> {
-    if caller.admin {
+    if caller.is_admin() {
         return Ok(());
     }
     let own = draas_jobs::settings::own_image(&state.settings, platform);

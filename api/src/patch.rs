@@ -25,9 +25,9 @@ pub struct Failure {
 /// or `move` from a secret (the value lands under a key that is not redacted), and a `test`
 /// of a secret or of anything holding one (its 200 or 422 answers a guess). Judged on the
 /// document as the operations before it left it.
-fn guard(doc: &Value, index: usize, op: &PatchOperation, caller: Caller) -> Result<(), Failure> {
+fn guard(doc: &Value, index: usize, op: &PatchOperation, caller: &Caller) -> Result<(), Failure> {
     let (pointer, what) = match op {
-        _ if caller.admin => return Ok(()),
+        _ if caller.is_admin() => return Ok(()),
         PatchOperation::Copy(o) => (&o.from, "copy from"),
         PatchOperation::Move(o) => (&o.from, "move from"),
         PatchOperation::Test(o) => (&o.path, "test of"),
@@ -58,7 +58,7 @@ fn holds_secret(v: Option<&Value>) -> bool {
 /// Apply `ops` to `doc` in order for `caller`; the first that fails, that [`guard`] refuses,
 /// or that would make the document deeper or larger than a stored configuration may be, stops
 /// the patch (the caller discards `doc`).
-pub fn apply(doc: &mut Value, ops: &[PatchOperation], caller: Caller) -> Result<(), Failure> {
+pub fn apply(doc: &mut Value, ops: &[PatchOperation], caller: &Caller) -> Result<(), Failure> {
     let mut size = limits::json_len(doc);
     for (index, op) in ops.iter().enumerate() {
         guard(doc, index, op, caller)?;
@@ -111,26 +111,26 @@ mod tests {
         let mut doc = json!({"a": "x".repeat(1000)});
         let doubling: Vec<Value> =
             (0..20).map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")})).collect();
-        let e = apply(&mut doc, &ops(Value::Array(doubling)), Caller { admin: true }).expect_err("too large");
+        let e = apply(&mut doc, &ops(Value::Array(doubling)), &Caller::admin("admin")).expect_err("too large");
         assert_eq!(e.code, "config_too_large");
     }
 
     #[test]
     fn secrets_cannot_be_copied_or_tested_without_admin() {
         let doc = json!({"sources": [{"id": "db", "password": "hunter2", "user": "u"}]});
-        let user = Caller { admin: false };
+        let user = Caller { name: "user".into(), role: draas_jobs::auth::Role::Operate, quota: Default::default() };
         for op in [
             json!([{"op": "copy", "from": "/sources/0/password", "path": "/sources/0/x"}]),
             json!([{"op": "test", "path": "/sources/0/password", "value": "hunter2"}]),
             json!([{"op": "test", "path": "/sources/0", "value": {"id": "db", "password": "hunter2", "user": "u"}}]),
             json!([{"op": "copy", "from": "/sources/0", "path": "/z"}, {"op": "test", "path": "/z", "value": 1}]),
         ] {
-            let e = apply(&mut doc.clone(), &ops(op), user).expect_err("refused");
+            let e = apply(&mut doc.clone(), &ops(op), &user).expect_err("refused");
             assert_eq!(e.code, "secret_path_forbidden");
         }
         let fine = ops(json!([{"op": "test", "path": "/sources/0/user", "value": "u"}]));
-        assert!(apply(&mut doc.clone(), &fine, user).is_ok());
+        assert!(apply(&mut doc.clone(), &fine, &user).is_ok());
         let copy = ops(json!([{"op": "copy", "from": "/sources/0/password", "path": "/sources/0/x"}]));
-        assert!(apply(&mut doc.clone(), &copy, Caller { admin: true }).is_ok());
+        assert!(apply(&mut doc.clone(), &copy, &Caller::admin("admin")).is_ok());
     }
 }

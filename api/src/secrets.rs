@@ -8,9 +8,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// May this caller see secrets? `?reveal=true` needs an admin token (403 otherwise).
-pub fn reveal(asked: Option<bool>, caller: Caller) -> Result<bool, ApiError> {
+pub fn reveal(asked: Option<bool>, caller: &Caller) -> Result<bool, ApiError> {
     match asked {
-        Some(true) if !caller.admin => {
+        Some(true) if !caller.is_admin() => {
             Err(ApiError::new(StatusCode::FORBIDDEN, "reveal_forbidden", "only an admin token may reveal secrets"))
         }
         Some(true) => Ok(true),

@@ -5,6 +5,7 @@
 mod client;
 mod cmd;
 mod output;
+mod token;
 mod up;
 
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     Up,
     /// Print the OpenAPI document.
     Openapi,
+    /// Make an API token and its settings entry, or hash a token.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
     /// Print a shell completion script: `source <(draas completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -47,6 +51,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let served = match cli.command {
         Command::Client(command) => return Ok(cmd::run(command).await),
+        Command::Token(cmd) => token::run(cmd),
         Command::Openapi => {
             print!("{}", draas_api::openapi::json());
             Ok(())

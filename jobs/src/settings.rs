@@ -2,7 +2,7 @@
 //! `deploy/config/<DRAAS_ENV>.yaml`, then `DRAAS_*` environment variables.
 //!
 //! Public environment contract: `DRAAS_REDIS_URL`, `DRAAS_KEY_PREFIX`, `DRAAS_LISTEN`,
-//! `DRAAS_API_TOKENS` (comma-separated), `DRAAS_DATA_DIR`, `DRAAS_DEV`, `DRAAS_NODE_ID`,
+//! `DRAAS_API_TOKENS` (comma-separated), `DRAAS_TOKENS` (a JSON array), `DRAAS_DATA_DIR`, `DRAAS_DEV`, `DRAAS_NODE_ID`,
 //! `DRAAS_PROCESS_EXECUTABLE`, `DRAAS_DOCKER_IMAGE`, `DRAAS_KUBECONFIG`, `DRAAS_KUBE_NAMESPACE`;
 //! any other setting as `DRAAS_<SECTION>__<KEY>`.
 
@@ -10,10 +10,12 @@ mod kubernetes;
 mod network;
 mod policy;
 mod secrets;
+pub mod tokens;
 pub use kubernetes::{DataVolume, KubePlugins, KubeResources, KubernetesSettings, ProbeVia, ServiceType};
 pub use network::{NetworkSettings, PortRange};
 pub use policy::{PolicySettings, own_image};
 pub use secrets::SecretSettings;
+pub use tokens::{QuotaSettings, Role, TokenSettings};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,10 @@ pub struct Settings {
     pub api_tokens: Vec<SecretString>,
     /// Bearer tokens that may also see secrets (`?reveal=true`); accepted everywhere.
     pub admin_tokens: Vec<SecretString>,
+    /// Named tokens with a role and quotas (`DRAAS_TOKENS`: a JSON array).
+    pub tokens: Vec<TokenSettings>,
+    /// Quotas of tokens that set none of their own.
+    pub quotas: QuotaSettings,
     /// Development mode: no authentication.
     pub dev: bool,
     /// Where config files, logs and a private Redis live.
@@ -383,6 +389,8 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_tokens: Vec::new(),
             admin_tokens: Vec::new(),
+            tokens: Vec::new(),
+            quotas: QuotaSettings::default(),
             dev: false,
             data_dir: PathBuf::from(".draas"),
             default_platform: Platform::Process,
@@ -480,6 +488,12 @@ fn clean_tokens(tokens: &[SecretString]) -> Vec<SecretString> {
         .collect()
 }
 
+fn tokens_from_json(json: &str) -> Result<Vec<TokenSettings>, SettingsError> {
+    serde_json::from_str(json).map_err(|e| {
+        SettingsError::Invalid(format!("DRAAS_TOKENS must be a JSON array of {{name, role, sha256}}: {e}"))
+    })
+}
+
 /// Environment variables of the public contract that do not follow `SECTION__KEY`.
 const ENV_ALIASES: &[(&str, &str)] = &[
     ("DRAAS_PROCESS_EXECUTABLE", "process.executable"),
@@ -503,8 +517,10 @@ impl Settings {
         dir: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let env: std::collections::HashMap<String, String> =
+        let mut env: std::collections::HashMap<String, String> =
             env.into_iter().filter(|(k, _)| k.starts_with("DRAAS_")).collect();
+        // A list of objects does not fit `SECTION__KEY` variables: it comes as one JSON array.
+        let tokens = env.remove("DRAAS_TOKENS").map(|json| tokens_from_json(&json)).transpose()?;
         let profile = env.get("DRAAS_ENV").map(String::as_str).unwrap_or("local");
         if profile.is_empty() || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(SettingsError::Invalid(format!("DRAAS_ENV '{profile}' is not a profile name")));
@@ -539,6 +555,9 @@ impl Settings {
         settings.admin_tokens = clean_tokens(&settings.admin_tokens);
         settings.secrets.keys = clean_tokens(&settings.secrets.keys);
         settings.process.env_allow.retain(|n| !n.trim().is_empty());
+        if let Some(tokens) = tokens {
+            settings.tokens = tokens;
+        }
         settings.check()?;
         Ok(settings)
     }
@@ -567,6 +586,7 @@ impl Settings {
                 "process.env_allow names '{n}': draas' own DRAAS_* variables (tokens, the Redis URL) never reach a server"
             )));
         }
+        self.token_entries()?;
         if self.api.heartbeat_secs == 0 {
             return Err(SettingsError::Invalid("api.heartbeat_secs must be at least 1".into()));
         }
@@ -575,12 +595,19 @@ impl Settings {
 
     /// An API must authenticate: tokens, or explicit dev mode.
     pub fn require_auth(&self) -> Result<(), SettingsError> {
-        if !self.dev && self.api_tokens.is_empty() && self.admin_tokens.is_empty() {
+        if !self.dev && self.api_tokens.is_empty() && self.admin_tokens.is_empty() && self.tokens.is_empty() {
             return Err(SettingsError::Invalid(
-                "no API tokens: set DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication".into(),
+                "no API tokens: set DRAAS_TOKENS or DRAAS_API_TOKENS, or DRAAS_DEV=true to run without authentication"
+                    .into(),
             ));
         }
         Ok(())
+    }
+
+    /// Every accepted token (`tokens`, then `api_tokens` and `admin_tokens`), with its quota.
+    pub fn token_entries(&self) -> Result<Vec<tokens::TokenEntry>, SettingsError> {
+        tokens::entries(&self.tokens, &self.api_tokens, &self.admin_tokens, &self.quotas)
+            .map_err(SettingsError::Invalid)
     }
 
     /// This host's node id.
@@ -721,6 +748,28 @@ mod tests {
         assert!(Settings::load_from(None, env(&[("DRAAS_DEV", "true"), ("DRAAS_SECRETS__KEYS", "c2hvcnQ=")])).is_err());
         let own = [("DRAAS_DEV", "true"), ("DRAAS_PROCESS__ENV_ALLOW", "PATH,DRAAS_REDIS_URL")];
         assert!(Settings::load_from(None, env(&own)).is_err(), "draas' own variables never reach a server");
+    }
+
+    #[test]
+    fn named_tokens_come_as_a_json_array_and_quotas_as_sections() {
+        let sha = tokens::hex(&tokens::digest(b"secret"));
+        let json = format!(r#"[{{"name": "ci", "role": "read", "sha256": "{sha}", "ops_per_minute": 5}}]"#);
+        let s = Settings::load_from(
+            Some(&committed_dir()),
+            env(&[("DRAAS_TOKENS", &json), ("DRAAS_QUOTAS__MAX_STREAMS", "2"), ("DRAAS_ADMIN_TOKENS", "boss")]),
+        )
+        .expect("settings");
+        assert!(s.require_auth().is_ok());
+        let entries = s.token_entries().expect("entries");
+        let ci = &entries[0];
+        assert_eq!((ci.name.as_str(), ci.role, ci.digest), ("ci", Role::Read, tokens::digest(b"secret")));
+        assert_eq!(
+            (ci.quota.ops_per_minute, ci.quota.max_streams, ci.quota.max_instances),
+            (Some(5), Some(2), Some(1000))
+        );
+        assert_eq!((entries[1].name.as_str(), entries[1].role), ("admin-1", Role::Admin));
+        let bad = Settings::load_from(None, env(&[("DRAAS_TOKENS", r#"[{"name": "ci"}]"#)])).expect_err("refused");
+        assert!(bad.to_string().contains("DRAAS_TOKENS"), "{bad}");
     }
 
     #[test]

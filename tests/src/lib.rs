@@ -463,6 +463,11 @@ fn app_env(redis: &TestRedis, prefix: &str, token: &str) -> Vec<(String, String)
         ("DRAAS_LISTEN".into(), "127.0.0.1:0".into()),
         ("DRAAS_SECRETS__KEYS".into(), SECRETS_KEY.into()),
         ("DRAAS_PROCESS__ENV_ALLOW".into(), ENV_ALLOW.into()),
+        // The load tests submit thousands of operations with the one token: the quotas of a
+        // token are tested in `roles.rs`, with the defaults or their own.
+        ("DRAAS_QUOTAS__OPS_PER_MINUTE".into(), "1000000".into()),
+        ("DRAAS_QUOTAS__MAX_INSTANCES".into(), "1000000".into()),
+        ("DRAAS_QUOTAS__MAX_STREAMS".into(), "100000".into()),
     ]
 }
 

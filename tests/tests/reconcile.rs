@@ -52,12 +52,18 @@ async fn a_killed_server_is_seen_crashed_and_running_again_within_two_ticks() {
     .await;
     let crash = h.iter().find(|c| c["to"] == "error").unwrap();
     assert_eq!((crash["from"].as_str(), crash["source"].as_str()), (Some("running"), Some("reconciler")));
+    assert!(crash.get("requestedBy").is_none(), "a crash is seen, not asked for: {crash}");
     assert!(killed_at.elapsed() < Duration::from_secs(2 + 10), "detected within two ticks plus the restart");
     let (_, ops) = app.get_json(&format!("/api/v1/operations?instance={id}")).await;
-    assert!(
-        ops["items"].as_array().unwrap().iter().any(|o| o["kind"] == "restart" && o["reason"] == "crashed"),
-        "{ops}"
-    );
+    let repair = ops["items"].as_array().unwrap().iter().find(|o| o["kind"] == "restart" && o["reason"] == "crashed");
+    assert_eq!(repair.map(|o| o["requestedBy"].as_str()), Some(Some("system")), "the repair is the system's: {ops}");
+    // The repair's own `running` comes after the crash (this history is oldest first).
+    eventually("the repair's running, recorded as the system's", LONG, || async {
+        let h = history(&app, &id).await;
+        let crash = h.iter().position(|c| c["to"] == "error")?;
+        h[crash..].iter().any(|c| c["to"] == "running" && c["requestedBy"] == "system").then_some(())
+    })
+    .await;
     assert_eq!(app.servers().len(), 1);
 }
 

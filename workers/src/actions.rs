@@ -39,6 +39,8 @@ pub struct Attempt<'a> {
     pub superseded: CancellationToken,
     /// A delete that removes the records even when the platform cannot be reached.
     pub force: bool,
+    /// Who asked for the operation ('' = unknown), recorded with the changes it makes.
+    pub requested_by: &'a str,
 }
 
 /// What an action leaves: the operation's result, and what to record as observed as it ends
@@ -52,7 +54,7 @@ pub struct Done {
 /// Record an intermediate observation while our lease holds.
 async fn observe(ctx: &Ctx, a: &Attempt<'_>, observed: &ObservedRecord, reason: &str) -> Result<(), PlatformError> {
     let source = format!("worker:{}", ctx.worker);
-    let cause = Cause { source: &source, reason };
+    let cause = Cause { source: &source, reason, by: a.requested_by };
     let wrote = ctx.store.instances().observe(a.state.id(), observed, cause, Some(a.lease.value()), None).await?;
     if wrote { Ok(()) } else { Err(PlatformError::new(ErrorCode::LeaseLost, "another worker took over this instance")) }
 }

@@ -229,6 +229,7 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
         port_owners: ready.port_owners.as_deref(),
         superseded,
         force: ready.op.force,
+        requested_by: ready.op.requested_by.as_deref().unwrap_or_default(),
     };
     let limit = Duration::from_secs(ctx.settings.worker.attempt_timeout_secs);
     let work = async {
@@ -335,7 +336,8 @@ async fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) 
             (op.kind != OperationKind::Reconcile).then(|| (actions::errored(ctx, &ready.state, &e), e.code.as_str()))
         }
     };
-    let observed = observed.as_ref().map(|(o, reason)| (o, Cause { source: &source, reason }));
+    let by = op.requested_by.as_deref().unwrap_or_default();
+    let observed = observed.as_ref().map(|(o, reason)| (o, Cause { source: &source, reason, by }));
     // A server that came up for another reason than a crash repair (a new configuration, a
     // user's request) ends the crash loop: its next crash starts counting anew. A repair that
     // comes up and crashes again keeps counting, so a crash loop still gives up.

@@ -103,7 +103,7 @@ pub async fn run(
     ];
     if let Some(addr) = ctx.settings.worker.metrics_listen {
         let s = &ctx.settings;
-        let auth = (!s.api.metrics_public).then(|| draas_jobs::auth::Auth::new(&s.api_tokens, &s.admin_tokens, s.dev));
+        let auth = (!s.api.metrics_public).then(|| draas_jobs::auth::Auth::from_settings(s));
         let store = ctx.store.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = metrics_server::serve(addr, store, auth).await {

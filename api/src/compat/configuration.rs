@@ -22,7 +22,7 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
 ) -> Answer {
     let s = load(&state, &instance_id(&p.instance_id)?).await?;
-    Ok(Json(json::config_shown(&s.config.value, caller)?).into_response())
+    Ok(Json(json::config_shown(&s.config.value, &caller)?).into_response())
 }
 
 /// Row 15: JSON Patch (RFC 6902) over the configuration; the result is validated before it
@@ -40,15 +40,15 @@ pub async fn patch(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if s.unreadable.is_some() {
                 return Err(ApiError::corrupt().into());
             }
             let before = json::config_out(&s.config.value)?;
             let mut doc = before.clone();
-            json::apply_patch(&mut doc, &ops, caller)?;
+            json::apply_patch(&mut doc, &ops, &caller)?;
             let mut config = json::parse_original_config(doc, Some(&before))?;
-            crate::network::confine_for(&state, caller, s, &mut config)?;
+            crate::network::confine_for(&state, &caller, s, &mut config)?;
             plugins.check_instance(s, &config)?;
             s.config.value = config;
             Ok::<_, CompatError>(())
@@ -56,5 +56,5 @@ pub async fn patch(
         .await
         .map_err(|e| e.for_instance(id.as_str()))?;
     tracing::info!(instance = %id, api = "compat", "configuration patched");
-    Ok((StatusCode::ACCEPTED, Json(json::config_shown(&after.config.value, caller)?)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(json::config_shown(&after.config.value, &caller)?)).into_response())
 }

@@ -134,8 +134,8 @@ fn query_text(q: &mut Map<String, Value>, old: Option<&Vec<Value>>) {
 
 /// [`config_out`] as `caller` may see it: secrets shown to an admin token only (the original
 /// API had no redaction; its clients that need secrets back hold an admin token).
-pub fn config_shown(c: &DrasiConfig, caller: Caller) -> Result<Value, CompatError> {
-    Ok(crate::secrets::shown(config_out(c)?, caller.admin))
+pub fn config_shown(c: &DrasiConfig, caller: &Caller) -> Result<Value, CompatError> {
+    Ok(crate::secrets::shown(config_out(c)?, caller.is_admin()))
 }
 
 /// Our configuration in the original's shape: ours, with the server's own fields always
@@ -195,7 +195,7 @@ fn patch_op(mut op: Value, known: &[&str]) -> Value {
 
 /// Apply a JSON Patch for `caller` (see [`crate::patch::apply`]); a failing operation is a
 /// 400 naming it, one that touches a secret a 403.
-pub fn apply_patch(doc: &mut Value, p: &json_patch::Patch, caller: Caller) -> Result<(), CompatError> {
+pub fn apply_patch(doc: &mut Value, p: &json_patch::Patch, caller: &Caller) -> Result<(), CompatError> {
     crate::patch::apply(doc, p, caller).map_err(|e| {
         let status = if e.code == "secret_path_forbidden" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
         CompatError::new(status, e.message)

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::operation::{Operation, OperationKind, OperationStatus};
 use draas_jobs::queue::submit::Request;
@@ -18,6 +18,7 @@ use super::json;
 use super::model::InstanceRuntimeInfo;
 use super::{InstancePath, instance_id, load};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::extract::{PathParams, RawBody, RequestId};
 use crate::lifecycle;
 
@@ -31,12 +32,13 @@ fn wait(state: &AppState) -> Duration {
 /// Submit `kind` on `id` for the user and wait until it ends; anything but success is an error.
 pub async fn run_to_end(
     state: &AppState,
+    caller: &Caller,
     id: &InstanceId,
     kind: OperationKind,
     correlation: &str,
 ) -> Answer<Operation> {
     let wait = wait(state);
-    let op = lifecycle::submit_and_wait(state, Request::new(kind, Some(id), "user", correlation), wait)
+    let op = lifecycle::submit_and_wait(state, caller, Request::new(kind, Some(id), "user", correlation), wait)
         .await
         .map_err(|e| CompatError::from(e).for_instance(id.as_str()))?;
     let op_id = op.id.to_string();
@@ -78,8 +80,15 @@ fn failed(op: &Operation, kind: OperationKind) -> CompatError {
 }
 
 /// Run `kind` to its end and answer `{message, runtimeInfo}`.
-async fn sync(state: &AppState, id: &InstanceId, kind: OperationKind, rid: &str, done: &str) -> Answer {
-    run_to_end(state, id, kind, rid).await?;
+async fn sync(
+    state: &AppState,
+    caller: &Caller,
+    id: &InstanceId,
+    kind: OperationKind,
+    rid: &str,
+    done: &str,
+) -> Answer {
+    run_to_end(state, caller, id, kind, rid).await?;
     let after = load(state, id).await?;
     let history = state.store.history().of(id).await?;
     let body = serde_json::json!({
@@ -92,6 +101,7 @@ async fn sync(state: &AppState, id: &InstanceId, kind: OperationKind, rid: &str,
 /// Row 11: start; an optional `Configuration` body replaces the stored configuration first.
 pub async fn start(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(p): PathParams<InstancePath>,
     RequestId(rid): RequestId,
     body: RawBody,
@@ -111,7 +121,7 @@ pub async fn start(
         state
             .store
             .instances()
-            .update(&id, |s| {
+            .update_by(&id, Some(&caller.name), |s| {
                 crate::network::check_references_for(&state, s, &config)?;
                 plugins.check_instance(s, &config)?;
                 s.config.value = config.clone();
@@ -121,27 +131,29 @@ pub async fn start(
             .map_err(|e| e.for_instance(id.as_str()))?;
         tracing::info!(instance = %id, "configuration replaced by the body of a compat start");
     }
-    sync(&state, &id, OperationKind::Start, &rid, "started").await
+    sync(&state, &caller, &id, OperationKind::Start, &rid, "started").await
 }
 
 /// Row 12: stop.
 pub async fn stop(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(p): PathParams<InstancePath>,
     RequestId(rid): RequestId,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
     load(&state, &id).await?;
-    sync(&state, &id, OperationKind::Stop, &rid, "stopped").await
+    sync(&state, &caller, &id, OperationKind::Stop, &rid, "stopped").await
 }
 
 /// Row 13: restart with the stored configuration.
 pub async fn restart(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(p): PathParams<InstancePath>,
     RequestId(rid): RequestId,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
     load(&state, &id).await?;
-    sync(&state, &id, OperationKind::Restart, &rid, "restarted").await
+    sync(&state, &caller, &id, OperationKind::Restart, &rid, "restarted").await
 }

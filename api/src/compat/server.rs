@@ -78,16 +78,18 @@ fn new_record(state: &AppState, obj: &Map<String, Value>) -> Result<InstanceReco
         created_at: now,
         updated_at: now,
         runtime: Default::default(),
+        created_by: None,
+        updated_by: None,
     })
 }
 
 /// Row 1: create an instance → 201, `Location`, `DrasiInstance`.
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: RawBody) -> Answer {
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), CREATE_KEYS)?;
-    let record = new_record(&state, &obj)?;
+    let record = InstanceRecord { created_by: Some(caller.name.to_string()), ..new_record(&state, &obj)? };
     let mut config = initial_config(obj.get("serverConfiguration"))?;
-    crate::network::confine(&state, caller, record.platform, None, None, &Default::default(), &mut config)?;
-    state.store.instances().create(&record, &config).await.map_err(|e| match e {
+    crate::network::confine(&state, &caller, record.platform, None, None, &Default::default(), &mut config)?;
+    state.store.instances().create(&record, &config, caller.quota.max_instances).await.map_err(|e| match e {
         draas_jobs::store::StoreError::NameTaken => {
             CompatError::conflict(format!("an instance named '{}' already exists", record.name))
         }
@@ -123,12 +125,13 @@ pub async fn get(State(state): State<AppState>, PathParams(p): PathParams<Instan
 /// Row 4: delete through a delete operation, waited for → 204.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(p): PathParams<InstancePath>,
     RequestId(rid): RequestId,
 ) -> Answer {
     let id = instance_id(&p.instance_id)?;
     load(&state, &id).await?;
-    run_to_end(&state, &id, OperationKind::Delete, &rid).await?;
+    run_to_end(&state, &caller, &id, OperationKind::Delete, &rid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -154,7 +157,7 @@ pub async fn set_status(
     observed.status = status;
     observed.message = Some("status set through the original API".into());
     observed.observed_at = Some(Utc::now());
-    let cause = Cause { source: "compat", reason: "status-set" };
+    let cause = Cause { source: "compat", reason: "status-set", by: "" };
     if !state.store.instances().observe(&id, &observed, cause, None, None).await? {
         return Err(CompatError::conflict("a worker is acting on the instance; its status cannot be set now"));
     }

@@ -49,7 +49,7 @@ fn with_server(c: &DrasiConfig, view: Value) -> Result<DrasiConfig, CompatError>
 /// Edit the projection of instance `raw_id` with `edit`, store the result, answer it.
 async fn edit(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     raw_id: &str,
     change: impl Fn(&mut Value) -> Result<(), CompatError>,
 ) -> Answer {
@@ -57,7 +57,7 @@ async fn edit(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if s.unreadable.is_some() {
                 return Err(ApiError::corrupt().into());
             }
@@ -87,7 +87,7 @@ pub async fn patch(
     body: RawBody,
 ) -> Answer {
     let ops = json::patch(json::body(&body, true)?, SERVER_KEYS)?;
-    edit(&state, caller, &p.instance_id, |v| json::apply_patch(v, &ops, caller)).await
+    edit(&state, &caller, &p.instance_id, |v| json::apply_patch(v, &ops, &caller)).await
 }
 
 /// Set one field of the projection from a bare JSON body.
@@ -100,7 +100,7 @@ fn set(v: &mut Value, key: &str, value: Value) -> Result<(), CompatError> {
 
 async fn put_field(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     raw_id: &str,
     body: &RawBody,
     key: &str,
@@ -124,7 +124,7 @@ pub async fn put_host(
     PathParams(p): PathParams<InstancePath>,
     body: RawBody,
 ) -> Answer {
-    put_field(&state, caller, &p.instance_id, &body, "host", "a JSON string (the host)").await
+    put_field(&state, &caller, &p.instance_id, &body, "host", "a JSON string (the host)").await
 }
 
 /// Row 9: set the port (JSON integer, 1–65535; reserved for the instance at its next start).
@@ -134,7 +134,7 @@ pub async fn put_port(
     PathParams(p): PathParams<InstancePath>,
     body: RawBody,
 ) -> Answer {
-    put_field(&state, caller, &p.instance_id, &body, "port", "a JSON integer (the port, 1-65535)").await
+    put_field(&state, &caller, &p.instance_id, &body, "port", "a JSON integer (the port, 1-65535)").await
 }
 
 /// Row 10: set the log level (JSON string: trace, debug, info, warn or error).
@@ -144,6 +144,6 @@ pub async fn put_log_level(
     PathParams(p): PathParams<InstancePath>,
     body: RawBody,
 ) -> Answer {
-    put_field(&state, caller, &p.instance_id, &body, "logLevel", "a JSON string (trace, debug, info, warn or error)")
+    put_field(&state, &caller, &p.instance_id, &body, "logLevel", "a JSON string (trace, debug, info, warn or error)")
         .await
 }

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use draas_jobs::domain::model::Cause;
 use draas_jobs::domain::operation::OperationKind;
@@ -19,6 +19,7 @@ use super::json;
 use super::model::{InstanceRuntimeInfo, InstanceStatus, OriginalEnum, StatusChangeRecord};
 use super::{InstancePath, instance_id, load};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::extract::{PathParams, QueryParams, RawBody, RequestId};
 use crate::lifecycle;
 
@@ -50,7 +51,12 @@ fn metadata(v: Option<&Value>) -> Result<HashMap<String, String>, CompatError> {
 
 /// Row 16: a daemon reports a status. It is recorded in the history (as a v1 push is) and
 /// the instance is reconciled at once; 202 with an empty body.
-pub async fn push(State(state): State<AppState>, RequestId(rid): RequestId, body: RawBody) -> Answer {
+pub async fn push(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RequestId(rid): RequestId,
+    body: RawBody,
+) -> Answer {
     let obj = json::object(json::body(&body, false)?.unwrap_or(Value::Null), UPDATE_KEYS)?;
     let (raw_id, source) = (text(&obj, "instanceId"), text(&obj, "source"));
     if raw_id.is_empty() || source.is_empty() {
@@ -71,11 +77,11 @@ pub async fn push(State(state): State<AppState>, RequestId(rid): RequestId, body
         observed.message = metadata.get("message").cloned().or_else(|| Some(format!("reported by {source}")));
         observed.observed_at = Some(Utc::now());
         let push_source = format!("push:{source}");
-        let cause = Cause { source: &push_source, reason: "status-push" };
+        let cause = Cause { source: &push_source, reason: "status-push", by: &caller.name };
         let recorded = state.store.instances().observe(&id, &observed, cause, None, None).await?;
         tracing::info!(instance = %id, %source, recorded, "status pushed through the original API");
     }
-    lifecycle::submit(&state, Request::new(OperationKind::Reconcile, Some(&id), "status-push", &rid))
+    lifecycle::submit(&state, &caller, Request::new(OperationKind::Reconcile, Some(&id), "status-push", &rid))
         .await
         .map_err(|e| CompatError::from(e).for_instance(id.as_str()))?;
     Ok(StatusCode::ACCEPTED.into_response())

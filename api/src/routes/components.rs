@@ -108,7 +108,7 @@ pub async fn list(
     QueryParams(q): QueryParams<RevealQuery>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let reveal = reveal(q.reveal, caller)?;
+    let reveal = reveal(q.reveal, &caller)?;
     let kind = kind(&k)?;
     let s = load(&state, &parse_id(&id)?).await?;
     let items = shown(Value::Array(collection(&s.config.value, kind)?), reveal);
@@ -134,7 +134,7 @@ pub async fn create(
     let kind = kind(&k)?;
     let component = component_body(&body, None)?;
     let cid = component.get("id").and_then(Value::as_str).map(str::to_owned);
-    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |config| {
+    let after = edit_config(&state, &caller, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         if let Some(cid) = &cid
             && position(&items, cid).is_some()
@@ -148,7 +148,7 @@ pub async fn create(
     .await?;
     let cid = cid.unwrap_or_default();
     let location = format!("/api/v1/instances/{id}/config/{}/{cid}", kind.key());
-    let op = reconfigure(&state, &after, &rid, wait).await;
+    let op = reconfigure(&state, &caller, &after, &rid, wait).await;
     let headers = operation_headers(op.as_ref(), false);
     Ok((
         StatusCode::CREATED,
@@ -169,7 +169,7 @@ pub async fn get(
     QueryParams(q): QueryParams<RevealQuery>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let reveal = reveal(q.reveal, caller)?;
+    let reveal = reveal(q.reveal, &caller)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
     let s = load(&state, &parse_id(&id)?).await?;
@@ -198,7 +198,7 @@ pub async fn put(
     let cid = component_id(&cid)?;
     let component = component_body(&body, Some(cid.as_str()))?;
     let mut created = false;
-    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |config| {
+    let after = edit_config(&state, &caller, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         let existing = position(&items, cid.as_str());
         created = existing.is_none();
@@ -216,7 +216,7 @@ pub async fn put(
     })
     .await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let op = reconfigure(&state, &after, &rid, wait).await;
+    let op = reconfigure(&state, &caller, &after, &rid, wait).await;
     let headers = operation_headers(op.as_ref(), true);
     Ok((status, headers, [etag(after.config.version)], Json(shown(component, false))).into_response())
 }
@@ -236,7 +236,7 @@ pub async fn delete(
     let wait = wait_duration(&state, q.wait)?;
     let kind = kind(&k)?;
     let cid = component_id(&cid)?;
-    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |config| {
+    let after = edit_config(&state, &caller, &id, &if_match, Edit::Part, |config| {
         let mut items = collection(config, kind)?;
         let i = position(&items, cid.as_str()).ok_or_else(|| not_found(kind, cid.as_str()))?;
         let users = dependants(config, kind, cid.as_str());
@@ -250,6 +250,6 @@ pub async fn delete(
         with_collection(config, kind, items, i)
     })
     .await?;
-    let op = reconfigure(&state, &after, &rid, wait).await;
+    let op = reconfigure(&state, &caller, &after, &rid, wait).await;
     Ok((StatusCode::NO_CONTENT, operation_headers(op.as_ref(), true), [etag(after.config.version)]).into_response())
 }

@@ -63,6 +63,7 @@ pub struct WriteQuery {
 /// (a full queue), the reconciler applies the change at its next tick.
 pub async fn reconfigure(
     state: &AppState,
+    caller: &Caller,
     after: &InstanceState,
     request_id: &str,
     wait: std::time::Duration,
@@ -71,7 +72,7 @@ pub async fn reconfigure(
         return None;
     }
     let request = Request::new(OperationKind::Reconfigure, Some(after.id()), "user", request_id);
-    match lifecycle::submit_and_wait(state, request, wait).await {
+    match lifecycle::submit_and_wait(state, caller, request, wait).await {
         Ok(op) => Some(op),
         Err(e) => {
             tracing::warn!(instance = %after.id(), code = e.code(), "stored a configuration; its reconfigure was not queued (the reconciler applies it)");
@@ -110,7 +111,7 @@ pub enum Edit {
 /// Apply `edit` to the configuration of `id` under `If-Match`, validate, store.
 pub async fn edit_config(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     id: &str,
     if_match: &IfMatch,
     scope: Edit,
@@ -121,7 +122,7 @@ pub async fn edit_config(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if_match.check(s.config.version)?;
             if scope == Edit::Part && s.unreadable.is_some() {
                 return Err(ApiError::corrupt());
@@ -161,7 +162,7 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let reveal = reveal(q.reveal, caller)?;
+    let reveal = reveal(q.reveal, &caller)?;
     let s = load(&state, &parse_id(&id)?).await?;
     if wants_yaml(&headers) || q.effective == Some(true) {
         let ports = render::Ports::observed(s.observed.as_ref().map(|o| &o.value));
@@ -205,8 +206,8 @@ pub async fn put(
     let wait = wait_duration(&state, q.wait)?;
     let media = body.expect(&[MediaType::Json, MediaType::Yaml])?;
     let config = parse_config(body.document(media)?)?;
-    let after = edit_config(&state, caller, &id, &if_match, Edit::Whole, |_| Ok(config.clone())).await?;
-    let op = reconfigure(&state, &after, &rid, wait).await;
+    let after = edit_config(&state, &caller, &id, &if_match, Edit::Whole, |_| Ok(config.clone())).await?;
+    let op = reconfigure(&state, &caller, &after, &rid, wait).await;
     Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
 
@@ -237,13 +238,13 @@ pub async fn patch(
         MediaType::JsonPatch => Patch::Json(body.json()?),
         _ => Patch::Merge(body.json()?),
     };
-    let after = edit_config(&state, caller, &id, &if_match, Edit::Part, |current| {
+    let after = edit_config(&state, &caller, &id, &if_match, Edit::Part, |current| {
         let mut doc = serde_json::to_value(current).map_err(|e| ApiError::internal(&e))?;
-        edit.apply(&mut doc, caller)?;
+        edit.apply(&mut doc, &caller)?;
         Ok(parse_config(doc)?)
     })
     .await?;
-    let op = reconfigure(&state, &after, &rid, wait).await;
+    let op = reconfigure(&state, &caller, &after, &rid, wait).await;
     Ok((operation_headers(op.as_ref(), true), config_response(StatusCode::OK, &after, false)?).into_response())
 }
 
@@ -256,7 +257,7 @@ enum Patch {
 }
 
 impl Patch {
-    fn apply(&self, doc: &mut Value, caller: Caller) -> Result<(), ApiError> {
+    fn apply(&self, doc: &mut Value, caller: &Caller) -> Result<(), ApiError> {
         match self {
             Patch::Json(ops) => crate::patch::apply(doc, ops, caller).map_err(patch_error),
             Patch::Merge(merge) => {

@@ -10,23 +10,25 @@ use std::convert::Infallible;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
+use axum::{Extension, Json};
 use draas_jobs::domain::ids::{ComponentId, InstanceId};
 use draas_jobs::domain::model::{ComponentStatus, DesiredState, InstanceState, Status};
 use draas_jobs::drasi::{self, DrasiError, ResultChange};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use super::instances::{load, parse_id};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::PathParams;
+use crate::streams::StreamPermit;
 
 /// A query's current result set.
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,16 +132,17 @@ pub async fn results(
     responses((status = 200, description = "text/event-stream: snapshot, change…, end"), (status = 400, body = Problem),
         (status = 404, body = Problem, description = "no such instance, or no such query in its configuration"),
         (status = 409, body = Problem, description = "instance_not_running, query_not_running"),
-        (status = 429, body = Problem, description = "too_many_streams: api.max_streams streams run; see Retry-After"),
+        (status = 429, body = Problem, description = "too_many_streams: api.max_streams streams run, or the token's quotas.max_streams; see Retry-After"),
         (status = 502, body = Problem, description = "the server could not be reached or refused")))]
 pub async fn watch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams((id, query)): PathParams<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let s = load(&state, &parse_id(&id)?).await?;
     let query = query_of(&s, &query)?;
     let url = endpoint(&s)?;
-    let permit = state.stream_permit()?;
+    let permit = state.stream_permit(&caller)?;
     // Attached before the snapshot is read, so that no change falls between the two.
     let changes = drasi::attach(http(), &url, query.as_str()).await.map_err(unreachable)?;
     let rows = drasi::results(http(), &url, query.as_str()).await.map_err(unreachable)?;
@@ -163,7 +166,7 @@ async fn relay(
     id: InstanceId,
     changes: impl Stream<Item = Result<ResultChange, DrasiError>>,
     tx: mpsc::Sender<Event>,
-    _permit: OwnedSemaphorePermit,
+    _permit: StreamPermit,
 ) {
     let mut changes = std::pin::pin!(changes);
     let mut check = tokio::time::interval(STREAM_CHECK);

@@ -67,7 +67,8 @@ pub fn instance_response(status: StatusCode, s: &InstanceState) -> Response {
     request_body(content = CreateInstance, content_type = "application/json"),
     responses((status = 201, body = Instance, description = "Created; Location names it"),
         (status = 400, body = Problem), (status = 409, body = Problem, description = "Name taken"),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded: the token has quotas.max_instances")))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -84,12 +85,12 @@ pub async fn create(
     let runtime = runtime(req.runtime)?;
     let platform = req.platform.unwrap_or(state.settings.default_platform);
     if let Some(r) = &runtime {
-        crate::network::admit_runtime(&state, caller, platform, r).map_err(|e| ApiError::from(e).under("/runtime"))?;
+        crate::network::admit_runtime(&state, &caller, platform, r).map_err(|e| ApiError::from(e).under("/runtime"))?;
     }
     let id = InstanceId::generate();
     let secrets = first_secrets(&state, &id, req.secrets)?;
     let names = secrets.iter().map(|(n, _)| n.to_string()).collect();
-    crate::network::confine(&state, caller, platform, None, None, &names, &mut config)
+    crate::network::confine(&state, &caller, platform, None, None, &names, &mut config)
         .map_err(|e| ApiError::from(e).under("/config"))?;
     crate::plugins::Checker::load(&state).await?.check(platform, None, &config).map_err(|e| e.under("/config"))?;
     let now = Utc::now();
@@ -103,8 +104,10 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         runtime: runtime.unwrap_or_default(),
+        created_by: Some(caller.name.to_string()),
+        updated_by: None,
     };
-    state.store.instances().create_with_secrets(&record, &config, &secrets).await?;
+    state.store.instances().create_with_secrets(&record, &config, caller.quota.max_instances, &secrets).await?;
     tracing::info!(instance = %record.id, name = %record.name, "instance created");
     let created = load(&state, &record.id).await?;
     let mut res = instance_response(StatusCode::CREATED, &created);
@@ -225,7 +228,7 @@ pub async fn update(
     let (after, ()) = state
         .store
         .instances()
-        .update(&id, |s| {
+        .update_by(&id, Some(&caller.name), |s| {
             if_match.check(s.instance.version)?;
             if let Some(n) = &new_name {
                 s.instance.value.name = n.clone();
@@ -234,7 +237,7 @@ pub async fn update(
                 s.instance.value.description = d.clone();
             }
             if let Some(r) = &new_runtime {
-                crate::network::admit_runtime(&state, caller, s.instance.value.platform, r)
+                crate::network::admit_runtime(&state, &caller, s.instance.value.platform, r)
                     .map_err(|e| ApiError::from(e).under("/runtime"))?;
                 s.instance.value.runtime = r.clone();
             }

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -13,14 +14,15 @@ use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::store::logs::LogLine;
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::OwnedSemaphorePermit;
 use utoipa::IntoParams;
 
 use super::data::{ended, runs};
 use super::instances::{load, parse_id};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{PathParams, QueryParams};
+use crate::streams::StreamPermit;
 
 /// Lines shown when `tail` is not given.
 const DEFAULT_TAIL: usize = 100;
@@ -50,6 +52,7 @@ pub struct LogsQuery {
         (status = 429, body = Problem, description = "too_many_streams (follow=true)")))]
 pub async fn logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<LogsQuery>,
 ) -> Result<Response, ApiError> {
@@ -66,7 +69,7 @@ pub async fn logs(
             format!("instance {} is not running: drop follow=true to read its last lines", s.id()),
         ));
     }
-    let permit = if follow { Some(state.stream_permit()?) } else { None };
+    let permit = if follow { Some(state.stream_permit(&caller)?) } else { None };
     let lines = state.store.logs().tail(s.id(), tail).await?;
     let body = match permit {
         None => Body::from(text(&lines)),
@@ -90,7 +93,7 @@ fn followed(
     state: AppState,
     id: InstanceId,
     last: String,
-    permit: OwnedSemaphorePermit,
+    permit: StreamPermit,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     futures::stream::unfold(Some((state, id, last, permit, 0_u32)), |step| async move {
         let (state, id, mut last, permit, mut reads) = step?;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use draas_jobs::domain::ids::OperationId;
 use draas_jobs::domain::model::RuntimeFacts;
@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::instances::{load, page_limit, parse_id};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfMatch, PathParams, QueryParams, RequestId};
 use crate::lifecycle;
@@ -41,6 +42,11 @@ pub struct OperationDto {
     pub reason: String,
     pub target_generation: u64,
     pub correlation_id: String,
+    /// Who asked: the name of the caller's token, or `system` for what draas submits itself
+    /// (repairs, fail-over, scheduled passes); absent on operations recorded before draas
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl From<&Operation> for OperationDto {
@@ -60,6 +66,7 @@ impl From<&Operation> for OperationDto {
             reason: o.reason.clone(),
             target_generation: o.target_generation,
             correlation_id: o.correlation_id.clone(),
+            requested_by: o.requested_by.clone(),
         }
     }
 }
@@ -113,6 +120,7 @@ struct Asked<'a> {
     wait: Option<u64>,
     force: bool,
     request_id: &'a str,
+    caller: &'a Caller,
 }
 
 async fn lifecycle(state: AppState, a: Asked<'_>) -> Result<Response, ApiError> {
@@ -126,7 +134,7 @@ async fn lifecycle(state: AppState, a: Asked<'_>) -> Result<Response, ApiError> 
         request.expected_version = Some(version);
     }
     request.force = a.force;
-    let op = lifecycle::submit_and_wait(&state, request, wait).await?;
+    let op = lifecycle::submit_and_wait(&state, a.caller, request, wait).await?;
     Ok(operation_response(&op))
 }
 
@@ -140,12 +148,21 @@ macro_rules! lifecycle_route {
                 (status = 412, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
         pub async fn $name(
             State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
             PathParams(id): PathParams<String>,
             QueryParams(q): QueryParams<WaitQuery>,
             if_match: IfMatch,
             RequestId(rid): RequestId,
         ) -> Result<Response, ApiError> {
-            let asked = Asked { id: &id, kind: $kind, if_match: &if_match, wait: q.wait, force: false, request_id: &rid };
+            let asked = Asked {
+                id: &id,
+                kind: $kind,
+                if_match: &if_match,
+                wait: q.wait,
+                force: false,
+                request_id: &rid,
+                caller: &caller,
+            };
             lifecycle(state, asked).await
         }
     };
@@ -169,14 +186,22 @@ lifecycle_route!(
         (status = 412, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
     if_match: IfMatch,
     RequestId(rid): RequestId,
 ) -> Result<Response, ApiError> {
     let force = q.force.unwrap_or(false);
-    let asked =
-        Asked { id: &id, kind: OperationKind::Delete, if_match: &if_match, wait: q.wait, force, request_id: &rid };
+    let asked = Asked {
+        id: &id,
+        kind: OperationKind::Delete,
+        if_match: &if_match,
+        wait: q.wait,
+        force,
+        request_id: &rid,
+        caller: &caller,
+    };
     lifecycle(state, asked).await
 }
 

@@ -102,6 +102,7 @@ pub async fn list(
         (status = 503, body = Problem, description = "secrets_disabled: no key configured")))]
 pub async fn put(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams((id, name)): PathParams<(String, String)>,
     QueryParams(q): QueryParams<WriteQuery>,
     RequestId(rid): RequestId,
@@ -123,7 +124,7 @@ pub async fn put(
         SetOutcome::NotFound => return Err(ApiError::instance_not_found(id.as_str())),
     };
     tracing::info!(instance = %id, secret = %name, "secret set");
-    let op = restart(&state, &id, &rid, wait).await;
+    let op = restart(&state, &caller, &id, &rid, wait).await;
     Ok((status, operation_headers(op.as_ref(), false), Json(info(&name, &sealed))).into_response())
 }
 
@@ -135,6 +136,7 @@ pub async fn put(
         (status = 422, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams((id, name)): PathParams<(String, String)>,
     QueryParams(q): QueryParams<WriteQuery>,
     RequestId(rid): RequestId,
@@ -147,20 +149,26 @@ pub async fn delete(
         return Err(ApiError::not_found("secret_not_found", format!("instance '{id}' has no secret {name}")));
     }
     tracing::info!(instance = %id, secret = %name, "secret removed");
-    let op = restart(&state, &id, &rid, wait).await;
+    let op = restart(&state, &caller, &id, &rid, wait).await;
     Ok((StatusCode::NO_CONTENT, operation_headers(op.as_ref(), false)).into_response())
 }
 
 /// After a change of the secrets of an instance that should run: a `restart`, held up to
 /// `wait`. When it cannot be queued now, the reconciler sees the changed spec hash and
 /// redeploys at its next tick.
-async fn restart(state: &AppState, id: &InstanceId, rid: &str, wait: std::time::Duration) -> Option<Operation> {
+async fn restart(
+    state: &AppState,
+    caller: &Caller,
+    id: &InstanceId,
+    rid: &str,
+    wait: std::time::Duration,
+) -> Option<Operation> {
     let s = state.store.instances().load(id).await.ok().flatten()?;
     if s.instance.value.desired_state != DesiredState::Running {
         return None;
     }
     let request = Request::new(OperationKind::Restart, Some(id), "secrets", rid);
-    match lifecycle::submit_and_wait(state, request, wait).await {
+    match lifecycle::submit_and_wait(state, caller, request, wait).await {
         Ok(op) => Some(op),
         Err(e) => {
             tracing::warn!(instance = %id, code = e.code(), "a secret changed; its restart was not queued (the reconciler redeploys)");
@@ -177,7 +185,7 @@ pub async fn rewrap(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Rewrapped>, ApiError> {
-    if !caller.admin {
+    if !caller.is_admin() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "admin_required", "only an admin token may rewrap secrets"));
     }
     let vault = vault(&state)?;

@@ -5,11 +5,11 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use draas_jobs::domain::model::{Cause, Status, StatusChange};
 use draas_jobs::domain::operation::{Operation, OperationKind};
@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::instances::{load, parse_id};
 use super::operations::OperationDto;
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{MediaType, PathParams, QueryParams, RawBody, RequestId};
 use crate::lifecycle;
@@ -85,9 +86,11 @@ pub struct EventsQuery {
 /// Live status transitions as Server-Sent Events (`event: status`, `id` = buffer id). Send
 /// `Last-Event-ID` to resume after a disconnect.
 #[utoipa::path(get, path = "/api/v1/events", tag = "status", params(EventsQuery),
-    responses((status = 200, description = "text/event-stream of StatusChange"), (status = 400, body = Problem)))]
+    responses((status = 200, description = "text/event-stream of StatusChange"), (status = 400, body = Problem),
+        (status = 429, body = Problem, description = "too_many_streams: api.max_streams streams run, or the token's quotas.max_streams")))]
 pub async fn events(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     QueryParams(q): QueryParams<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -98,7 +101,7 @@ pub async fn events(
     {
         return Err(ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an id this stream sent"));
     }
-    let permit = state.stream_permit()?;
+    let permit = state.stream_permit(&caller)?;
     let start = match resume {
         Some(r) => Some(r),
         None => state.store.history().latest_id().await?,
@@ -162,9 +165,11 @@ pub struct StatusPushed {
 /// is reconciled at once.
 #[utoipa::path(post, path = "/api/v1/status/updates", tag = "status", request_body = StatusUpdate,
     responses((status = 202, body = StatusPushed), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded (quotas.ops_per_minute), queue_full")))]
 pub async fn push(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RequestId(rid): RequestId,
     body: RawBody,
 ) -> Result<Response, ApiError> {
@@ -199,23 +204,27 @@ pub async fn push(
     let recorded = state
         .store
         .instances()
-        .observe(&id, &observed, Cause { source: &push_source, reason: "status-push" }, None, None)
+        .observe(&id, &observed, Cause { source: &push_source, reason: "status-push", by: &caller.name }, None, None)
         .await?;
-    let op = lifecycle::submit(&state, Request::new(OperationKind::Reconcile, Some(&id), "status-push", &rid)).await?;
+    let request = Request::new(OperationKind::Reconcile, Some(&id), "status-push", &rid);
+    let op = lifecycle::submit(&state, &caller, request).await?;
     let body = StatusPushed { recorded, operation: OperationDto::from(&op) };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// Reconcile one instance now.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/reconcile", tag = "status", params(("id" = String, Path)),
-    responses((status = 202, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 202, body = OperationDto), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded (quotas.ops_per_minute), queue_full")))]
 pub async fn reconcile_one(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     RequestId(rid): RequestId,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let op = lifecycle::submit(&state, Request::new(OperationKind::Reconcile, Some(&id), "user", &rid)).await?;
+    let op =
+        lifecycle::submit(&state, &caller, Request::new(OperationKind::Reconcile, Some(&id), "user", &rid)).await?;
     Ok(accepted(&op))
 }
 
@@ -227,8 +236,13 @@ fn accepted(op: &Operation) -> Response {
 
 /// Run a reconciliation pass over every instance now.
 #[utoipa::path(post, path = "/api/v1/reconcile", tag = "status",
-    responses((status = 202, body = OperationDto), (status = 503, body = Problem)))]
-pub async fn reconcile_all(State(state): State<AppState>, RequestId(rid): RequestId) -> Result<Response, ApiError> {
-    let op = lifecycle::submit(&state, Request::new(OperationKind::Reconcile, None, "user", &rid)).await?;
+    responses((status = 202, body = OperationDto), (status = 503, body = Problem),
+        (status = 429, body = Problem, description = "quota_exceeded (quotas.ops_per_minute), queue_full")))]
+pub async fn reconcile_all(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RequestId(rid): RequestId,
+) -> Result<Response, ApiError> {
+    let op = lifecycle::submit(&state, &caller, Request::new(OperationKind::Reconcile, None, "user", &rid)).await?;
     Ok(accepted(&op))
 }

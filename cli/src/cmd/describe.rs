@@ -42,6 +42,7 @@ const HISTORY: &[Column] = &[
     Column { header: "TO", cell: |c| text(c, "/to") },
     Column { header: "SOURCE", cell: |c| text(c, "/source") },
     Column { header: "REASON", cell: |c| text(c, "/reason") },
+    Column { header: "BY", cell: |c| text(c, "/requestedBy") },
 ];
 
 /// Print the instance, its recent operations and its history.

@@ -44,6 +44,7 @@ const COLUMNS: &[Column] = &[
     Column { header: "STATUS", cell: |o| text(o, "/status") },
     Column { header: "ATTEMPT", cell: |o| format!("{}/{}", text(o, "/attempt"), text(o, "/maxAttempts")) },
     Column { header: "REASON", cell: |o| text(o, "/reason") },
+    Column { header: "BY", cell: |o| text(o, "/requestedBy") },
     Column { header: "ERROR", cell: |o| text(o, "/error/code") },
     Column { header: "AGE", cell: |o| output::age(o, "/createdAt") },
 ];

@@ -44,6 +44,7 @@ const COLUMNS: &[Column] = &[
     Column { header: "TO", cell: |c| text(c, "/to") },
     Column { header: "SOURCE", cell: |c| text(c, "/source") },
     Column { header: "REASON", cell: |c| text(c, "/reason") },
+    Column { header: "BY", cell: |c| text(c, "/requestedBy") },
 ];
 
 /// Print an instance's transitions, newest first.

@@ -111,6 +111,14 @@ pub struct InstanceRecord {
     /// Container image and resource limits (docker and kubernetes platforms).
     #[serde(default, skip_serializing_if = "RuntimeOptions::is_empty")]
     pub runtime: RuntimeOptions,
+    /// The name of the token that created it; absent on instances created before draas
+    /// recorded it (they count against nobody's instance quota).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The name of the token that last changed it (its configuration, name, description or
+    /// runtime options; lifecycle requests are recorded on their operations instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 /// Container image and resource limits of an instance on the docker and kubernetes platforms
@@ -449,6 +457,10 @@ pub struct StatusChange {
     /// Why: `start`, `crashed`, `config-changed`, `node-lost`, ...
     #[serde(default)]
     pub reason: String,
+    /// Who asked for the operation that made the change (its `requestedBy`); absent for what
+    /// was observed without one (a crash the reconciler saw, a status push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Who records a change, and why.
@@ -456,4 +468,6 @@ pub struct StatusChange {
 pub struct Cause<'a> {
     pub source: &'a str,
     pub reason: &'a str,
+    /// Who asked for the operation that made it ('' = no operation).
+    pub by: &'a str,
 }

@@ -135,6 +135,11 @@ pub struct Operation {
     /// A delete that removes the records even when the platform cannot be reached.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// Who asked for it: the name of the caller's token, or `system` for what draas submits
+    /// itself (repairs, fail-over, scheduled passes). Absent on operations recorded before
+    /// draas recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl Operation {
@@ -159,6 +164,7 @@ impl Operation {
             previous_desired: None,
             worker: None,
             force: false,
+            requested_by: None,
         }
     }
 }

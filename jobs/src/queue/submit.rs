@@ -10,6 +10,7 @@ use super::{RECONCILE_QUEUE, ReconcileJob, SCHEMA_VERSION, json, task_id};
 use crate::domain::ids::InstanceId;
 use crate::domain::operation::{Operation, OperationKind};
 use crate::settings::Settings;
+use crate::settings::tokens::SYSTEM;
 use crate::store::operations::{PassSubmission, Submission, Submitted};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +48,8 @@ pub struct Request<'a> {
     pub expected_version: Option<u64>,
     /// A delete that removes the records even when the platform cannot be reached.
     pub force: bool,
+    /// Who asked: the caller's token name; `system` (the default) for what draas submits itself.
+    pub requested_by: &'a str,
 }
 
 impl<'a> Request<'a> {
@@ -57,7 +60,21 @@ impl<'a> Request<'a> {
         reason: &'a str,
         correlation_id: &'a str,
     ) -> Self {
-        Self { kind, instance, reason, correlation_id, seen_generation: None, expected_version: None, force: false }
+        Self {
+            kind,
+            instance,
+            reason,
+            correlation_id,
+            seen_generation: None,
+            expected_version: None,
+            force: false,
+            requested_by: SYSTEM,
+        }
+    }
+
+    /// The same request, asked for by `name`.
+    pub fn by(self, name: &'a str) -> Self {
+        Self { requested_by: name, ..self }
     }
 }
 
@@ -88,6 +105,7 @@ impl Submitter {
         };
         tracing::info!(instance = ?op.instance_id.as_ref().map(InstanceId::as_str), operation = %op.id,
             kind = op.kind.as_str(), queue = %op.queue, reason = r.reason, correlation_id = r.correlation_id,
+            requested_by = r.requested_by,
             "operation submitted");
         Ok(op)
     }
@@ -102,6 +120,7 @@ impl Submitter {
             instance: id,
             reason: r.reason,
             correlation_id: r.correlation_id,
+            requested_by: r.requested_by,
             created_at: op.created_at,
             max_attempts: op.max_attempts,
             force: r.force,
@@ -154,6 +173,7 @@ impl Submitter {
         op.reason = r.reason.to_owned();
         op.queue = queue.to_owned();
         op.force = r.force;
+        op.requested_by = Some(r.requested_by.to_owned());
         op
     }
 }

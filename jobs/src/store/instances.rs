@@ -68,22 +68,37 @@ pub struct Instances<'a> {
 }
 
 impl Instances<'_> {
-    /// Store a new instance and its configuration; fails with `NameTaken` when the name is used.
-    pub async fn create(&self, instance: &InstanceRecord, config: &DrasiConfig) -> Result<(), StoreError> {
-        self.create_with_secrets(instance, config, &[]).await
+    /// Store a new instance and its configuration; fails with `NameTaken` when the name is
+    /// used, and with `OverQuota` when its creator (`created_by`) has `max_instances` already.
+    pub async fn create(
+        &self,
+        instance: &InstanceRecord,
+        config: &DrasiConfig,
+        max_instances: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.create_with_secrets(instance, config, max_instances, &[]).await
     }
 
-    /// Store a new instance, its configuration and its first secrets, all or nothing.
+    /// Store a new instance, its configuration and its first secrets, all or nothing (see
+    /// [`create`](Self::create)).
     pub async fn create_with_secrets(
         &self,
         instance: &InstanceRecord,
         config: &DrasiConfig,
+        max_instances: Option<u64>,
         secrets: &[(SecretName, Sealed)],
     ) -> Result<(), StoreError> {
         let (id, k) = (&instance.id, self.store.keys());
+        let owner = instance.created_by.as_deref().unwrap_or_default();
         let mut inv = scripts::create().prepare_invoke();
-        inv.key(k.names()).key(k.instances()).key(k.instance(id)).key(k.config(id)).key(k.secrets(id));
-        inv.arg(instance.name.as_str()).arg(id.as_str()).arg(to_json(config)).arg(secrets.len());
+        inv.key(k.names()).key(k.instances()).key(k.instance(id)).key(k.config(id)).key(k.owned(owner));
+        inv.key(k.secrets(id));
+        inv.arg(instance.name.as_str())
+            .arg(id.as_str())
+            .arg(to_json(config))
+            .arg(max_instances.map(|m| m.to_string()).unwrap_or_default())
+            .arg(owner)
+            .arg(secrets.len());
         for (name, sealed) in secrets {
             inv.arg(name.as_str()).arg(to_json(sealed));
         }
@@ -93,7 +108,11 @@ impl Instances<'_> {
         let outcome: String = inv.invoke_async(&mut self.store.conn()).await?;
         match outcome.as_str() {
             "ok" => Ok(()),
-            _ => Err(StoreError::NameTaken),
+            "name_taken" => Err(StoreError::NameTaken),
+            other => match other.strip_prefix("over_quota:").and_then(|c| c.parse().ok()) {
+                Some(count) => Err(StoreError::OverQuota { token: owner.to_owned(), count }),
+                None => Err(StoreError::Protocol(format!("create answered {other:?}"))),
+            },
         }
     }
 
@@ -165,7 +184,22 @@ impl Instances<'_> {
     /// result is written only if nobody wrote in between, otherwise it is read and tried again.
     /// The generation goes up when the desired state, the runtime options or the configuration
     /// changed (and every worker waiting on an older generation is told).
-    pub async fn update<T, E, F>(&self, id: &InstanceId, mut change: F) -> Result<(InstanceState, T), E>
+    pub async fn update<T, E, F>(&self, id: &InstanceId, change: F) -> Result<(InstanceState, T), E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&mut InstanceState) -> Result<T, E>,
+    {
+        self.update_by(id, None, change).await
+    }
+
+    /// [`update`](Self::update) asked for by the token named `by`: a change records it as the
+    /// instance's `updated_by`.
+    pub async fn update_by<T, E, F>(
+        &self,
+        id: &InstanceId,
+        by: Option<&str>,
+        mut change: F,
+    ) -> Result<(InstanceState, T), E>
     where
         E: From<StoreError>,
         F: FnMut(&mut InstanceState) -> Result<T, E>,
@@ -183,6 +217,9 @@ impl Instances<'_> {
             let instance_changed = after.instance.value != before.instance.value;
             if instance_changed {
                 after.instance.value.updated_at = Utc::now();
+                if let Some(by) = by {
+                    after.instance.value.updated_by = Some(by.to_owned());
+                }
             }
             if !instance_changed && !config_changed {
                 return Ok((after, out));
@@ -258,6 +295,7 @@ impl Instances<'_> {
             .key(k.log_shipper(id))
             .key(k.secrets(id))
             .arg(id.as_str())
+            .arg(k.owned_prefix())
             .invoke_async(&mut self.store.conn())
             .await?;
         Ok(())
@@ -297,7 +335,8 @@ impl Instances<'_> {
             .arg(limits.history_per_instance)
             .arg(limits.history_global)
             .arg(lease.unwrap_or_default())
-            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default());
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(cause.by);
         let version: u64 = inv.invoke_async(&mut self.store.conn()).await?;
         Ok(version > 0)
     }

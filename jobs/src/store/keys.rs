@@ -108,6 +108,22 @@ impl Keys {
         format!("{}:instance:", self.tag)
     }
 
+    /// Prefix of the sets of instance ids each token created (`<prefix><token name>`).
+    pub fn owned_prefix(&self) -> String {
+        format!("{}:owned:", self.tag)
+    }
+
+    /// SET of the ids of the instances a token created that still exist (its instance quota).
+    pub fn owned(&self, token: &str) -> String {
+        format!("{}{token}", self.owned_prefix())
+    }
+
+    /// STRING counter expiring after its minute: operations a token submitted in a minute
+    /// (`unix seconds / 60`).
+    pub fn ops_window(&self, token: &str, minute: i64) -> String {
+        format!("{}:rate:{token}:{minute}", self.tag)
+    }
+
     /// HASH name → id: the unique-name index.
     pub fn names(&self) -> String {
         format!("{}:names", self.tag)

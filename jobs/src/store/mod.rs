@@ -5,7 +5,8 @@
 //! [`leases`](Store::leases), [`ports`](Store::ports), [`nodes`](Store::nodes),
 //! [`crash_loops`](Store::crash_loops), [`history`](Store::history),
 //! [`queues`](Store::queues), [`passes`](Store::passes), [`plugins`](Store::plugins),
-//! [`logs`](Store::logs), [`secrets`](Store::secrets) and [`events`](Store::events).
+//! [`logs`](Store::logs), [`secrets`](Store::secrets), [`quotas`](Store::quotas) and
+//! [`events`](Store::events).
 //! Every multi-key write is one Lua script (`scripts`), so a state transition is one round
 //! trip and all or nothing. Nothing is cached: every replica sees every change at once.
 
@@ -22,6 +23,7 @@ pub mod passes;
 pub mod plugins;
 pub mod ports;
 pub mod queues;
+pub mod quotas;
 pub(crate) mod scripts;
 pub mod secrets;
 
@@ -65,6 +67,9 @@ pub enum StoreError {
     /// The instance does not exist.
     #[error("instance not found")]
     NotFound,
+    /// The token that asks has as many instances as its quota allows.
+    #[error("token '{token}' has {count} instances, its quota (quotas.max_instances); delete one first")]
+    OverQuota { token: String, count: u64 },
 }
 
 impl StoreError {
@@ -267,6 +272,11 @@ impl Store {
     /// Plugin catalogs published by workers.
     pub fn plugins(&self) -> plugins::Plugins<'_> {
         plugins::Plugins { store: self }
+    }
+
+    /// What each token used of its quotas.
+    pub fn quotas(&self) -> quotas::Quotas<'_> {
+        quotas::Quotas { store: self }
     }
 
     /// Reconcile passes: counters, claims of reported deaths, instance counts.

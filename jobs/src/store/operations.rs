@@ -39,6 +39,8 @@ struct Spec {
     previous_desired: Option<DesiredState>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     force: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requested_by: Option<String>,
 }
 
 impl From<&Operation> for Spec {
@@ -55,6 +57,7 @@ impl From<&Operation> for Spec {
             queue: o.queue.clone(),
             previous_desired: o.previous_desired,
             force: o.force,
+            requested_by: o.requested_by.clone(),
         }
     }
 }
@@ -90,6 +93,7 @@ fn parse(key: &str, fields: &HashMap<String, String>) -> Result<Option<Operation
         previous_desired: spec.previous_desired,
         worker: None,
         force: spec.force,
+        requested_by: spec.requested_by,
     };
     live(&mut op, fields).map_err(corrupt)?;
     Ok(Some(op))
@@ -135,6 +139,8 @@ pub struct Submission<'a> {
     pub instance: &'a InstanceId,
     pub reason: &'a str,
     pub correlation_id: &'a str,
+    /// Who asked (`Operation::requested_by`).
+    pub requested_by: &'a str,
     pub created_at: DateTime<Utc>,
     pub max_attempts: u32,
     pub force: bool,
@@ -309,7 +315,8 @@ impl Operations<'_> {
             .arg(if s.reset_crash_loop { "1" } else { "0" })
             .arg(s.schema_version)
             .arg(s.task_id)
-            .arg(now());
+            .arg(now())
+            .arg(s.requested_by);
         let reply: Vec<String> = inv.invoke_async(&mut self.store.conn()).await?;
         let at = |i: usize| reply.get(i).map(String::as_str).unwrap_or_default();
         let number = |i: usize| at(i).parse::<u64>().unwrap_or_default();
@@ -448,7 +455,7 @@ impl Operations<'_> {
         inv.key(k.changes()).key(k.crash_loop(instance));
         let (observed, status, cause) = match f.observed {
             Some((o, c)) => (to_json(o), o.status.as_str(), c),
-            None => (String::new(), "", Cause { source: "", reason: "" }),
+            None => (String::new(), "", Cause { source: "", reason: "", by: "" }),
         };
         inv.arg(f.op.status.as_str())
             .arg(f.op.finished_at.map(rfc3339).unwrap_or_else(now))
@@ -466,7 +473,8 @@ impl Operations<'_> {
             .arg(limits.history_global)
             .arg(k.events())
             .arg(f.op.id.as_str())
-            .arg(if f.reset_crash_loop { "1" } else { "0" });
+            .arg(if f.reset_crash_loop { "1" } else { "0" })
+            .arg(cause.by);
         let (ended, wrote): (i32, i32) = inv.invoke_async(&mut self.store.conn()).await?;
         Ok((ended == 1, wrote == 1))
     }

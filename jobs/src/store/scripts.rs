@@ -12,12 +12,13 @@ use redis::Script;
 /// `observe(...)`: write an observed record and, when its status changed, record the
 /// transition in the instance's capped list and the global capped stream. `lease` is the
 /// holder's lease value, or '' for "only while nobody holds the lease"; `expected` is the
-/// observed version the writer read ('' = any). Returns the new version, or 0 when a guard
+/// observed version the writer read ('' = any); `by` who asked for the operation that caused
+/// it ('' = nobody: an observation of its own). Returns the new version, or 0 when a guard
 /// failed.
 macro_rules! lua_observe {
     () => {
         r"
-local function observe(okey, hkey, ckey, lkey, data, status, id, at, source, reason, hcap, gcap, lease, expected)
+local function observe(okey, hkey, ckey, lkey, data, status, id, at, source, reason, hcap, gcap, lease, expected, by)
   local holder = redis.call('GET', lkey)
   if lease == '' then
     if holder then return 0 end
@@ -31,7 +32,9 @@ local function observe(okey, hkey, ckey, lkey, data, status, id, at, source, rea
   redis.call('HSET', okey, 'data', data)
   local v = redis.call('HINCRBY', okey, 'version', 1)
   if from ~= status then
-    local rec = cjson.encode({at = at, instanceId = id, from = from, to = status, source = source, reason = reason})
+    local change = {at = at, instanceId = id, from = from, to = status, source = source, reason = reason}
+    if by and by ~= '' then change.requestedBy = by end
+    local rec = cjson.encode(change)
     redis.call('LPUSH', hkey, rec)
     redis.call('LTRIM', hkey, 0, tonumber(hcap) - 1)
     redis.call('XADD', ckey, 'MAXLEN', '~', gcap, '*', 'data', rec)
@@ -133,20 +136,28 @@ macro_rules! script {
 }
 
 script!(
-    /// Create an instance unless its name is taken, with its first secrets.
-    /// KEYS: names, instances, instance, config, secrets. ARGV: name, id, config json, n, then
-    /// n secret name, sealed value pairs, then the instance's field, value pairs.
+    /// Create an instance unless its name is taken or its creator has its quota of instances
+    /// (noting it among the creator's instances), with its first secrets.
+    /// KEYS: names, instances, instance, config, the creator's instances, secrets. ARGV: name,
+    /// id, config json, max instances of the creator ('' = no limit), creator ('' = none), n,
+    /// then n secret name, sealed value pairs, then the instance's field, value pairs.
+    /// Replies 'ok', 'name_taken' or 'over_quota:<count>'.
     create = r"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'name_taken' end
+if ARGV[4] ~= '' then
+  local count = redis.call('SCARD', KEYS[5])
+  if count >= tonumber(ARGV[4]) then return 'over_quota:' .. count end
+end
+if ARGV[5] ~= '' then redis.call('SADD', KEYS[5], ARGV[2]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
 redis.call('HSET', KEYS[4], 'data', ARGV[3], 'version', 1)
 redis.call('HSET', KEYS[3], 'version', 1)
-local n = tonumber(ARGV[4])
-redis.call('DEL', KEYS[5])
-for i = 5, 4 + 2 * n, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
-if n > 0 then redis.call('HSET', KEYS[5], '#rev', 1) end
-for i = 5 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+local n = tonumber(ARGV[6])
+redis.call('DEL', KEYS[6])
+for i = 7, 6 + 2 * n, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
+if n > 0 then redis.call('HSET', KEYS[6], '#rev', 1) end
+for i = 7 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 'ok'
 "
 );
@@ -228,12 +239,15 @@ return out
 script!(
     /// Remove an instance's records and free its ports (the server's and its components').
     /// KEYS: names, instances, instance, config, observed, fence, history, crash loop, probe,
-    /// ports, port-by-owner, the instance's port owners, logs, log shipper, secrets. ARGV: id.
+    /// ports, port-by-owner, the instance's port owners, logs, log shipper, secrets. ARGV: id,
+    /// prefix of the sets of the instances each token created.
     delete = r"
 local data = redis.call('HGET', KEYS[3], 'data')
 if data then
-  local name = cjson.decode(data).name
+  local rec = cjson.decode(data)
+  local name = rec.name
   if name and redis.call('HGET', KEYS[1], name) == ARGV[1] then redis.call('HDEL', KEYS[1], name) end
+  if type(rec.createdBy) == 'string' then redis.call('SREM', ARGV[2] .. rec.createdBy, ARGV[1]) end
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
@@ -249,14 +263,26 @@ return 1
 );
 
 script!(
+    /// Count an operation a token submits in the current minute (a fixed window).
+    /// KEYS: the window's counter. ARGV: the window's remaining seconds plus a margin.
+    /// Replies the count, this one included.
+    count_op = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"
+);
+
+script!(
     /// Write observed state (see `observe` above).
     /// KEYS: observed, history, changes, lease. ARGV: data, status, id, at, source, reason,
-    /// history cap, global cap, lease value, expected version. Replies the new version or 0.
+    /// history cap, global cap, lease value, expected version, requested by ('' = none).
+    /// Replies the new version or 0.
     observe = concat!(
         lua_observe!(),
         r"
 return observe(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
-  ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+  ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 "
     )
 );
@@ -272,7 +298,7 @@ script!(
     /// ARGV: op ttl, op id, kind, reason, correlation id, created at, max attempts, force ('1'),
     /// max depth, now (unix s), channel, queue key prefix (`{p}:q:`), expected instance version
     /// ('' = any), seen generation ('' = any), reset crash loop ('1'), job schema version,
-    /// task id, now (RFC 3339).
+    /// task id, now (RFC 3339), requested by.
     /// Replies {'ok', queue, target generation, previous desired state, instance version},
     /// {'not_found'}, {'precondition', version}, {'stale', generation}, {'deleting'} or
     /// {'queue_full', queue, depth}.
@@ -307,7 +333,7 @@ if desired ~= current or kind == 'restart' then
 end
 local spec = cjson.encode({id = ARGV[2], kind = kind, instanceId = rec.id, maxAttempts = tonumber(ARGV[7]),
   createdAt = ARGV[6], targetGeneration = generation, correlationId = ARGV[5], reason = ARGV[4], queue = queue,
-  previousDesired = current, force = ARGV[8] == '1'})
+  previousDesired = current, force = ARGV[8] == '1', requestedBy = ARGV[19]})
 redis.call('HSET', KEYS[3], 'spec', spec, 'status', 'queued', 'attempt', 0)
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[2])
@@ -502,7 +528,7 @@ script!(
     /// KEYS: op, lease, observed, history, changes, crash loop. ARGV: status, finished at, error
     /// json ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json
     /// ('' = none), observed status, instance id, at, source, reason, history cap, global cap,
-    /// channel, op id, forget the crash loop ('1'). Replies {op ended (0/1), observed written
+    /// channel, op id, forget the crash loop ('1'), requested by ('' = none). Replies {op ended (0/1), observed written
     /// (0/1)}.
     finish = concat!(
         lua_observe!(),
@@ -510,7 +536,7 @@ script!(
 local wrote = 0
 if ARGV[7] ~= '' and ARGV[6] ~= '' then
   if observe(KEYS[3], KEYS[4], KEYS[5], KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
-      ARGV[13], ARGV[14], ARGV[6], '') > 0 then wrote = 1 end
+      ARGV[13], ARGV[14], ARGV[6], '', ARGV[18]) > 0 then wrote = 1 end
 end
 local ended = 0
 local cur = redis.call('HGET', KEYS[1], 'status')

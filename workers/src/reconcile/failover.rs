@@ -26,7 +26,7 @@ pub async fn unowned(ctx: &Ctx, s: &InstanceState, lost: Option<&str>) -> Result
         let reason = if failover { "failover" } else { "node-lost" };
         fail_stranded(ctx, s, node).await?;
         if after != before {
-            let cause = Cause { source: "reconciler", reason };
+            let cause = Cause { source: "reconciler", reason, by: "" };
             ctx.store.instances().observe(s.id(), &after, cause, None, None).await?;
         }
         if !failover {

@@ -109,7 +109,7 @@ pub async fn record(
     let version = s.observed_version();
     let instances = ctx.store.instances();
     if changed(before, after) {
-        let cause = Cause { source: "reconciler", reason };
+        let cause = Cause { source: "reconciler", reason, by: "" };
         return instances.observe(s.id(), after, cause, lease.map(Lease::value), Some(version)).await;
     }
     // Nothing to write: still make sure nobody wrote since the read before acting on it.
@@ -223,7 +223,7 @@ async fn crash_repair(ctx: &Ctx, s: &InstanceState, observed: &ObservedRecord, r
             tracing::warn!(instance = %id, "crash loop: giving up until a user acts");
             ctx.store
                 .instances()
-                .observe(id, &gave_up, Cause { source: "reconciler", reason: "crash-loop" }, None, None)
+                .observe(id, &gave_up, Cause { source: "reconciler", reason: "crash-loop", by: "" }, None, None)
                 .await?;
             Ok(())
         }

@@ -59,7 +59,7 @@ async fn running_fleet(store: &Store, n: usize, stub: &str) {
             },
             ..Default::default()
         };
-        let cause = Cause { source: "bench", reason: "setup" };
+        let cause = Cause { source: "bench", reason: "setup", by: "" };
         store.instances().observe(&id, &observed, cause, None, None).await.unwrap();
     }
 }

@@ -92,8 +92,10 @@ pub async fn create_instances(store: &Store, n: usize, platform: Platform) -> Ve
             created_at: now,
             updated_at: now,
             runtime: Default::default(),
+            created_by: None,
+            updated_by: None,
         };
-        store.instances().create(&rec, &DrasiConfig::default()).await.unwrap();
+        store.instances().create(&rec, &DrasiConfig::default(), None).await.unwrap();
         ids.push(rec.id);
     }
     ids
