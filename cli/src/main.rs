@@ -96,7 +96,6 @@ pub async fn bind_api(settings: &Settings) -> anyhow::Result<tokio::net::TcpList
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "API listening");
     Ok(listener)
 }
 
@@ -108,6 +107,8 @@ pub async fn serve_api(
 ) -> anyhow::Result<()> {
     let store = Store::from_settings(redis_url, &settings)?;
     let state = AppState::new(store, settings);
+    // Said once everything before it is in place (for `up`: its Redis and its `api-url`).
+    tracing::info!(listen = %listener.local_addr()?, "API listening");
     draas_api::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

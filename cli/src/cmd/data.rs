@@ -69,6 +69,9 @@ async fn watch(out: Output, mut res: Response) -> Result<(), CliError> {
     let redraw = out == Output::Table && std::io::stdout().is_terminal();
     let mut parser = SseParser::default();
     let mut rows: Vec<Value> = Vec::new();
+    // Whether a table has been printed: a snapshot taken before the query's first result
+    // has no rows (and so no header); then the first change prints the table instead.
+    let mut tabled = false;
     loop {
         let chunk = match res.chunk().await {
             Ok(Some(c)) => c,
@@ -88,12 +91,14 @@ async fn watch(out: Output, mut res: Response) -> Result<(), CliError> {
                 "snapshot" => {
                     rows = data["rows"].as_array().cloned().unwrap_or_default();
                     show(&rows, redraw);
+                    tabled = !rows.is_empty();
                 }
                 "change" => {
                     let changes = data["results"].as_array().cloned().unwrap_or_default();
                     apply(&mut rows, &changes);
-                    if redraw {
-                        show(&rows, true);
+                    if redraw || (!tabled && !rows.is_empty()) {
+                        show(&rows, redraw);
+                        tabled = true;
                     } else {
                         for c in &changes {
                             let row = if c["type"] == "UPDATE" { &c["after"] } else { &c["data"] };
