@@ -222,6 +222,27 @@ pub async fn spawn_up(extra: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Run `draas api` with exactly `env` (plus PATH) and return its exit status and stderr: for
+/// settings it must refuse, so it must exit by itself within 30 s.
+pub async fn api_exit(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut cmd = tokio::process::Command::new(bin("draas"));
+    cmd.arg("api")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DRAAS_CONFIG_DIR", "/nonexistent")
+        .env("DRAAS_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("draas api should have refused to start, but kept running")
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// Start Redis and one `draas api` for a test.
 pub async fn spawn_app() -> TestApp {
     let redis = TestRedis::start();

@@ -327,27 +327,6 @@ async fn the_docs_page_is_html() {
     assert!(html.contains("<html") || html.contains("<!doctype html"), "{html}");
 }
 
-/// Run `draas api` with exactly `env` (plus PATH) and return its exit status and stderr; the
-/// process must exit by itself within the deadline.
-async fn run_api_expecting_exit(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let mut cmd = tokio::process::Command::new(draas_tests::bin("draas"));
-    cmd.arg("api")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DRAAS_CONFIG_DIR", "/nonexistent")
-        .env("DRAAS_LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("draas api should have refused to start, but kept running")
-        .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 #[tokio::test]
 async fn an_api_without_tokens_or_dev_mode_refuses_to_start() {
     let app = spawn_app().await;
@@ -357,13 +336,13 @@ async fn an_api_without_tokens_or_dev_mode_refuses_to_start() {
             env.push(("DRAAS_API_TOKENS", t));
         }
 
-        let (status, stderr) = run_api_expecting_exit(&env).await;
+        let (status, stderr) = draas_tests::api_exit(&env).await;
 
         assert!(!status.success(), "{tokens:?}: exited {status}");
         assert!(stderr.contains("DRAAS_API_TOKENS"), "{tokens:?}: stderr does not say what to set:\n{stderr}");
     }
     let (status, stderr) =
-        run_api_expecting_exit(&[("DRAAS_REDIS_URL", app.redis.url.as_str()), ("DRAAS_DEV", "false")]).await;
+        draas_tests::api_exit(&[("DRAAS_REDIS_URL", app.redis.url.as_str()), ("DRAAS_DEV", "false")]).await;
     assert!(!status.success(), "DRAAS_DEV=false: exited {status}");
     assert!(stderr.contains("DRAAS_API_TOKENS"), "{stderr}");
 }
@@ -372,7 +351,7 @@ async fn an_api_without_tokens_or_dev_mode_refuses_to_start() {
 async fn an_api_with_an_unusable_key_prefix_refuses_to_start() {
     let app = spawn_app().await;
     for prefix in ["a}b", "a{b", "has space", ""] {
-        let (status, stderr) = run_api_expecting_exit(&[
+        let (status, stderr) = draas_tests::api_exit(&[
             ("DRAAS_REDIS_URL", app.redis.url.as_str()),
             ("DRAAS_API_TOKENS", "t"),
             ("DRAAS_KEY_PREFIX", prefix),

@@ -283,24 +283,17 @@ async fn keys_rotate_an_old_key_still_opens_and_rewrap_reseals_with_the_new_one(
 
     let res = app.req(Method::POST, "/api/v1/secrets/rewrap").send().await.unwrap();
     assert_eq!(draas_tests::problem(res).await.1["code"], "admin_required");
-    let res =
-        app.client.post(format!("{}/api/v1/secrets/rewrap", app.api.base_url)).bearer_auth(ADMIN).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let done: Value = res.json().await.unwrap();
+    let rewrap = || async {
+        let url = format!("{}/api/v1/secrets/rewrap", app.api.base_url);
+        let res = app.client.post(url).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json::<Value>().await.unwrap()
+    };
+    let done = rewrap().await;
     assert_eq!((done["rewrapped"].as_u64(), done["failed"].as_u64()), (Some(1), Some(0)), "{done}");
     let resealed = raw_secrets(&app, &id).await["APP_ID"].clone();
     assert_ne!(resealed, old_sealed);
-    let again: Value = app
-        .client
-        .post(format!("{}/api/v1/secrets/rewrap", app.api.base_url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again["rewrapped"], 0, "nothing left on the old key");
+    assert_eq!(rewrap().await["rewrapped"], 0, "nothing left on the old key");
 
     // The old key can go now: a worker with the new key alone still starts the server.
     drop(_worker);

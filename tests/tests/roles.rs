@@ -263,25 +263,6 @@ async fn a_token_at_its_stream_quota_gets_429_while_another_token_still_streams(
     .await;
 }
 
-/// Run `draas api` with `env` (plus the test Redis) and return its exit status and stderr; it
-/// must exit by itself.
-async fn refused_start(app: &TestApp, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let mut cmd = tokio::process::Command::new(draas_tests::bin("draas"));
-    cmd.arg("api")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DRAAS_CONFIG_DIR", "/nonexistent")
-        .env("DRAAS_LISTEN", "127.0.0.1:0")
-        .env("DRAAS_REDIS_URL", &app.redis.url)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output()).await.expect("it kept running").unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 #[tokio::test]
 async fn a_bad_tokens_entry_stops_the_api_from_starting_with_a_message_naming_it() {
     let app = spawn_app().await;
@@ -308,12 +289,13 @@ async fn a_bad_tokens_entry_stops_the_api_from_starting_with_a_message_naming_it
         ),
     ];
     for (tokens, expected) in cases {
-        let (status, stderr) = refused_start(&app, &[("DRAAS_TOKENS", tokens)]).await;
+        let (status, stderr) =
+            draas_tests::api_exit(&[("DRAAS_REDIS_URL", &app.redis.url), ("DRAAS_TOKENS", tokens)]).await;
 
         assert!(!status.success(), "{tokens}: exited {status}");
         assert!(stderr.contains(&expected), "{tokens}: stderr does not say {expected:?}:\n{stderr}");
     }
-    let (status, stderr) = refused_start(&app, &[("DRAAS_TOKENS", "[]")]).await;
+    let (status, stderr) = draas_tests::api_exit(&[("DRAAS_REDIS_URL", &app.redis.url), ("DRAAS_TOKENS", "[]")]).await;
     assert!(!status.success() && stderr.contains("DRAAS_TOKENS"), "no token at all: {stderr}");
 }
 
