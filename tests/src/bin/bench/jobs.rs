@@ -35,8 +35,29 @@ fn on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
     });
 }
 
+/// What Redis itself has spent so far: CPU seconds (user + system) and commands run, those
+/// that scripts run included (its `INFO`).
+async fn redis_work(redis: &TestRedis) -> (f64, u64) {
+    let mut c = store(redis, "info").connection();
+    let info: String = redis::cmd("INFO").arg("all").query_async(&mut c).await.unwrap();
+    let field = |line: &str, key: &str| line.strip_prefix(key).map(|v| v.trim().parse::<f64>().unwrap_or(0.0));
+    let cpu: f64 = info.lines().filter_map(|l| field(l, "used_cpu_user:").or_else(|| field(l, "used_cpu_sys:"))).sum();
+    let calls = info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum();
+    (cpu, calls)
+}
+
+/// Redis' CPU (µs) and commands per job since `before`.
+async fn per_job(redis: &TestRedis, before: (f64, u64)) -> (f64, f64) {
+    let after = redis_work(redis).await;
+    ((after.0 - before.0) * 1e6 / JOBS as f64, (after.1 - before.1) as f64 / JOBS as f64)
+}
+
 /// Bare apalis-redis: a no-op handler.
-async fn bare(redis: &TestRedis) -> f64 {
+async fn bare(redis: &TestRedis) -> (f64, (f64, f64)) {
     let store = store(redis, "bare");
     let config = queue_config(store.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY);
     let backend = RedisStorage::<u64>::new(store.connection()).with_config(config.clone());
@@ -51,6 +72,7 @@ async fn bare(redis: &TestRedis) -> f64 {
         });
     let handle = tokio::spawn(worker.run());
     let producer_store = super::store(redis, "bare");
+    let before = redis_work(redis).await;
     let start = Instant::now();
     on_own_thread(async move {
         let mut producer = RedisStorage::<u64>::new(producer_store.connection()).with_config(config);
@@ -60,13 +82,14 @@ async fn bare(redis: &TestRedis) -> f64 {
     });
     wait_done(&store, "noop", JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
+    let work = per_job(redis, before).await;
     handle.abort();
-    rate
+    (rate, work)
 }
 
 /// Through draas: the same number of no-op operations, submitted as the API submits them and
 /// run by the real handler; the round trips of each side per job.
-async fn through_draas(redis: &TestRedis) -> (f64, f64, f64) {
+async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64)) {
     let prefix = "noop";
     let (worker_store, watch) = (store(redis, prefix), store(redis, prefix));
     let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
@@ -78,6 +101,7 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64) {
     let stop = worker(worker_store.clone(), s);
     worker_ready(&worker_store).await;
     let (a0, w0) = (api_store.round_trips(), worker_store.round_trips());
+    let before = redis_work(redis).await;
     let start = Instant::now();
     on_own_thread(async move {
         for id in &ids {
@@ -86,18 +110,23 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64) {
     });
     wait_done(&watch, SHARED_QUEUE, JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
+    let work = per_job(redis, before).await;
     let api = (api_store.round_trips() - a0) as f64 / JOBS as f64;
     let worker = (worker_store.round_trips() - w0) as f64 / JOBS as f64;
     let _ = stop.send(());
-    (rate, api, worker)
+    (rate, api, worker, work)
 }
 
 /// Print both, side by side.
 pub async fn figures(redis: &TestRedis) {
-    let bare = bare(redis).await;
-    let (draas, api, worker) = through_draas(redis).await;
+    let (bare, (bare_cpu, bare_calls)) = bare(redis).await;
+    let (draas, api, worker, (cpu, calls)) = through_draas(redis).await;
     println!("no-op jobs end to end ({JOBS} jobs, one producer, one worker of concurrency {CONCURRENCY}):");
     println!("  bare apalis-redis:  {bare:.0} jobs/s");
     println!("  through draas:      {draas:.0} jobs/s ({:.0} % of bare)", draas / bare * 100.0);
     println!("  draas' own Redis round trips per job (apalis' fetch and ack aside): API {api:.2}, worker {worker:.2}");
+    println!(
+        "  Redis' own work per job (commands scripts run included): bare {bare_cpu:.0} µs CPU, {bare_calls:.1} commands; \
+         draas {cpu:.0} µs CPU, {calls:.1} commands"
+    );
 }
