@@ -56,16 +56,16 @@ impl AppState {
     pub fn new(store: Store, settings: Settings) -> Self {
         Self {
             submitter: Submitter::new(store.clone(), &settings),
+            streams: streams::Streams::new(settings.api.max_streams, store.clone()),
             store,
-            streams: streams::Streams::new(settings.api.max_streams),
             settings: Arc::new(settings),
         }
     }
 
     /// A permit for one more stream of `caller`, held as long as it runs; 429 when
     /// `api.max_streams` run, or the caller's token holds its `max_streams`.
-    pub fn stream_permit(&self, caller: &auth::Caller) -> Result<streams::StreamPermit, ApiError> {
-        self.streams.permit(caller)
+    pub async fn stream_permit(&self, caller: &auth::Caller) -> Result<streams::StreamPermit, ApiError> {
+        self.streams.permit(caller).await
     }
 
     /// The keep-alive every stream sends while it has nothing to say.

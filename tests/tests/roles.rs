@@ -235,7 +235,7 @@ async fn a_token_over_its_operations_per_minute_gets_429_with_retry_after_until_
 }
 
 #[tokio::test]
-async fn a_token_at_its_stream_quota_gets_429_while_another_token_still_streams() {
+async fn a_token_at_its_stream_quota_gets_429_on_every_replica_while_another_token_still_streams() {
     let mut app = spawn_app().await;
     with_tokens(&mut app, |e| {
         if e["name"] == "viewer" {
@@ -254,10 +254,19 @@ async fn a_token_at_its_stream_quota_gets_429_while_another_token_still_streams(
     assert_eq!((status, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_streams")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("'viewer'"), "{body}");
     assert!(wait >= 1);
+
+    // The quota holds across API replicas: a second one refuses the token too, until the
+    // first replica's stream ends.
+    let second = app.start_api(&[]);
+    let elsewhere = || app.client.get(format!("{}{events}", second.base_url)).bearer_auth(VIEWER);
+    let res = SseStream::answer(elsewhere(), deadline).await;
+    let (status, body) = problem(res).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_streams")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("all API replicas"), "{body}");
     drop(other);
     drop(first);
-    eventually("a stream once the first one closed", deadline, || async {
-        let res = SseStream::answer(as_token(&app, VIEWER, Method::GET, events), deadline).await;
+    eventually("a stream on the second replica once the first one closed", deadline, || async {
+        let res = SseStream::answer(elsewhere(), deadline).await;
         res.status().is_success().then_some(())
     })
     .await;

@@ -142,7 +142,7 @@ pub async fn watch(
     let s = load(&state, &parse_id(&id)?).await?;
     let query = query_of(&s, &query)?;
     let url = endpoint(&s)?;
-    let permit = state.stream_permit(&caller)?;
+    let permit = state.stream_permit(&caller).await?;
     // Attached before the snapshot is read, so that no change falls between the two.
     let changes = drasi::attach(http(), &url, query.as_str()).await.map_err(unreachable)?;
     let rows = drasi::results(http(), &url, query.as_str()).await.map_err(unreachable)?;

@@ -69,7 +69,7 @@ pub async fn logs(
             format!("instance {} is not running: drop follow=true to read its last lines", s.id()),
         ));
     }
-    let permit = if follow { Some(state.stream_permit(&caller)?) } else { None };
+    let permit = if follow { Some(state.stream_permit(&caller).await?) } else { None };
     let lines = state.store.logs().tail(s.id(), tail).await?;
     let body = match permit {
         None => Body::from(text(&lines)),

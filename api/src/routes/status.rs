@@ -101,7 +101,7 @@ pub async fn events(
     {
         return Err(ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an id this stream sent"));
     }
-    let permit = state.stream_permit(&caller)?;
+    let permit = state.stream_permit(&caller).await?;
     let start = match resume {
         Some(r) => Some(r),
         None => state.store.history().latest_id().await?,

@@ -48,7 +48,7 @@ pub struct TokenSettings {
     /// Operations this token may submit per minute (default: `quotas`).
     #[serde(default)]
     pub ops_per_minute: Option<u64>,
-    /// Streams this token may hold open at once on one API replica (default: `quotas`).
+    /// Streams this token may hold open at once on all API replicas (default: `quotas`).
     #[serde(default)]
     pub max_streams: Option<usize>,
 }
@@ -62,7 +62,7 @@ pub struct QuotaSettings {
     pub max_instances: u64,
     /// Operations a token may submit per minute (a fixed window per clock minute).
     pub ops_per_minute: u64,
-    /// Streams a token may hold open at once on one API replica.
+    /// Streams a token may hold open at once on all API replicas.
     pub max_streams: usize,
 }
 

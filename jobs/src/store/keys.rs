@@ -124,6 +124,12 @@ impl Keys {
         format!("{}:rate:{token}:{minute}", self.tag)
     }
 
+    /// ZSET stream id → expiry (unix ms): the streams a token holds on every API replica,
+    /// each renewed while it runs (a crashed replica's lapse).
+    pub fn streams_of(&self, token: &str) -> String {
+        format!("{}:streams:{token}", self.tag)
+    }
+
     /// HASH name → id: the unique-name index.
     pub fn names(&self) -> String {
         format!("{}:names", self.tag)

@@ -1,8 +1,12 @@
-//! What each token used of its operations quota: a counter per token and clock minute,
-//! expiring with it. (Its instances are a set kept by the create and delete scripts of
-//! `instances`, which check the quota where they write.)
+//! What each token used of its quotas: operations, a counter per token and clock minute,
+//! expiring with it; streams, a sorted set per token of the streams it holds on every API
+//! replica with their expiry, renewed while each runs. (Its instances are a set kept by the
+//! create and delete scripts of `instances`, which check the quota where they write.)
+
+use std::time::Duration;
 
 use chrono::Utc;
+use redis::AsyncCommands;
 
 use super::{Store, StoreError, scripts};
 
@@ -24,4 +28,46 @@ impl Quotas<'_> {
             .await?;
         Ok((count > per_minute).then_some(left.unsigned_abs()))
     }
+
+    /// Hold stream `stream` of `token` for `ttl` unless it holds `max` already; `Err(held)`
+    /// then.
+    pub async fn hold_stream(
+        &self,
+        token: &str,
+        stream: &str,
+        max: Option<usize>,
+        ttl: Duration,
+    ) -> Result<Result<(), u64>, StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let held: u64 = scripts::hold_stream()
+            .key(self.store.keys().streams_of(token))
+            .arg(stream)
+            .arg(now)
+            .arg(now + ttl_ms(ttl))
+            .arg(max.map(|m| m.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.store.conn())
+            .await?;
+        Ok(if held == 0 { Ok(()) } else { Err(held) })
+    }
+
+    /// Keep holding stream `stream` of `token` for `ttl` more; whether it was still held.
+    pub async fn renew_stream(&self, token: &str, stream: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let renewed: i32 = scripts::renew_stream()
+            .key(self.store.keys().streams_of(token))
+            .arg(stream)
+            .arg(Utc::now().timestamp_millis() + ttl_ms(ttl))
+            .invoke_async(&mut self.store.conn())
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Let go of stream `stream` of `token`.
+    pub async fn release_stream(&self, token: &str, stream: &str) -> Result<(), StoreError> {
+        let _: i64 = self.store.conn().zrem(self.store.keys().streams_of(token), stream).await?;
+        Ok(())
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
 }

@@ -263,6 +263,33 @@ return 1
 );
 
 script!(
+    /// Hold one more stream of a token unless it holds `max` already (lapsed ones dropped
+    /// first). KEYS: the token's streams. ARGV: stream id, now (unix ms), expiry (unix ms),
+    /// max ('' = no limit). Replies 0 when held, else how many it holds.
+    hold_stream = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local n = redis.call('ZCARD', KEYS[1])
+if ARGV[4] ~= '' and n >= tonumber(ARGV[4]) then return n end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 0
+"
+);
+
+script!(
+    /// Renew a held stream (only if still held). KEYS: the token's streams. ARGV: stream id,
+    /// expiry (unix ms). Replies 1 when renewed.
+    renew_stream = r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1
+"
+);
+
+script!(
     /// Count an operation a token submits in the current minute (a fixed window).
     /// KEYS: the window's counter. ARGV: the window's remaining seconds plus a margin.
     /// Replies the count, this one included.
