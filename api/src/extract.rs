@@ -106,24 +106,11 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {e}")))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let pointer = pointer_of(e.path());
+        let pointer = draas_jobs::domain::validate::pointer_of(e.path());
         let message = e.into_inner().to_string();
         let code = if message.starts_with("unknown field") { "unknown_field" } else { "invalid_field" };
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).at(pointer)
     })
-}
-
-fn pointer_of(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .map(|s| match s {
-            Segment::Seq { index } => format!("/{index}"),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                format!("/{}", key.replace('~', "~0").replace('/', "~1"))
-            }
-            Segment::Unknown => "/?".to_owned(),
-        })
-        .collect()
 }
 
 /// Path parameters, with rejections in the one error shape.

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use super::validate::FieldError;
+use super::validate::{FieldError, pointer_token};
 
 /// Deepest nesting of objects and arrays a stored configuration may have (the document
 /// itself is level 1).
@@ -75,7 +75,7 @@ pub fn check(doc: &Value) -> Result<(), FieldError> {
 /// The pointer of the first object or array nested more than `budget` levels deep.
 fn deeper_than(v: &Value, budget: usize) -> Option<String> {
     let children: Box<dyn Iterator<Item = (String, &Value)>> = match v {
-        Value::Object(m) => Box::new(m.iter().map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v))),
+        Value::Object(m) => Box::new(m.iter().map(|(k, v)| (pointer_token(k), v))),
         Value::Array(a) => Box::new(a.iter().enumerate().map(|(i, v)| (i.to_string(), v))),
         _ => return None,
     };

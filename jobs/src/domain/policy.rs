@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::config::DrasiConfig;
 use super::model::RuntimeOptions;
-use super::validate::{ConfigError, FieldError};
+use super::validate::{ConfigError, FieldError, pointer_token};
 
 /// Server settings only an admin may write: they decide which code a server loads and whether
 /// it is verified, so a user could otherwise run a plugin of their choosing as the worker's
@@ -112,7 +112,7 @@ fn paths(v: &Value, pointer: &str, within: bool, errors: &mut Vec<FieldError>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let p = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
+                let p = format!("{pointer}/{}", pointer_token(k));
                 let setting = PATH_KEYS.contains(&k.as_str());
                 if let (true, Value::String(s)) = (setting || within && is_path_key(k), child)
                     && !confined(s)

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::config::DrasiConfig;
-use super::validate::FieldError;
+use super::validate::{FieldError, pointer_token};
 
 /// Longest secret name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -132,7 +132,7 @@ fn walk(v: &Value, pointer: &mut String, f: &mut impl FnMut(&str, &str)) {
             for (k, item) in map {
                 let len = pointer.len();
                 pointer.push('/');
-                pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                pointer.push_str(&pointer_token(k));
                 walk(item, pointer, f);
                 pointer.truncate(len);
             }

@@ -79,17 +79,20 @@ pub fn parse_config(value: Value) -> Result<DrasiConfig, ConfigError> {
     Ok(config)
 }
 
+/// An object key as one token of a JSON pointer (RFC 6901: `~` as `~0`, `/` as `~1`).
+pub fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 /// Convert a serde path (`queries[0].sources[1].sourceId`) into a JSON pointer.
-fn pointer_of(path: &serde_path_to_error::Path) -> String {
+pub fn pointer_of(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for seg in path.iter() {
         out.push('/');
         match seg {
             Segment::Seq { index } => out.push_str(&index.to_string()),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                out.push_str(&key.replace('~', "~0").replace('/', "~1"))
-            }
+            Segment::Map { key } | Segment::Enum { variant: key } => out.push_str(&pointer_token(key)),
             Segment::Unknown => out.push('?'),
         }
     }
