@@ -6,7 +6,7 @@ use std::io::Read;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use draas_jobs::settings::tokens::{MAX_NAME, SYSTEM, digest, hex, valid_name};
+use draas_jobs::settings::tokens::{MAX_NAME, SYSTEM, digest, valid_name};
 use rand::RngCore;
 use serde::Serialize;
 
@@ -52,7 +52,7 @@ pub fn run(cmd: TokenCmd) -> anyhow::Result<()> {
             if token.is_empty() {
                 bail!("no token on stdin");
             }
-            println!("{}", hex(&digest(token.as_bytes())));
+            println!("{}", hex::encode(digest(token.as_bytes())));
             Ok(())
         }
     }
@@ -64,8 +64,8 @@ fn new(name: &str, role: RoleArg) -> anyhow::Result<()> {
     }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let token = format!("draas_{}", hex(&bytes));
-    let entry = Entry { name, role, sha256: hex(&digest(token.as_bytes())) };
+    let token = format!("draas_{}", hex::encode(bytes));
+    let entry = Entry { name, role, sha256: hex::encode(digest(token.as_bytes())) };
     let yaml = serde_norway::to_string(&vec![&entry]).context("cannot write the entry")?;
     let json = serde_json::to_string(&entry).context("cannot write the entry")?;
     println!("{token}");

@@ -125,7 +125,7 @@ fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
     }
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = hex::encode(bytes);
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
     std::io::Write::write_all(&mut f, token.as_bytes())?;
     Ok(token)

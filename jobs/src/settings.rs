@@ -752,7 +752,7 @@ mod tests {
 
     #[test]
     fn named_tokens_come_as_a_json_array_and_quotas_as_sections() {
-        let sha = tokens::hex(&tokens::digest(b"secret"));
+        let sha = hex::encode(tokens::digest(b"secret"));
         let json = format!(r#"[{{"name": "ci", "role": "read", "sha256": "{sha}", "ops_per_minute": 5}}]"#);
         let s = Settings::load_from(
             Some(&committed_dir()),

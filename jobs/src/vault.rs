@@ -72,7 +72,7 @@ impl Vault {
                 let raw = B64.decode(k.expose_secret().trim()).map_err(|_| VaultError::BadKey(i))?;
                 let cipher = XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| VaultError::BadKey(i))?;
                 let digest = Sha256::digest(&raw);
-                let id: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                let id = hex::encode(&digest[..4]);
                 Ok((id, cipher))
             })
             .collect::<Result<Vec<_>, _>>()?;

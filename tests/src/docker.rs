@@ -80,7 +80,7 @@ async fn build_images() {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Make sure [`REAL_IMAGE`] holds the real drasi-server at `bin` (built once per test binary

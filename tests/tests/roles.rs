@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use draas_jobs::settings::tokens::{digest, hex};
+use draas_jobs::settings::tokens::digest;
 use draas_tests::{SseStream, TestApp, eventually, problem, spawn_app};
 use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ const ROOT: &str = "tok-root-0123456789";
 
 /// A `tokens` entry for `token`.
 fn entry(name: &str, role: &str, token: &str) -> Value {
-    json!({"name": name, "role": role, "sha256": hex(&digest(token.as_bytes()))})
+    json!({"name": name, "role": role, "sha256": hex::encode(digest(token.as_bytes()))})
 }
 
 /// The test app's API restarted with three named tokens (`viewer`: read, `ops`: operate,
@@ -275,7 +275,7 @@ async fn a_token_at_its_stream_quota_gets_429_on_every_replica_while_another_tok
 #[tokio::test]
 async fn a_bad_tokens_entry_stops_the_api_from_starting_with_a_message_naming_it() {
     let app = spawn_app().await;
-    let sha = hex(&digest(b"t"));
+    let sha = hex::encode(digest(b"t"));
     let cases = [
         ("[{\"name\": \"ci\"", "DRAAS_TOKENS must be a JSON array".to_owned()),
         (r#"{"name": "ci"}"#, "DRAAS_TOKENS must be a JSON array".to_owned()),
@@ -286,7 +286,7 @@ async fn a_bad_tokens_entry_stops_the_api_from_starting_with_a_message_naming_it
         (
             &*format!(
                 r#"[{{"name": "a", "role": "read", "sha256": "{sha}"}}, {{"name": "a", "role": "admin", "sha256": "{}"}}]"#,
-                hex(&digest(b"u"))
+                hex::encode(digest(b"u"))
             ),
             "two tokens are named 'a'".into(),
         ),

@@ -109,7 +109,7 @@ pub fn to_yaml(config: &DrasiConfig) -> Result<String, serde_norway::Error> {
 /// Kubernetes label value.
 pub fn spec_hash(yaml: &str) -> String {
     let digest = Sha256::digest(yaml.as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 /// Bind address drasi-server gets on `platform` when its config names none: the node's

@@ -107,15 +107,9 @@ pub fn valid_name(name: &str) -> bool {
         && name != SYSTEM
 }
 
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text.trim(), &mut out).ok()?;
     Some(out)
 }
 
@@ -187,11 +181,6 @@ pub fn entries(
     Ok(out)
 }
 
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +198,7 @@ mod tests {
 
     #[test]
     fn legacy_lists_become_named_tokens_after_the_named_ones() {
-        let sha = hex(&digest(b"x"));
+        let sha = hex::encode(digest(b"x"));
         let e = entries(
             &[token("ci", Role::Read, &sha.to_uppercase())],
             &["a".into(), "b".into()],
@@ -229,14 +218,14 @@ mod tests {
 
     #[test]
     fn bad_names_digests_and_duplicates_are_refused() {
-        let sha = hex(&digest(b"x"));
+        let sha = hex::encode(digest(b"x"));
         let q = QuotaSettings::default();
         for bad in ["", "a b", "system", "é", &"n".repeat(65)] {
             assert!(entries(&[token(bad, Role::Read, &sha)], &[], &[], &q).is_err(), "{bad:?}");
         }
         assert!(entries(&[token("a", Role::Read, "abc")], &[], &[], &q).is_err());
         assert!(
-            entries(&[token("a", Role::Read, &sha), token("a", Role::Admin, &hex(&digest(b"y")))], &[], &[], &q)
+            entries(&[token("a", Role::Read, &sha), token("a", Role::Admin, &hex::encode(digest(b"y")))], &[], &[], &q)
                 .is_err()
         );
         assert!(entries(&[token("a", Role::Read, &sha)], &["x".into()], &[], &q).is_err(), "same token twice");
