@@ -50,6 +50,38 @@ async fn redis_work(redis: &TestRedis) -> (f64, u64) {
     (cpu, calls)
 }
 
+/// Every command Redis has run so far, scripts' own commands included: name → (calls, µs).
+async fn commands(redis: &TestRedis) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut c = store(redis, "info").connection();
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
+    let number = |stats: &str, key: &str| stats.split(key).nth(1)?.split(',').next()?.parse::<u64>().ok();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .filter(|(name, _)| *name != "info")
+        .filter_map(|(name, stats)| Some((name.to_owned(), (number(stats, "calls=")?, number(stats, "usec=")?))))
+        .collect()
+}
+
+/// The commands that cost Redis most per job since `before`: (name, calls per job, µs per job),
+/// costliest first. A script's time includes that of the commands it runs.
+async fn costliest(
+    redis: &TestRedis,
+    before: &std::collections::HashMap<String, (u64, u64)>,
+) -> Vec<(String, f64, f64)> {
+    let mut out: Vec<_> = commands(redis)
+        .await
+        .into_iter()
+        .map(|(name, (calls, usec))| {
+            let (c0, u0) = before.get(&name).copied().unwrap_or_default();
+            (name, (calls - c0) as f64 / JOBS as f64, (usec - u0) as f64 / JOBS as f64)
+        })
+        .filter(|(_, calls, _)| *calls > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.2.total_cmp(&a.2));
+    out.truncate(8);
+    out
+}
+
 /// Redis' CPU (µs) and commands per job since `before`.
 async fn per_job(redis: &TestRedis, before: (f64, u64)) -> (f64, f64) {
     let after = redis_work(redis).await;
@@ -89,7 +121,7 @@ async fn bare(redis: &TestRedis) -> (f64, (f64, f64)) {
 
 /// Through draas: the same number of no-op operations, submitted as the API submits them and
 /// run by the real handler; the round trips of each side per job.
-async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64)) {
+async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64), Vec<(String, f64, f64)>) {
     let prefix = "noop";
     let (worker_store, watch) = (store(redis, prefix), store(redis, prefix));
     let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
@@ -102,6 +134,7 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64)) {
     worker_ready(&worker_store).await;
     let (a0, w0) = (api_store.round_trips(), worker_store.round_trips());
     let before = redis_work(redis).await;
+    let stats = commands(redis).await;
     let start = Instant::now();
     on_own_thread(async move {
         for id in &ids {
@@ -111,16 +144,17 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64)) {
     wait_done(&watch, SHARED_QUEUE, JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     let work = per_job(redis, before).await;
+    let costliest = costliest(redis, &stats).await;
     let api = (api_store.round_trips() - a0) as f64 / JOBS as f64;
     let worker = (worker_store.round_trips() - w0) as f64 / JOBS as f64;
     let _ = stop.send(());
-    (rate, api, worker, work)
+    (rate, api, worker, work, costliest)
 }
 
 /// Print both, side by side.
 pub async fn figures(redis: &TestRedis) {
     let (bare, (bare_cpu, bare_calls)) = bare(redis).await;
-    let (draas, api, worker, (cpu, calls)) = through_draas(redis).await;
+    let (draas, api, worker, (cpu, calls), costliest) = through_draas(redis).await;
     println!("no-op jobs end to end ({JOBS} jobs, one producer, one worker of concurrency {CONCURRENCY}):");
     println!("  bare apalis-redis:  {bare:.0} jobs/s");
     println!("  through draas:      {draas:.0} jobs/s ({:.0} % of bare)", draas / bare * 100.0);
@@ -129,4 +163,6 @@ pub async fn figures(redis: &TestRedis) {
         "  Redis' own work per job (commands scripts run included): bare {bare_cpu:.0} µs CPU, {bare_calls:.1} commands; \
          draas {cpu:.0} µs CPU, {calls:.1} commands"
     );
+    let top: Vec<_> = costliest.iter().map(|(name, calls, us)| format!("{name} {calls:.1}× {us:.1} µs")).collect();
+    println!("  draas' costliest commands per job (a script's time includes its commands'): {}", top.join(", "));
 }
