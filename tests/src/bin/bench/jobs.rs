@@ -5,6 +5,7 @@
 //! draas' job is a reconcile of an instance whose platform this worker lacks: submit, pickup,
 //! `begin`, `finish`, nothing else.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,57 +36,53 @@ fn on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
     });
 }
 
-/// What Redis itself has spent so far: CPU seconds (user + system) and commands run, those
-/// that scripts run included (its `INFO`).
-async fn redis_work(redis: &TestRedis) -> (f64, u64) {
+/// What Redis itself has spent so far (its `INFO`): CPU seconds (user + system), and per
+/// command its calls and µs, those that scripts run included (a script's time includes theirs).
+struct RedisWork {
+    cpu: f64,
+    commands: HashMap<String, (u64, u64)>,
+}
+
+async fn redis_work(redis: &TestRedis) -> RedisWork {
     let mut c = store(redis, "info").connection();
     let info: String = redis::cmd("INFO").arg("all").query_async(&mut c).await.unwrap();
     let field = |line: &str, key: &str| line.strip_prefix(key).map(|v| v.trim().parse::<f64>().unwrap_or(0.0));
     let cpu: f64 = info.lines().filter_map(|l| field(l, "used_cpu_user:").or_else(|| field(l, "used_cpu_sys:"))).sum();
-    let calls = info
-        .lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
-        .sum();
-    (cpu, calls)
-}
-
-/// Every command Redis has run so far, scripts' own commands included: name → (calls, µs).
-async fn commands(redis: &TestRedis) -> std::collections::HashMap<String, (u64, u64)> {
-    let mut c = store(redis, "info").connection();
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
     let number = |stats: &str, key: &str| stats.split(key).nth(1)?.split(',').next()?.parse::<u64>().ok();
-    info.lines()
+    let commands = info
+        .lines()
         .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
         .filter(|(name, _)| *name != "info")
         .filter_map(|(name, stats)| Some((name.to_owned(), (number(stats, "calls=")?, number(stats, "usec=")?))))
-        .collect()
-}
-
-/// The commands that cost Redis most per job since `before`: (name, calls per job, µs per job),
-/// costliest first. A script's time includes that of the commands it runs.
-async fn costliest(
-    redis: &TestRedis,
-    before: &std::collections::HashMap<String, (u64, u64)>,
-) -> Vec<(String, f64, f64)> {
-    let mut out: Vec<_> = commands(redis)
-        .await
-        .into_iter()
-        .map(|(name, (calls, usec))| {
-            let (c0, u0) = before.get(&name).copied().unwrap_or_default();
-            (name, (calls - c0) as f64 / JOBS as f64, (usec - u0) as f64 / JOBS as f64)
-        })
-        .filter(|(_, calls, _)| *calls > 0.0)
         .collect();
-    out.sort_by(|a, b| b.2.total_cmp(&a.2));
-    out.truncate(8);
-    out
+    RedisWork { cpu, commands }
 }
 
-/// Redis' CPU (µs) and commands per job since `before`.
-async fn per_job(redis: &TestRedis, before: (f64, u64)) -> (f64, f64) {
-    let after = redis_work(redis).await;
-    ((after.0 - before.0) * 1e6 / JOBS as f64, (after.1 - before.1) as f64 / JOBS as f64)
+impl RedisWork {
+    /// Per command since `before`: (name, calls per job, µs per job).
+    fn per_command(&self, before: &Self) -> impl Iterator<Item = (&str, f64, f64)> {
+        self.commands.iter().map(|(name, (calls, usec))| {
+            let (c0, u0) = before.commands.get(name).copied().unwrap_or_default();
+            (name.as_str(), (calls - c0) as f64 / JOBS as f64, (usec - u0) as f64 / JOBS as f64)
+        })
+    }
+
+    /// Redis' CPU (µs) and commands per job since `before`.
+    fn per_job(&self, before: &Self) -> (f64, f64) {
+        ((self.cpu - before.cpu) * 1e6 / JOBS as f64, self.per_command(before).map(|(_, calls, _)| calls).sum())
+    }
+
+    /// The eight commands that cost Redis most per job since `before`, costliest first.
+    fn costliest(&self, before: &Self) -> Vec<(String, f64, f64)> {
+        let mut out: Vec<_> = self
+            .per_command(before)
+            .filter(|(_, calls, _)| *calls > 0.0)
+            .map(|(n, c, u)| (n.to_owned(), c, u))
+            .collect();
+        out.sort_by(|a, b| b.2.total_cmp(&a.2));
+        out.truncate(8);
+        out
+    }
 }
 
 /// Bare apalis-redis: a no-op handler.
@@ -114,7 +111,7 @@ async fn bare(redis: &TestRedis) -> (f64, (f64, f64)) {
     });
     wait_done(&store, "noop", JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
-    let work = per_job(redis, before).await;
+    let work = redis_work(redis).await.per_job(&before);
     handle.abort();
     (rate, work)
 }
@@ -134,7 +131,6 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64), Vec<(St
     worker_ready(&worker_store).await;
     let (a0, w0) = (api_store.round_trips(), worker_store.round_trips());
     let before = redis_work(redis).await;
-    let stats = commands(redis).await;
     let start = Instant::now();
     on_own_thread(async move {
         for id in &ids {
@@ -143,8 +139,8 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64), Vec<(St
     });
     wait_done(&watch, SHARED_QUEUE, JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
-    let work = per_job(redis, before).await;
-    let costliest = costliest(redis, &stats).await;
+    let after = redis_work(redis).await;
+    let (work, costliest) = (after.per_job(&before), after.costliest(&before));
     let api = (api_store.round_trips() - a0) as f64 / JOBS as f64;
     let worker = (worker_store.round_trips() - w0) as f64 / JOBS as f64;
     let _ = stop.send(());
