@@ -1,9 +1,11 @@
 //! No-op jobs end to end, bare apalis-redis beside draas: the same queue configuration
 //! (`queue_config`: `lock_tasks(false)`), the same Redis, the same process, one producer
 //! pushing jobs one after another (on a thread of its own, as an API replica is a process of
-//! its own) and one worker of the same concurrency draining them.
-//! draas' job is a reconcile of an instance whose platform this worker lacks: submit, pickup,
-//! `begin`, `finish`, nothing else.
+//! its own) and one worker of the same concurrency draining them. The two take turns for
+//! `ROUNDS` rounds (each on keys of its own), and the medians are compared: one round of
+//! either moves by a third from run to run on a 2-core machine.
+//! draas' job is a reconcile of an instance whose platform this worker lacks: submit, then
+//! apalis' fetch (which begins the operation) and acknowledgement (which ends it), nothing else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,29 @@ use draas_tests::TestRedis;
 use super::{CONCURRENCY, create_instances, settings, store, worker, worker_ready};
 
 const JOBS: usize = 5000;
+/// Rounds of each side, taking turns.
+const ROUNDS: usize = 5;
+
+/// CPU seconds this process has used so far (user + system; clock ticks of 10 ms).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What one round of one side measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Round {
+    /// Jobs per second, first push to last acknowledgement.
+    rate: f64,
+    /// Redis' CPU (µs) and commands per job.
+    redis_cpu: f64,
+    redis_calls: f64,
+    /// This process' CPU (µs) per job: producer and worker.
+    own_cpu: f64,
+}
 
 async fn wait_done(store: &draas_jobs::store::Store, queue: &str, n: u64) {
     while store.queues().done(queue).await.unwrap_or(0) < n {
@@ -86,8 +111,9 @@ impl RedisWork {
 }
 
 /// Bare apalis-redis: a no-op handler.
-async fn bare(redis: &TestRedis) -> (f64, (f64, f64)) {
-    let store = store(redis, "bare");
+async fn bare(redis: &TestRedis, round: usize) -> Round {
+    let prefix = format!("bare{round}");
+    let store = store(redis, &prefix);
     let config = queue_config(store.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY);
     let backend = RedisStorage::<u64>::new(store.connection()).with_config(config.clone());
     let counter = Arc::new(AtomicUsize::new(0));
@@ -100,8 +126,9 @@ async fn bare(redis: &TestRedis) -> (f64, (f64, f64)) {
             Ok::<(), BoxDynError>(())
         });
     let handle = tokio::spawn(worker.run());
-    let producer_store = super::store(redis, "bare");
+    let producer_store = super::store(redis, &prefix);
     let before = redis_work(redis).await;
+    let cpu = own_cpu();
     let start = Instant::now();
     on_own_thread(async move {
         let mut producer = RedisStorage::<u64>::new(producer_store.connection()).with_config(config);
@@ -111,15 +138,16 @@ async fn bare(redis: &TestRedis) -> (f64, (f64, f64)) {
     });
     wait_done(&store, "noop", JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
-    let work = redis_work(redis).await.per_job(&before);
+    let own_cpu = (own_cpu() - cpu) * 1e6 / JOBS as f64;
+    let (redis_cpu, redis_calls) = redis_work(redis).await.per_job(&before);
     handle.abort();
-    (rate, work)
+    Round { rate, redis_cpu, redis_calls, own_cpu }
 }
 
 /// Through draas: the same number of no-op operations, submitted as the API submits them and
 /// run by the real handler; the round trips of each side per job.
-async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64), Vec<(String, f64, f64)>) {
-    let prefix = "noop";
+async fn through_draas(redis: &TestRedis, round: usize) -> (Round, f64, f64, Vec<(String, f64, f64)>) {
+    let prefix = &format!("noop{round}");
     let (worker_store, watch) = (store(redis, prefix), store(redis, prefix));
     let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
     // Connected lazily: on the producer's own thread, at its first submit.
@@ -131,6 +159,7 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64), Vec<(St
     worker_ready(&worker_store).await;
     let (a0, w0) = (api_store.round_trips(), worker_store.round_trips());
     let before = redis_work(redis).await;
+    let cpu = own_cpu();
     let start = Instant::now();
     on_own_thread(async move {
         for id in &ids {
@@ -139,26 +168,90 @@ async fn through_draas(redis: &TestRedis) -> (f64, f64, f64, (f64, f64), Vec<(St
     });
     wait_done(&watch, SHARED_QUEUE, JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
+    let own_cpu = (own_cpu() - cpu) * 1e6 / JOBS as f64;
     let after = redis_work(redis).await;
-    let (work, costliest) = (after.per_job(&before), after.costliest(&before));
+    let ((redis_cpu, redis_calls), costliest) = (after.per_job(&before), after.costliest(&before));
     let api = (api_store.round_trips() - a0) as f64 / JOBS as f64;
     let worker = (worker_store.round_trips() - w0) as f64 / JOBS as f64;
     let _ = stop.send(());
-    (rate, api, worker, work, costliest)
+    (Round { rate, redis_cpu, redis_calls, own_cpu }, api, worker, costliest)
+}
+
+/// The producers alone, no worker running: `JOBS` submits of draas one after another, then
+/// `JOBS` pushes of apalis-redis; each side's rate, and Redis' CPU (µs) and this process' CPU
+/// (µs) per job. The end-to-end figures cannot beat these: one producer waits for each answer.
+async fn producers_alone(redis: &TestRedis) -> [(f64, f64, f64); 2] {
+    let watch = store(redis, "alone");
+    let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
+    let submitter = Submitter::new(store(redis, "alone"), &settings("alone"));
+    let (before, cpu, start) = (redis_work(redis).await, own_cpu(), Instant::now());
+    for id in &ids {
+        submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
+    }
+    let rate = JOBS as f64 / start.elapsed().as_secs_f64();
+    let draas = (rate, redis_work(redis).await.per_job(&before).0, (own_cpu() - cpu) * 1e6 / JOBS as f64);
+    let bare = store(redis, "alone-bare");
+    let config = queue_config(bare.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY);
+    let mut producer = RedisStorage::<u64>::new(bare.connection()).with_config(config);
+    let (before, cpu, start) = (redis_work(redis).await, own_cpu(), Instant::now());
+    for i in 0..JOBS as u64 {
+        producer.push(i).await.unwrap();
+    }
+    let rate = JOBS as f64 / start.elapsed().as_secs_f64();
+    [draas, (rate, redis_work(redis).await.per_job(&before).0, (own_cpu() - cpu) * 1e6 / JOBS as f64)]
+}
+
+/// The median of `rounds` by `f`.
+fn median(rounds: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
+    let mut v: Vec<f64> = rounds.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Print both, side by side.
 pub async fn figures(redis: &TestRedis) {
-    let (bare, (bare_cpu, bare_calls)) = bare(redis).await;
-    let (draas, api, worker, (cpu, calls), costliest) = through_draas(redis).await;
-    println!("no-op jobs end to end ({JOBS} jobs, one producer, one worker of concurrency {CONCURRENCY}):");
-    println!("  bare apalis-redis:  {bare:.0} jobs/s");
-    println!("  through draas:      {draas:.0} jobs/s ({:.0} % of bare)", draas / bare * 100.0);
-    println!("  draas' own Redis round trips per job (apalis' fetch and ack aside): API {api:.2}, worker {worker:.2}");
+    let (mut bares, mut draases) = (Vec::new(), Vec::new());
+    let (mut api, mut worker, mut costliest) = (0.0, 0.0, Vec::new());
+    for round in 0..ROUNDS {
+        bares.push(bare(redis, round).await);
+        let d;
+        (d, api, worker, costliest) = through_draas(redis, round).await;
+        draases.push(d);
+    }
+    let rates = |r: &[Round]| r.iter().map(|r| format!("{:.0}", r.rate)).collect::<Vec<_>>().join(", ");
+    let (bare, draas) = (median(&bares, |r| r.rate), median(&draases, |r| r.rate));
     println!(
-        "  Redis' own work per job (commands scripts run included): bare {bare_cpu:.0} µs CPU, {bare_calls:.1} commands; \
-         draas {cpu:.0} µs CPU, {calls:.1} commands"
+        "no-op jobs end to end ({JOBS} jobs, one producer, one worker of concurrency {CONCURRENCY}; \
+         {ROUNDS} rounds each, taking turns; medians):"
+    );
+    println!("  bare apalis-redis:  {bare:.0} jobs/s (rounds: {})", rates(&bares));
+    println!(
+        "  through draas:      {draas:.0} jobs/s (rounds: {}), {:.0} % of bare",
+        rates(&draases),
+        draas / bare * 100.0
+    );
+    println!(
+        "  draas' Redis round trips per job: API {api:.2} (the submit), worker {worker:.2} (apalis' fetch and \
+         acknowledgement, which begin and end the operations, shared by the jobs of a batch)"
+    );
+    for (side, r) in [("bare", &bares), ("draas", &draases)] {
+        println!(
+            "  CPU per job, {side:5}: Redis {:.0} µs ({:.1} commands, those scripts run included), this process \
+             (producer and worker) {:.0} µs",
+            median(r, |r| r.redis_cpu),
+            median(r, |r| r.redis_calls),
+            median(r, |r| r.own_cpu)
+        );
+    }
+    let [(d, d_redis, d_own), (b, b_redis, b_own)] = producers_alone(redis).await;
+    println!(
+        "  the producer alone (no worker; one round): draas' submit {d:.0}/s (Redis {d_redis:.0} µs, this process \
+         {d_own:.0} µs per job), apalis-redis' push {b:.0}/s (Redis {b_redis:.0} µs, this process {b_own:.0} µs): {:.0} %",
+        d / b * 100.0
     );
     let top: Vec<_> = costliest.iter().map(|(name, calls, us)| format!("{name} {calls:.1}× {us:.1} µs")).collect();
-    println!("  draas' costliest commands per job (a script's time includes its commands'): {}", top.join(", "));
+    println!(
+        "  draas' costliest commands per job (last round; a script's time includes its commands'): {}",
+        top.join(", ")
+    );
 }

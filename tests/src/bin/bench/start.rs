@@ -104,5 +104,8 @@ pub async fn figures(redis: &TestRedis, server: &RealServer, cycles: usize) {
     println!("  ?wait answer after the operation's end:   {}", summary(lag));
     rtts.sort();
     let (api, work) = rtts[rtts.len() / 2];
-    println!("  Redis round trips of one start?wait (median), besides apalis' fetch and ack: API {api}, worker {work}");
+    println!(
+        "  Redis round trips of one start?wait (median): API {api}, worker {work} (its acknowledgement and every \
+         apalis fetch included: a worker fetches whenever a running job wakes it)"
+    );
 }
