@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use draas_jobs::domain::ids::OperationId;
 use draas_jobs::domain::operation::Operation;
 use draas_jobs::queue::submit::{Request, SubmitError};
-use draas_jobs::store::events::Event;
-use tokio::sync::broadcast::Receiver;
+use draas_jobs::store::events::Topic;
+use tokio::sync::watch::Receiver;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -47,7 +47,8 @@ pub async fn submit(state: &AppState, caller: &Caller, r: Request<'_>) -> Result
 }
 
 /// Submit, then hold until the operation ends or `wait` passes (no hold for a zero wait).
-/// Listening starts before the submit, so the operation's end cannot slip past unseen.
+/// Listening for the operation's end starts before the submit (its id chosen here), so the
+/// end cannot slip past unseen.
 pub async fn submit_and_wait(
     state: &AppState,
     caller: &Caller,
@@ -57,9 +58,10 @@ pub async fn submit_and_wait(
     if wait.is_zero() {
         return submit(state, caller, r).await;
     }
-    let events = state.store.events().subscribe();
-    let op = submit(state, caller, r).await?;
-    hold(state, op, wait, events).await
+    let id = OperationId::generate();
+    let ended = state.store.events().watch(Topic::Operation(id.to_string()));
+    let op = submit(state, caller, Request { id: Some(&id), ..r }).await?;
+    hold(state, op, wait, ended).await
 }
 
 /// Hold until `op` ends or `wait` passes; the last record read.
@@ -67,33 +69,29 @@ pub async fn wait_for(state: &AppState, op: Operation, wait: Duration) -> Result
     if op.status.is_final() || wait.is_zero() {
         return Ok(op);
     }
-    let events = state.store.events().subscribe();
+    let ended = state.store.events().watch(Topic::Operation(op.id.to_string()));
     // The record as of now: it may have ended before we listened.
     let current = state.store.operations().get(&op.id).await?.unwrap_or(op);
     if current.status.is_final() {
         return Ok(current);
     }
-    hold(state, current, wait, events).await
+    hold(state, current, wait, ended).await
 }
 
-/// Wait on `events` for the end of `op` (a slow poll besides), then read it.
+/// Wait for `ended` (the end of `op` announced; a slow poll besides), then read it.
 async fn hold(
     state: &AppState,
     op: Operation,
     wait: Duration,
-    mut events: Receiver<Event>,
+    mut ended: Receiver<u64>,
 ) -> Result<Operation, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut current = op;
     loop {
         let until = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
-        loop {
-            match tokio::time::timeout_at(until, events.recv()).await {
-                Ok(Ok(Event::OperationEnded(id))) if id == current.id.as_str() => break,
-                Ok(Ok(_)) => continue,
-                // Lagged or closed, or a poll interval passed: look at the record.
-                Ok(Err(_)) | Err(_) => break,
-            }
+        if tokio::time::timeout_at(until, ended.changed()).await.is_ok_and(|r| r.is_err()) {
+            // The store is gone: no word will come; wait out the interval rather than spin.
+            tokio::time::sleep_until(until).await;
         }
         if let Some(op) = state.store.operations().get(&current.id).await? {
             current = op;

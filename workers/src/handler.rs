@@ -1,11 +1,14 @@
 //! The lifecycle job handler. Level-triggered and idempotent: one script begins the attempt
-//! (operation, instance, lease and port in one step), the action converges the platform, one
-//! script finishes it (observed state, outcome, lease release in one step).
+//! (operation, instance, lease and port in one step; for most kinds apalis' fetch ran it as it
+//! took the job, see `draas_jobs::queue::backend`), the action converges the platform, one
+//! script finishes it (observed state, outcome, lease release in one step; run by apalis'
+//! acknowledgement with what the handler returns).
 //!
 //! Retries, backoff, timeouts and panics are handled here, in our own operation record, not by
 //! apalis-redis (whose retry cap ignores the policy and which stores timeouts and panics as
-//! `Running`): the handler only ever returns `Ok` for a job it has settled, and an error
-//! (apalis redelivers) only when Redis itself failed or the lease stayed busy.
+//! `Running`): the handler only ever returns `Ok` for a job it has settled (or hands the
+//! acknowledgement to settle), and an error (apalis redelivers) only when Redis itself failed
+//! or the lease stayed busy.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -16,9 +19,10 @@ use chrono::Utc;
 use draas_jobs::domain::model::Cause;
 use draas_jobs::domain::operation::{Operation, OperationError, OperationKind, OperationStatus};
 use draas_jobs::metrics::metrics;
+use draas_jobs::queue::backend::{Bell, Closing, Delivery};
 use draas_jobs::queue::{InstanceJob, SCHEMA_VERSION, node_queue};
 use draas_jobs::store::StoreError;
-use draas_jobs::store::events::Event;
+use draas_jobs::store::events::Topic;
 use draas_jobs::store::leases::Lease;
 use draas_jobs::store::operations::{Begin, Begun, Finish, PortRequest, Ready};
 use futures::FutureExt;
@@ -36,19 +40,32 @@ const SUPERSEDE_POLL: Duration = Duration::from_millis(500);
 /// How often a job waiting for a busy lease tries again when no release is announced.
 const LEASE_POLL: Duration = Duration::from_millis(250);
 
-/// apalis entry point.
-pub async fn handle(job: InstanceJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+/// apalis entry point: a job as the lifecycle backend delivers it (begun already, for most
+/// kinds); what it returns is the operation the acknowledgement ends.
+pub async fn handle(delivery: Arc<Delivery>, ctx: Data<Arc<Ctx>>, bell: Data<Bell>) -> Result<Closing, BoxDynError> {
     let ctx: Arc<Ctx> = (*ctx).clone();
     let _busy = ctx.activity.begin();
-    let span = tracing::info_span!("job", instance = %job.instance_id, operation = %job.operation_id,
-        kind = job.kind.as_str(), correlation_id = %job.correlation_id, worker = %ctx.worker);
-    run(&ctx, &job).instrument(span).await.map_err(|e| {
-        tracing::warn!(error = %e, operation = %job.operation_id, "the job will be redelivered");
-        Box::new(e) as BoxDynError
-    })
+    let outcome = match &delivery.job {
+        None => {
+            tracing::warn!("a job that does not decode was dropped");
+            Ok(Closing::default())
+        }
+        Some(job) => {
+            let span = tracing::info_span!("job", instance = %job.instance_id, operation = %job.operation_id,
+                kind = job.kind.as_str(), correlation_id = %job.correlation_id, worker = %ctx.worker);
+            run(&ctx, job, delivery.take_begun()).instrument(span).await.map_err(|e| {
+                tracing::warn!(error = %e, operation = %job.operation_id, "the job will be redelivered");
+                Box::new(e) as BoxDynError
+            })
+        }
+    };
+    // The acknowledgement (which ends the operation) goes out as this returns.
+    bell.ring();
+    outcome
 }
 
-async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
+/// Run `job`, whose delivery began it already when `begun` is given.
+async fn run(ctx: &Ctx, job: &InstanceJob, mut begun: Option<Begun>) -> Result<Closing, StoreError> {
     // One line per delivery (debug): draas-scale counts them to show each job ran once.
     tracing::debug!(operation = %job.operation_id, "job received");
     if job.schema_version > SCHEMA_VERSION {
@@ -57,35 +74,47 @@ async fn run(ctx: &Ctx, job: &InstanceJob) -> Result<(), StoreError> {
             format!("job schema {} is newer than this worker", job.schema_version),
         );
         ctx.store.operations().settle(&job.operation_id, OperationStatus::Failed, Some(&(&e).into())).await?;
-        return Ok(());
+        return Ok(Closing::default());
     }
     let deadline = tokio::time::Instant::now() + ctx.lease_ttl();
-    let mut events = ctx.store.events().subscribe();
+    // Listening for the lease's release starts at the first `busy`, and a try follows at once:
+    // a release between the two is then seen by that try.
+    let mut released = None;
     let ready = loop {
-        match begin(ctx, job, None).await? {
+        let this = match begun.take() {
+            Some(b) => b,
+            None => begin(ctx, job, None).await?,
+        };
+        match this {
             Begun::Ready(ready) => break ready,
+            Begun::Busy if released.is_none() => {
+                released = Some(ctx.store.events().watch(Topic::Lease(job.instance_id.to_string())));
+            }
             Begun::Busy if tokio::time::Instant::now() < deadline => {
-                wait_for_release(&mut events, job, deadline).await;
+                if let Some(released) = released.as_mut() {
+                    wait_for_release(released, deadline).await;
+                }
             }
             // Held for a whole lease period: let apalis deliver the job again later.
             Begun::Busy => return Err(StoreError::Contended),
-            other => return settle(ctx, job, other).await,
+            other => {
+                settle(ctx, job, other).await?;
+                return Ok(Closing::default());
+            }
         }
     };
+    drop(released);
     attempts(ctx, job, ready).await
 }
 
-/// Wait until the instance's lease is announced free, a poll interval passes, or `deadline`.
-async fn wait_for_release(
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
-    job: &InstanceJob,
-    deadline: tokio::time::Instant,
-) {
+/// Wait until the instance's lease is announced free (`released` changes), a poll interval
+/// passes, or `deadline`.
+async fn wait_for_release(released: &mut tokio::sync::watch::Receiver<u64>, deadline: tokio::time::Instant) {
     let until = deadline.min(tokio::time::Instant::now() + LEASE_POLL);
-    while let Ok(Ok(event)) = tokio::time::timeout_at(until, events.recv()).await {
-        if event == Event::LeaseReleased(job.instance_id.to_string()) {
-            return;
-        }
+    if !matches!(tokio::time::timeout_at(until, released.changed()).await, Ok(Ok(()))) {
+        // A poll interval passed (or the store is gone: waiting out the interval keeps this
+        // from spinning).
+        tokio::time::sleep_until(until).await;
     }
 }
 
@@ -148,12 +177,13 @@ async fn settle(ctx: &Ctx, job: &InstanceJob, begun: Begun) -> Result<(), StoreE
 
 /// Run attempts until success, a permanent failure, or the attempt cap; the lease is renewed
 /// meanwhile.
-async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(), StoreError> {
+async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<Closing, StoreError> {
     let lease = first.lease.clone();
     let renewal = keep_lease(ctx, lease.clone());
     let mut ready = first;
     let kind = ready.op.kind.as_str();
-    // Whether the finish script released the lease (otherwise it is released below).
+    // Whether the acknowledgement ends the operation and releases the lease (otherwise the
+    // lease is released below).
     let mut finished = false;
     let result = loop {
         let (attempt_no, max) = (ready.op.attempt, ready.op.max_attempts);
@@ -169,13 +199,13 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
                 metrics().job(kind, "retried", started.elapsed());
                 match ctx.store.operations().requeue(&ready.op.id, &(&e).into()).await {
                     Ok(true) => {}
-                    Ok(false) => break Ok(()), // cancelled meanwhile
+                    Ok(false) => break Ok(Closing::default()), // cancelled meanwhile
                     Err(e) => break Err(e),
                 }
                 tokio::time::sleep(backoff(ctx, attempt_no)).await;
                 match begin(ctx, job, Some(&lease)).await {
                     Ok(Begun::Ready(next)) => ready = next,
-                    Ok(other) => break settle(ctx, job, other).await,
+                    Ok(other) => break settle(ctx, job, other).await.map(|()| Closing::default()),
                     Err(e) => break Err(e),
                 }
             }
@@ -186,15 +216,16 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<(),
                     Err(_) => "failed",
                 };
                 metrics().job(kind, label, started.elapsed());
-                finished = true;
-                break finish(ctx, &ready, outcome).await;
+                let closing = finish(ctx, &ready, outcome);
+                finished = closing.is_ok();
+                break closing;
             }
         }
     };
     renewal.abort();
     // Attempts that ended another way (cancelled, superseded while backing off, a store
     // failure) give the lease back here; a superseding `begin` released it already.
-    if !finished || result.is_err() {
+    if !finished {
         let _ = ctx.store.leases().release(&lease).await;
     }
     result
@@ -267,20 +298,24 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
 /// Cancel `superseded` once the instance's generation moves past the job's: told by the
 /// notification a submit publishes, or seen on a slower poll.
 async fn watch_generation(store: draas_jobs::store::Store, job: InstanceJob, superseded: CancellationToken) {
-    let mut events = store.events().subscribe();
     let id = job.instance_id.to_string();
+    let mut announced = store.events().watch(Topic::Generation(id.clone()));
     loop {
-        let newer = match tokio::time::timeout(SUPERSEDE_POLL, events.recv()).await {
-            Ok(Ok(Event::Generation { instance, generation })) if instance == id => generation > job.target_generation,
-            Ok(Ok(_)) => false,
-            // Lagged, closed, or quiet for a while: look at the record.
-            Ok(Err(_)) | Err(_) => store
-                .instances()
-                .generation(&job.instance_id)
-                .await
-                .ok()
-                .flatten()
-                .is_none_or(|g| g > job.target_generation),
+        let newer = match tokio::time::timeout(SUPERSEDE_POLL, announced.changed()).await {
+            Ok(Ok(())) => *announced.borrow_and_update() > job.target_generation,
+            // Quiet for a while (or the store is gone): look at the record.
+            Ok(Err(_)) | Err(_) => {
+                if announced.has_changed().is_err() {
+                    tokio::time::sleep(SUPERSEDE_POLL).await;
+                }
+                store
+                    .instances()
+                    .generation(&job.instance_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none_or(|g| g > job.target_generation)
+            }
         };
         if newer {
             tracing::info!(instance = %id, "a newer operation arrived; this attempt gives way");
@@ -311,9 +346,9 @@ fn backoff(ctx: &Ctx, attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
 }
 
-/// End the operation with `outcome`: what was observed, the outcome and the lease release in
-/// one step.
-async fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) -> Result<(), StoreError> {
+/// End the operation with `outcome`: what was observed, the outcome and the lease release,
+/// handed to the acknowledgement, which makes them in one step with it.
+fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) -> Result<Closing, StoreError> {
     let mut op: Operation = ready.op.clone();
     op.finished_at = Some(Utc::now());
     let source = format!("worker:{}", ctx.worker);
@@ -345,6 +380,6 @@ async fn finish(ctx: &Ctx, ready: &Ready, outcome: Result<Done, PlatformError>) 
         && matches!(op.kind, OperationKind::Start | OperationKind::Restart | OperationKind::Reconfigure)
         && !matches!(op.reason.as_str(), "crashed" | "exited");
     let f = Finish { op: &op, lease: Some(&ready.lease), observed, reset_crash_loop: started };
-    ctx.store.operations().finish(&f).await?;
-    Ok(())
+    let (instance, args) = ctx.store.operations().finish_args(&f)?;
+    Ok(Closing(Some((op.id.clone(), instance, args))))
 }

@@ -19,11 +19,13 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use draas_jobs::domain::ids::check_node_id;
+use draas_jobs::queue::backend::{Bell, LifecycleBackend, Serving};
 use draas_jobs::queue::{
-    InstanceJob, RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, ReconcileJob, SHARED_QUEUE, node_queue, queue_config,
+    RECONCILE_NODE_QUEUE_PREFIX, RECONCILE_QUEUE, ReconcileJob, SHARED_QUEUE, node_queue, queue_config,
 };
 use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
+use draas_jobs::store::deliveries::Holder;
 use rand::Rng;
 
 pub use context::Ctx;
@@ -119,10 +121,12 @@ pub async fn run(
     for queue in job_queues {
         let (ctx, wakers) = (ctx.clone(), wakers.clone());
         monitor = monitor.register(move |restarts| {
+            let bell = Bell::default();
             WorkerBuilder::new(format!("{}-{queue}-{restarts}", ctx.worker))
-                .backend(backend::<InstanceJob>(&ctx, &wakers, &queue, ctx.settings.worker.concurrency.max(1)))
+                .backend(lifecycle_backend(&ctx, &wakers, &queue, bell.clone()))
                 .concurrency(ctx.settings.worker.concurrency.max(1))
                 .data(ctx.clone())
+                .data(bell)
                 .build(handler::handle)
         });
     }
@@ -177,6 +181,23 @@ fn backend<T>(ctx: &Ctx, wakers: &Wakers, queue: &str, batch: usize) -> PollWith
     let strategy =
         Strategy::new().stream(wakers.stream(queue)).interval(Duration::from_millis(w.poll_interval_ms.max(10)));
     RedisStorage::<T>::new(ctx.store.connection()).with_config(config).poll_with_strategy(strategy)
+}
+
+/// The backend of lifecycle queue `queue` (see `draas_jobs::queue::backend`): apalis' fetch
+/// begins the operations it takes and its acknowledgement ends them; woken like `backend`.
+fn lifecycle_backend(ctx: &Ctx, wakers: &Wakers, queue: &str, bell: Bell) -> PollWith<LifecycleBackend, Strategy> {
+    let w = &ctx.settings.worker;
+    let (heartbeat, missed) = apalis_heartbeat(w);
+    let serving = Serving {
+        queue: queue.to_owned(),
+        holder: Holder { name: ctx.worker.clone(), node: ctx.node.clone(), lease_ttl: ctx.lease_ttl() },
+        capacity: w.concurrency.max(1),
+        heartbeat,
+        missed_heartbeats: u32::try_from(missed).unwrap_or(u32::MAX),
+    };
+    let strategy =
+        Strategy::new().stream(wakers.stream(queue)).interval(Duration::from_millis(w.poll_interval_ms.max(10)));
+    PollWith::new(LifecycleBackend::new(ctx.store.clone(), serving, bell), strategy)
 }
 
 /// Say at start-up which shared platforms answer (the platform logs it); one that does not is

@@ -1,11 +1,14 @@
 //! The queues: job payloads, queue names, the apalis-redis configuration workers and producers
-//! share, submitting operations (`submit`) and sweeping what apalis keeps (`maintenance`).
+//! share, submitting operations (`submit`), the apalis backend of the lifecycle queues
+//! (`backend`: apalis' fetch and acknowledgement also begin and end the operations) and
+//! sweeping what apalis keeps (`maintenance`).
 //!
 //! A job carries ids and intent, never a copy of the configuration: the worker reads the
 //! desired state from the store when it runs, so a late or duplicated job acts on what is
 //! current (or ends `superseded`). The apalis task id derives from the operation id, so pushing
 //! the same operation twice is a no-op (an existing task id is skipped).
 
+pub mod backend;
 pub mod maintenance;
 pub mod submit;
 pub mod ticks;

@@ -7,7 +7,7 @@
 use chrono::Utc;
 
 use super::{RECONCILE_QUEUE, ReconcileJob, SCHEMA_VERSION, json, task_id};
-use crate::domain::ids::InstanceId;
+use crate::domain::ids::{InstanceId, OperationId};
 use crate::domain::operation::{Operation, OperationKind};
 use crate::settings::Settings;
 use crate::settings::tokens::SYSTEM;
@@ -50,6 +50,9 @@ pub struct Request<'a> {
     pub force: bool,
     /// Who asked: the caller's token name; `system` (the default) for what draas submits itself.
     pub requested_by: &'a str,
+    /// The new operation's id, when the caller chose it (to wait for its end before it
+    /// exists); `None`: a new one.
+    pub id: Option<&'a OperationId>,
 }
 
 impl<'a> Request<'a> {
@@ -69,6 +72,7 @@ impl<'a> Request<'a> {
             expected_version: None,
             force: false,
             requested_by: SYSTEM,
+            id: None,
         }
     }
 
@@ -169,6 +173,9 @@ impl Submitter {
     fn operation(&self, r: &Request<'_>, queue: &str) -> Operation {
         let max_attempts = if r.instance.is_some() { self.max_attempts } else { 1 };
         let mut op = Operation::queued(r.kind, None, max_attempts);
+        if let Some(id) = r.id {
+            op.id = id.clone();
+        }
         op.correlation_id = r.correlation_id.to_owned();
         op.reason = r.reason.to_owned();
         op.queue = queue.to_owned();

@@ -27,11 +27,14 @@ const LIVE: [(&str, &str); 3] = [("desired", "desiredState"), ("generation", "ge
 /// and the live fields.
 pub(super) fn instance_fields(r: &InstanceRecord) -> Vec<(&'static str, String)> {
     let mut doc = serde_json::to_value(r).unwrap_or_default();
-    let mut fields = Vec::with_capacity(LIVE.len() + 1);
+    let mut fields = Vec::with_capacity(LIVE.len() + 2);
     for (field, key) in LIVE {
         let v = doc.as_object_mut().and_then(|o| o.remove(key)).unwrap_or_default();
         fields.push((field, v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
     }
+    // The platform stays in the JSON too (it never changes): a field of its own spares the
+    // submit script decoding the record to choose a queue.
+    fields.push(("platform", r.platform.as_str().to_owned()));
     fields.push(("data", doc.to_string()));
     fields
 }

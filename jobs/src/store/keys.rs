@@ -273,7 +273,12 @@ impl QueueKeys {
 
     /// SET of the task ids a worker fetched and has not acknowledged.
     pub fn inflight(&self, worker: &str) -> String {
-        format!("{}:{worker}", self.config.inflight_jobs_set())
+        format!("{}:{worker}", self.inflight_prefix())
+    }
+
+    /// Prefix of the in-flight SETs (`<prefix>:<worker>`).
+    pub fn inflight_prefix(&self) -> String {
+        self.config.inflight_jobs_set()
     }
 
     /// SET of finished tasks.

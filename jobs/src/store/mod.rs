@@ -2,6 +2,7 @@
 //!
 //! One [`Store`] owns the connection, the key schema, the TTLs and caps, and hands out typed
 //! views: [`instances`](Store::instances), [`operations`](Store::operations),
+//! [`deliveries`](Store::deliveries),
 //! [`leases`](Store::leases), [`ports`](Store::ports), [`nodes`](Store::nodes),
 //! [`crash_loops`](Store::crash_loops), [`history`](Store::history),
 //! [`queues`](Store::queues), [`passes`](Store::passes), [`plugins`](Store::plugins),
@@ -11,6 +12,7 @@
 //! trip and all or nothing. Nothing is cached: every replica sees every change at once.
 
 pub mod crashloops;
+pub mod deliveries;
 pub mod events;
 pub mod history;
 pub mod instances;
@@ -222,6 +224,11 @@ impl Store {
     /// Instances: desired side, configuration, observed side, probes.
     pub fn instances(&self) -> instances::Instances<'_> {
         instances::Instances { store: self }
+    }
+
+    /// The lifecycle queues as draas' apalis workers take from them.
+    pub fn deliveries(&self) -> deliveries::Deliveries<'_> {
+        deliveries::Deliveries { store: self }
     }
 
     /// Operations: submit, begin, finish, read, list.

@@ -316,7 +316,8 @@ impl Operations<'_> {
             .arg(s.schema_version)
             .arg(s.task_id)
             .arg(now())
-            .arg(s.requested_by);
+            .arg(s.requested_by)
+            .arg(id.as_str());
         let reply: Vec<String> = inv.invoke_async(&mut self.store.conn()).await?;
         let at = |i: usize| reply.get(i).map(String::as_str).unwrap_or_default();
         let number = |i: usize| at(i).parse::<u64>().unwrap_or_default();
@@ -391,10 +392,16 @@ impl Operations<'_> {
             None => inv.arg("").arg(0).arg(0).arg(id.as_str()),
         };
         let reply: Vec<redis::Value> = inv.invoke_async(&mut self.store.conn()).await?;
-        self.begun(b, reply)
+        self.begun(b.op, b.instance, reply)
     }
 
-    fn begun(&self, b: &Begin<'_>, reply: Vec<redis::Value>) -> Result<Begun, StoreError> {
+    /// What a `begin` reply (of `begin`, or of `take` for one job) says.
+    pub(super) fn begun(
+        &self,
+        op: &OperationId,
+        instance: &InstanceId,
+        reply: Vec<redis::Value>,
+    ) -> Result<Begun, StoreError> {
         let text = |i: usize| -> Option<String> { reply.get(i).and_then(|v| redis::from_redis_value(v.clone()).ok()) };
         let tag = text(0).unwrap_or_default();
         Ok(match tag.as_str() {
@@ -407,12 +414,17 @@ impl Operations<'_> {
             "foreign" => Begun::Foreign { node: text(1).unwrap_or_default(), alive: text(2).as_deref() == Some("1") },
             "busy" => Begun::Busy,
             "lease_lost" => Begun::LeaseLost,
-            "ok" => Begun::Ready(Box::new(self.ready(b, &reply)?)),
+            "ok" => Begun::Ready(Box::new(self.ready(op, instance, &reply)?)),
             other => return Err(StoreError::Protocol(format!("begin answered {other:?}"))),
         })
     }
 
-    fn ready(&self, b: &Begin<'_>, reply: &[redis::Value]) -> Result<Ready, StoreError> {
+    fn ready(
+        &self,
+        op_id: &OperationId,
+        instance_id: &InstanceId,
+        reply: &[redis::Value],
+    ) -> Result<Ready, StoreError> {
         let k = self.store.keys();
         let at = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
         let protocol = |e: redis::ParsingError| StoreError::Protocol(format!("begin: {e}"));
@@ -427,9 +439,9 @@ impl Operations<'_> {
         };
         let instance: super::instances::RawInstance = redis::from_redis_value(at(4)).map_err(protocol)?;
         let probe = (redis::from_redis_value::<Option<String>>(at(9)).map_err(protocol)?, None);
-        let state = super::instances::assemble(self.store, b.instance, &instance, [&pair(5)?, &pair(7)?, &probe])?
+        let state = super::instances::assemble(self.store, instance_id, &instance, [&pair(5)?, &pair(7)?, &probe])?
             .ok_or_else(|| StoreError::Protocol("begin: the instance vanished".into()))?;
-        let key = k.operation(b.op);
+        let key = k.operation(op_id);
         let op = parse(&key, &fields)?.ok_or_else(|| StoreError::Protocol("begin: the operation vanished".into()))?;
         let port = match port.as_str() {
             "" => None,
@@ -438,45 +450,58 @@ impl Operations<'_> {
             p => Some(p.parse().map(Allocated::Port).map_err(|_| StoreError::Protocol(format!("begin: port {p}")))?),
         };
         let port_owners = redis::from_redis_value(at(10)).map_err(protocol)?;
-        let secrets = super::secrets::parse(&k.secrets(b.instance), redis::from_redis_value(at(11)).map_err(protocol)?);
-        let lease = Lease::from_value(k.lease(b.instance), lease_value);
+        let secrets =
+            super::secrets::parse(&k.secrets(instance_id), redis::from_redis_value(at(11)).map_err(protocol)?);
+        let lease = Lease::from_value(k.lease(instance_id), lease_value);
         Ok(Ready { lease, op, state, port, port_owners, secrets })
     }
 
     /// End an operation (see [`Finish`]). Returns whether it ended it now (not before) and
     /// whether the observed record was written.
     pub async fn finish(&self, f: &Finish<'_>) -> Result<(bool, bool), StoreError> {
+        let k = self.store.keys();
+        let (instance, args) = self.finish_args(f)?;
+        let mut inv = scripts::finish().prepare_invoke();
+        inv.key(k.operation(&f.op.id)).key(k.lease(&instance)).key(k.observed(&instance)).key(k.history(&instance));
+        inv.key(k.changes()).key(k.crash_loop(&instance));
+        for a in &args {
+            inv.arg(a);
+        }
+        let (ended, wrote): (i32, i32) = inv.invoke_async(&mut self.store.conn()).await?;
+        Ok((ended == 1, wrote == 1))
+    }
+
+    /// The instance and the arguments of `finish` for `f`, as `finish` and `ack` take them.
+    pub fn finish_args(&self, f: &Finish<'_>) -> Result<(InstanceId, Vec<String>), StoreError> {
         let (k, limits) = (self.store.keys(), self.store.limits());
         let Some(instance) = f.op.instance_id.as_ref() else {
             return Err(StoreError::Protocol("finish: an operation on no instance is settled, not finished".into()));
         };
-        let mut inv = scripts::finish().prepare_invoke();
-        inv.key(k.operation(&f.op.id)).key(k.lease(instance)).key(k.observed(instance)).key(k.history(instance));
-        inv.key(k.changes()).key(k.crash_loop(instance));
         let (observed, status, cause) = match f.observed {
             Some((o, c)) => (to_json(o), o.status.as_str(), c),
             None => (String::new(), "", Cause { source: "", reason: "", by: "" }),
         };
-        inv.arg(f.op.status.as_str())
-            .arg(f.op.finished_at.map(rfc3339).unwrap_or_else(now))
-            .arg(f.op.error.as_ref().map(to_json).unwrap_or_default())
-            .arg(if f.op.result.is_empty() { String::new() } else { to_json(&f.op.result) })
-            .arg(self.ttl())
-            .arg(f.lease.map(Lease::value).unwrap_or_default())
-            .arg(observed)
-            .arg(status)
-            .arg(instance.as_str())
-            .arg(now())
-            .arg(cause.source)
-            .arg(cause.reason)
-            .arg(limits.history_per_instance)
-            .arg(limits.history_global)
-            .arg(k.events())
-            .arg(f.op.id.as_str())
-            .arg(if f.reset_crash_loop { "1" } else { "0" })
-            .arg(cause.by);
-        let (ended, wrote): (i32, i32) = inv.invoke_async(&mut self.store.conn()).await?;
-        Ok((ended == 1, wrote == 1))
+        let args = vec![
+            f.op.status.as_str().to_owned(),
+            f.op.finished_at.map(rfc3339).unwrap_or_else(now),
+            f.op.error.as_ref().map(to_json).unwrap_or_default(),
+            if f.op.result.is_empty() { String::new() } else { to_json(&f.op.result) },
+            self.ttl().to_string(),
+            f.lease.map(Lease::value).unwrap_or_default().to_owned(),
+            observed,
+            status.to_owned(),
+            instance.to_string(),
+            now(),
+            cause.source.to_owned(),
+            cause.reason.to_owned(),
+            limits.history_per_instance.to_string(),
+            limits.history_global.to_string(),
+            k.events(),
+            f.op.id.to_string(),
+            if f.reset_crash_loop { "1" } else { "0" }.to_owned(),
+            cause.by.to_owned(),
+        ];
+        Ok((instance.clone(), args))
     }
 
     /// Move an operation from one of `from` to `to`, setting `fields` (`None` removes one).

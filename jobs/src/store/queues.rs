@@ -86,6 +86,7 @@ impl Queues<'_> {
         let pushed: i32 = scripts::push()
             .key(q.data())
             .key(q.scheduled())
+            .key(q.active())
             .arg(task_id)
             .arg(job)
             .arg(chrono::Utc::now().timestamp())

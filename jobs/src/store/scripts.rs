@@ -48,17 +48,26 @@ end
 /// `push_job(...)`: a job laid out exactly as apalis-redis 1.0's own push (`batch_push.lua`)
 /// lays it out: the encoded job in the data hash (unless that task id exists: a second push of
 /// one task is ignored), its meta hash, and its id in the scheduled set at `now` (apalis clamps
-/// every run-at to now, and its fetch promotes due ids). Then every worker of the deployment
+/// every run-at to now, and its fetch promotes due ids). `ready` and `scheduled` are the
+/// lengths of the queue's ready list and scheduled set when the caller read them already
+/// (nil: read here). Then, when the queue had nothing due
+/// (no id in its ready list, none due in its scheduled set), every worker of the deployment
 /// is told which queue has work, so an idle one fetches at once instead of at its next poll.
+/// A queue that had work due needs no word: an apalis worker stops fetching (and waits for
+/// a word or its poll) only after a fetch that found nothing, and the push that ended that
+/// emptiness was announced; so under load a push costs no notification.
 /// `tests/tests/queue_layout.rs` checks the layout against apalis' own push.
 macro_rules! lua_push_job {
     () => {
         r"
-local function push_job(data_key, meta_prefix, scheduled_key, task_id, job, now, channel, queue)
+local function push_job(data_key, meta_prefix, scheduled_key, active_key, task_id, job, now, channel, queue, ready, scheduled)
   if redis.call('HSETNX', data_key, task_id, job) == 0 then return 0 end
-  redis.call('HSET', meta_prefix .. ':' .. task_id, 'attempts', 0, 'max_attempts', 25, 'status', 'Pending', 'idempotency_key', '')
+  ready = ready or redis.call('LLEN', active_key)
+  scheduled = scheduled or redis.call('ZCARD', scheduled_key)
+  local idle = ready == 0 and (scheduled == 0 or redis.call('ZCOUNT', scheduled_key, '-inf', now) == 0)
+  redis.call('HSET', meta_prefix .. ':' .. task_id, 'attempts', '0', 'max_attempts', '25', 'status', 'Pending', 'idempotency_key', '')
   redis.call('ZADD', scheduled_key, now, task_id)
-  redis.call('PUBLISH', channel, 'w|' .. queue)
+  if idle then redis.call('PUBLISH', channel, 'w|' .. queue) end
   return 1
 end
 "
@@ -120,6 +129,127 @@ local function allocate(ports, byinst, node, id, first, last, wanted, skip)
     if not skip[p] and redis.call('HEXISTS', ports, node .. '|' .. p) == 0 then return take(p) end
   end
   return 0
+end
+"
+    };
+}
+
+/// `begin_op(K, A, skip)`: the body of `begin` (see there) over a key list `K` and an
+/// argument list `A` laid out as its KEYS and ARGV, and the ports to skip as a set; so
+/// `take` begins the operations it delivers exactly as `begin` does.
+macro_rules! lua_begin {
+    () => {
+        r"
+local function begin_op(K, A, skip)
+  local raw = redis.call('HGETALL', K[1])
+  if #raw == 0 then return {'gone'} end
+  local op = {}
+  for i = 1, #raw, 2 do op[raw[i]] = raw[i + 1] end
+  local status = op.status
+  if status ~= 'queued' and status ~= 'running' then return {'final', status or ''} end
+  local inst = redis.call('HMGET', K[2], 'data', 'version', 'desired', 'generation', 'updatedAt')
+  if not inst[1] then return {'no_instance'} end
+  local held = A[5]
+  if tonumber(A[4]) < tonumber(inst[4] or cjson.decode(inst[1]).generation) then
+    redis.call('HSET', K[1], 'status', 'superseded', 'finishedAt', A[3])
+    redis.call('EXPIRE', K[1], A[8])
+    redis.call('PUBLISH', A[9], 'o|' .. A[10])
+    if held ~= '' and redis.call('GET', K[6]) == held then redis.call('DEL', K[6]) end
+    return {'superseded'}
+  end
+  local obs = redis.call('HMGET', K[4], 'data', 'version')
+  if A[11] == '1' and obs[1] then
+    local node = cjson.decode(obs[1]).node
+    if node and node ~= A[6] then
+      return {'foreign', node, tostring(redis.call('EXISTS', A[7] .. node))}
+    end
+  end
+  local lease = held
+  if held == '' then
+    lease = redis.call('INCR', K[7]) .. ':' .. A[1]
+    if not redis.call('SET', K[6], lease, 'NX', 'PX', A[2]) then return {'busy'} end
+  else
+    if redis.call('GET', K[6]) ~= held then return {'lease_lost'} end
+    redis.call('PEXPIRE', K[6], A[2])
+  end
+  local cfg = redis.call('HMGET', K[3], 'data', 'version')
+  local port, owners = '', false
+  if A[12] ~= '' then
+    owners = redis.call('SMEMBERS', K[10])
+    local wanted = 0
+    local ok, c = pcall(cjson.decode, cfg[1] or '{}')
+    if ok and type(c) == 'table' and type(c.port) == 'number' then wanted = c.port end
+    port = tostring(allocate(K[8], K[9], A[12], A[15], tonumber(A[13]), tonumber(A[14]), wanted, skip))
+  end
+  op.attempt = tostring(tonumber(op.attempt or '0') + 1)
+  op.status, op.worker = 'running', A[1]
+  op.startedAt = op.startedAt or A[3]
+  redis.call('HSET', K[1], 'status', op.status, 'worker', op.worker, 'attempt', op.attempt, 'startedAt', op.startedAt)
+  redis.call('EXPIRE', K[1], A[8])
+  local fields = {}
+  for k, v in pairs(op) do table.insert(fields, k) table.insert(fields, v) end
+  local probe = redis.call('HGET', K[5], 'data')
+  return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe, owners,
+    redis.call('HGETALL', K[11])}
+end
+"
+    };
+}
+
+/// `finish_op(K, A)`: the body of `finish` (see there) over a key list `K` and an argument
+/// list `A` laid out as its KEYS and ARGV; so `ack` ends operations exactly as `finish` does.
+macro_rules! lua_finish {
+    () => {
+        r"
+local function finish_op(K, A)
+  local wrote = 0
+  if A[7] ~= '' and A[6] ~= '' then
+    if observe(K[3], K[4], K[5], K[2], A[7], A[8], A[9], A[10], A[11], A[12],
+        A[13], A[14], A[6], '', A[18]) > 0 then wrote = 1 end
+  end
+  local ended = 0
+  local cur = redis.call('HMGET', K[1], 'status', 'attempt')
+  if cur[1] == 'queued' or cur[1] == 'running' then
+    local fields = {'status', A[1], 'finishedAt', A[2]}
+    if A[3] ~= '' then table.insert(fields, 'error') table.insert(fields, A[3]) end
+    if A[4] ~= '' then table.insert(fields, 'result') table.insert(fields, A[4]) end
+    redis.call('HSET', K[1], unpack(fields))
+    -- An earlier attempt's error (kept while it was retried) goes with a success.
+    if A[3] == '' and (tonumber(cur[2]) or 0) > 1 then redis.call('HDEL', K[1], 'error') end
+    redis.call('EXPIRE', K[1], A[5])
+    ended = 1
+  end
+  local released = A[6] ~= '' and redis.call('GET', K[2]) == A[6]
+  if released then redis.call('DEL', K[2]) end
+  if ended == 1 and released then
+    redis.call('PUBLISH', A[15], 'e|' .. A[16] .. '|' .. A[9])
+  elseif ended == 1 then
+    redis.call('PUBLISH', A[15], 'o|' .. A[16])
+  elseif released then
+    redis.call('PUBLISH', A[15], 'l|' .. A[9])
+  end
+  if A[17] == '1' and wrote == 1 then redis.call('DEL', K[6]) end
+  return {ended, wrote}
+end
+"
+    };
+}
+
+/// `instance_keys(tag, op, id)`: the keys of operation `op` on instance `id` that `begin_op`
+/// and `finish_op` take, named as `store::keys` names them (a unit test holds the two
+/// together): op, instance, config, observed, probe, lease, fence, ports, port-by-instance,
+/// port owners, secrets, history, changes, crash loop.
+macro_rules! lua_instance_keys {
+    () => {
+        r"
+local function instance_keys(tag, op, id)
+  return {
+    op = tag .. ':op:' .. op, instance = tag .. ':instance:' .. id, config = tag .. ':config:' .. id,
+    observed = tag .. ':observed:' .. id, probe = tag .. ':probe:' .. id, lease = tag .. ':lease:' .. id,
+    fence = tag .. ':fence:' .. id, ports = tag .. ':ports', port_by_instance = tag .. ':port-by-instance',
+    port_owners = tag .. ':port-owners:' .. id, secrets = tag .. ':secrets:' .. id,
+    history = tag .. ':history:' .. id, changes = tag .. ':changes', crash_loop = tag .. ':crashloop:' .. id,
+  }
 end
 "
     };
@@ -325,50 +455,56 @@ script!(
     /// ARGV: op ttl, op id, kind, reason, correlation id, created at, max attempts, force ('1'),
     /// max depth, now (unix s), channel, queue key prefix (`{p}:q:`), expected instance version
     /// ('' = any), seen generation ('' = any), reset crash loop ('1'), job schema version,
-    /// task id, now (RFC 3339), requested by.
+    /// task id, now (RFC 3339), requested by, instance id.
     /// Replies {'ok', queue, target generation, previous desired state, instance version},
     /// {'not_found'}, {'precondition', version}, {'stale', generation}, {'deleting'} or
     /// {'queue_full', queue, depth}.
     submit = concat!(
         lua_push_job!(),
         r"
-local inst = redis.call('HMGET', KEYS[1], 'data', 'version', 'desired', 'generation')
+local inst = redis.call('HMGET', KEYS[1], 'version', 'desired', 'generation', 'platform')
 if not inst[1] then return {'not_found'} end
-if ARGV[13] ~= '' and inst[2] ~= ARGV[13] then return {'precondition', inst[2]} end
-local rec = cjson.decode(inst[1])
-local current = inst[3] or rec.desiredState
-local generation = tonumber(inst[4] or rec.generation)
+if ARGV[13] ~= '' and inst[1] ~= ARGV[13] then return {'precondition', inst[1]} end
+local current, generation, platform = inst[2], tonumber(inst[3]), inst[4]
+if not (current and generation and platform) then
+  local rec = cjson.decode(redis.call('HGET', KEYS[1], 'data'))
+  current = current or rec.desiredState
+  generation = generation or tonumber(rec.generation)
+  platform = platform or rec.platform
+end
+local id = ARGV[20]
 if ARGV[14] ~= '' and generation ~= tonumber(ARGV[14]) then return {'stale', tostring(generation)} end
 local kind = ARGV[3]
 if current == 'deleted' and kind ~= 'delete' then return {'deleting'} end
 local desired = ({start = 'running', restart = 'running', stop = 'stopped', delete = 'deleted'})[kind] or current
 local queue = 'shared'
-if rec.platform == 'process' then
+if platform == 'process' then
   local obs = redis.call('HGET', KEYS[2], 'data')
   local node = obs and cjson.decode(obs).node
   if node then queue = 'node-' .. node end
 end
 local qkey = ARGV[12] .. queue
-local depth = redis.call('LLEN', qkey .. ':active') + redis.call('ZCARD', qkey .. ':scheduled')
-if depth >= tonumber(ARGV[9]) then return {'queue_full', queue, tostring(depth)} end
-local version = inst[2]
+local ready, scheduled = redis.call('LLEN', qkey .. ':active'), redis.call('ZCARD', qkey .. ':scheduled')
+if ready + scheduled >= tonumber(ARGV[9]) then return {'queue_full', queue, tostring(ready + scheduled)} end
+local version = inst[1]
 if desired ~= current or kind == 'restart' then
   generation = generation + 1
   redis.call('HSET', KEYS[1], 'desired', desired, 'generation', generation, 'updatedAt', ARGV[18])
   version = tostring(redis.call('HINCRBY', KEYS[1], 'version', 1))
-  redis.call('PUBLISH', ARGV[11], 'g|' .. rec.id .. '|' .. generation)
+  redis.call('PUBLISH', ARGV[11], 'g|' .. id .. '|' .. generation)
 end
-local spec = cjson.encode({id = ARGV[2], kind = kind, instanceId = rec.id, maxAttempts = tonumber(ARGV[7]),
+local spec = cjson.encode({id = ARGV[2], kind = kind, instanceId = id, maxAttempts = tonumber(ARGV[7]),
   createdAt = ARGV[6], targetGeneration = generation, correlationId = ARGV[5], reason = ARGV[4], queue = queue,
   previousDesired = current, force = ARGV[8] == '1', requestedBy = ARGV[19]})
-redis.call('HSET', KEYS[3], 'spec', spec, 'status', 'queued', 'attempt', 0)
+redis.call('HSET', KEYS[3], 'spec', spec, 'status', 'queued', 'attempt', '0')
 redis.call('EXPIRE', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[2])
-redis.call('ZADD', KEYS[5], 0, ARGV[2])
+redis.call('ZADD', KEYS[4], '0', ARGV[2])
+redis.call('ZADD', KEYS[5], '0', ARGV[2])
 if ARGV[15] == '1' then redis.call('DEL', KEYS[6]) end
-local job = cjson.encode({schemaVersion = tonumber(ARGV[16]), kind = kind, instanceId = rec.id, operationId = ARGV[2],
-  targetGeneration = generation, correlationId = ARGV[5], platform = rec.platform})
-push_job(qkey .. ':data', qkey .. ':meta', qkey .. ':scheduled', ARGV[17], job, ARGV[10], ARGV[11], queue)
+local job = cjson.encode({schemaVersion = tonumber(ARGV[16]), kind = kind, instanceId = id, operationId = ARGV[2],
+  targetGeneration = generation, correlationId = ARGV[5], platform = platform})
+push_job(qkey .. ':data', qkey .. ':meta', qkey .. ':scheduled', qkey .. ':active', ARGV[17], job, ARGV[10], ARGV[11], queue,
+  ready, scheduled)
 return {'ok', queue, tostring(generation), current, version}
 "
     )
@@ -388,7 +524,7 @@ if depth >= tonumber(ARGV[4]) then return {'queue_full', tostring(depth)} end
 redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'status', 'queued', 'attempt', 0)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
-push_job(KEYS[3], ARGV[10], KEYS[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+push_job(KEYS[3], ARGV[10], KEYS[4], KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return {'ok'}
 "
     )
@@ -396,12 +532,12 @@ return {'ok'}
 
 script!(
     /// Push a job without an operation (reconcile ticks, a job forwarded to its node).
-    /// KEYS: queue data, queue scheduled. ARGV: task id, job json, now (unix s), meta prefix,
+    /// KEYS: queue data, queue scheduled, queue active. ARGV: task id, job json, now (unix s), meta prefix,
     /// channel, queue name. Replies 1, or 0 when the task id exists.
     push = concat!(
         lua_push_job!(),
         r"
-return push_job(KEYS[1], ARGV[4], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6])
+return push_job(KEYS[1], ARGV[4], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6])
 "
     )
 );
@@ -465,7 +601,7 @@ else
   end
 end
 if not why then return 'idle' end
-push_job(KEYS[2], ARGV[5], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7])
+push_job(KEYS[2], ARGV[5], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7])
 return why
 "
     )
@@ -490,60 +626,11 @@ script!(
     /// secrets hash (sealed)}.
     begin = concat!(
         lua_allocate!(),
+        lua_begin!(),
         r"
-local raw = redis.call('HGETALL', KEYS[1])
-if #raw == 0 then return {'gone'} end
-local op = {}
-for i = 1, #raw, 2 do op[raw[i]] = raw[i + 1] end
-local status = op.status
-if status ~= 'queued' and status ~= 'running' then return {'final', status or ''} end
-local inst = redis.call('HMGET', KEYS[2], 'data', 'version', 'desired', 'generation', 'updatedAt')
-if not inst[1] then return {'no_instance'} end
-local held = ARGV[5]
-if tonumber(ARGV[4]) < tonumber(inst[4] or cjson.decode(inst[1]).generation) then
-  redis.call('HSET', KEYS[1], 'status', 'superseded', 'finishedAt', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  redis.call('PUBLISH', ARGV[9], 'o|' .. ARGV[10])
-  if held ~= '' and redis.call('GET', KEYS[6]) == held then redis.call('DEL', KEYS[6]) end
-  return {'superseded'}
-end
-local obs = redis.call('HMGET', KEYS[4], 'data', 'version')
-if ARGV[11] == '1' and obs[1] then
-  local node = cjson.decode(obs[1]).node
-  if node and node ~= ARGV[6] then
-    return {'foreign', node, tostring(redis.call('EXISTS', ARGV[7] .. node))}
-  end
-end
-local lease = held
-if held == '' then
-  if redis.call('EXISTS', KEYS[6]) == 1 then return {'busy'} end
-  lease = redis.call('INCR', KEYS[7]) .. ':' .. ARGV[1]
-  redis.call('SET', KEYS[6], lease, 'PX', ARGV[2])
-else
-  if redis.call('GET', KEYS[6]) ~= held then return {'lease_lost'} end
-  redis.call('PEXPIRE', KEYS[6], ARGV[2])
-end
-local cfg = redis.call('HMGET', KEYS[3], 'data', 'version')
-local port, owners = '', false
-if ARGV[12] ~= '' then
-  owners = redis.call('SMEMBERS', KEYS[10])
-  local wanted = 0
-  local ok, c = pcall(cjson.decode, cfg[1] or '{}')
-  if ok and type(c) == 'table' and type(c.port) == 'number' then wanted = c.port end
-  local skip = {}
-  for i = 16, #ARGV do skip[tonumber(ARGV[i])] = true end
-  port = tostring(allocate(KEYS[8], KEYS[9], ARGV[12], ARGV[15], tonumber(ARGV[13]), tonumber(ARGV[14]), wanted, skip))
-end
-op.attempt = tostring(tonumber(op.attempt or '0') + 1)
-op.status, op.worker = 'running', ARGV[1]
-op.startedAt = op.startedAt or ARGV[3]
-redis.call('HSET', KEYS[1], 'status', op.status, 'worker', op.worker, 'attempt', op.attempt, 'startedAt', op.startedAt)
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-local fields = {}
-for k, v in pairs(op) do table.insert(fields, k) table.insert(fields, v) end
-local probe = redis.call('HGET', KEYS[5], 'data')
-return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe, owners,
-  redis.call('HGETALL', KEYS[11])}
+local skip = {}
+for i = 16, #ARGV do skip[tonumber(ARGV[i])] = true end
+return begin_op(KEYS, ARGV, skip)
 "
     )
 );
@@ -551,7 +638,7 @@ return {'ok', lease, port, fields, inst, cfg[1], cfg[2], obs[1], obs[2], probe, 
 script!(
     /// End an operation, in one step: write what was observed last (while the lease holds),
     /// make the operation final (if it still is queued or running), release the lease, and
-    /// tell waiters.
+    /// tell waiters (in one message when both happened).
     /// KEYS: op, lease, observed, history, changes, crash loop. ARGV: status, finished at, error
     /// json ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json
     /// ('' = none), observed status, instance id, at, source, reason, history cap, global cap,
@@ -559,28 +646,9 @@ script!(
     /// (0/1)}.
     finish = concat!(
         lua_observe!(),
+        lua_finish!(),
         r"
-local wrote = 0
-if ARGV[7] ~= '' and ARGV[6] ~= '' then
-  if observe(KEYS[3], KEYS[4], KEYS[5], KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
-      ARGV[13], ARGV[14], ARGV[6], '', ARGV[18]) > 0 then wrote = 1 end
-end
-local ended = 0
-local cur = redis.call('HGET', KEYS[1], 'status')
-if cur == 'queued' or cur == 'running' then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finishedAt', ARGV[2])
-  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) else redis.call('HDEL', KEYS[1], 'error') end
-  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  redis.call('PUBLISH', ARGV[15], 'o|' .. ARGV[16])
-  ended = 1
-end
-if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then
-  redis.call('DEL', KEYS[2])
-  redis.call('PUBLISH', ARGV[15], 'l|' .. ARGV[9])
-end
-if ARGV[17] == '1' and wrote == 1 then redis.call('DEL', KEYS[6]) end
-return {ended, wrote}
+return finish_op(KEYS, ARGV)
 "
     )
 );
@@ -711,4 +779,177 @@ for _, id in ipairs(ids) do
 end
 return removed
 "
+);
+
+script!(
+    /// Take up to `n` jobs of a queue for an apalis worker and begin their operations, in one
+    /// step: apalis-redis' fetch (promote due ids of the scheduled set, a thousand at most;
+    /// move up to `n` ids of the ready list to the worker's in-flight set) and, for each job
+    /// that needs no port (every kind but start, restart and reconfigure, whose port only the
+    /// worker can choose), `begin` (see there) as the worker would have run it first.
+    /// A job whose data is gone is dropped from the in-flight set.
+    /// KEYS: workers, ready list, the worker's in-flight set, data, scheduled. ARGV: now (unix
+    /// s), n, apalis worker name, meta prefix, key tag, newest job schema, then `begin`'s
+    /// holder, lease ttl ms, now (RFC 3339), own node, node key prefix, op ttl, channel.
+    /// Replies {task id, job json, attempts, begin's reply or nil} per job, or an error when
+    /// the worker is not registered (apalis then restarts it, which registers it anew).
+    take = concat!(
+        lua_allocate!(),
+        lua_begin!(),
+        lua_instance_keys!(),
+        r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[3]) then return redis.error_reply('worker not registered') end
+local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+if #due > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(due))
+  redis.call('ZREM', KEYS[5], unpack(due))
+end
+local ids = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+if #ids == 0 then return {} end
+redis.call('LTRIM', KEYS[2], #ids, -1)
+local data = redis.call('HMGET', KEYS[4], unpack(ids))
+local ports = {start = true, restart = true, reconfigure = true}
+local out = {}
+for i, tid in ipairs(ids) do
+  local job = data[i]
+  if job then
+    redis.call('SADD', KEYS[3], tid)
+    local attempts = redis.call('HGET', ARGV[4] .. ':' .. tid, 'attempts') or '0'
+    local begun = false
+    local ok, j = pcall(cjson.decode, job)
+    if ok and type(j) == 'table' and type(j.operationId) == 'string' and type(j.instanceId) == 'string'
+        and type(j.targetGeneration) == 'number' and not ports[j.kind]
+        and (tonumber(j.schemaVersion) or 0) <= tonumber(ARGV[6]) then
+      local k = instance_keys(ARGV[5], j.operationId, j.instanceId)
+      local placed = '0'
+      if j.platform == nil or j.platform == 'process' then placed = '1' end
+      begun = begin_op(
+        {k.op, k.instance, k.config, k.observed, k.probe, k.lease, k.fence, k.ports, k.port_by_instance,
+          k.port_owners, k.secrets},
+        {ARGV[7], ARGV[8], ARGV[9], j.targetGeneration, '', ARGV[10], ARGV[11], ARGV[12], ARGV[13],
+          j.operationId, placed, '', 0, 0, j.instanceId},
+        {})
+    end
+    table.insert(out, {tid, job, attempts, begun})
+  end
+end
+return out
+"
+    )
+);
+
+script!(
+    /// Acknowledge jobs an apalis worker ran and end their operations, in one step: per job,
+    /// apalis-redis' acknowledgement (out of the in-flight set; `Done` into the done set,
+    /// `Failed` or `Pending` back into the scheduled set `attempt` seconds on, up to attempt
+    /// 25 as apalis does, anything else into the dead set; the result in its meta hash), then,
+    /// when the worker ended the operation, `finish` (see there).
+    /// KEYS: the worker's in-flight set, done, dead, scheduled. ARGV: meta prefix, now (unix
+    /// s), key tag, then per job: task id, status, attempt, result json, operation id ('' =
+    /// no finish), instance id, n, then n arguments of `finish`. Replies the jobs acknowledged.
+    ack = concat!(
+        lua_observe!(),
+        lua_finish!(),
+        lua_instance_keys!(),
+        r"
+local acked, i = 0, 4
+while i <= #ARGV do
+  local tid, status, attempt, result = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]) or 0, ARGV[i + 3]
+  local op, id, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
+  -- A job handed to another worker meanwhile (this one was taken for dead) is that one's.
+  if redis.call('SREM', KEYS[1], tid) == 1 then
+    if status == 'Done' then
+      redis.call('SADD', KEYS[2], tid)
+    elseif (status == 'Failed' or status == 'Pending') and attempt < 25 then
+      redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) + attempt, tid)
+    else
+      redis.call('SADD', KEYS[3], tid)
+    end
+    redis.call('HSET', ARGV[1] .. ':' .. tid, 'result', result, 'status', status, 'attempts', attempt, 'done_at', ARGV[2])
+    acked = acked + 1
+  end
+  if op ~= '' then
+    local k = instance_keys(ARGV[3], op, id)
+    local a = {}
+    for j = 1, n do a[j] = ARGV[i + 6 + j] end
+    finish_op({k.op, k.lease, k.observed, k.history, k.changes, k.crash_loop}, a)
+  end
+  i = i + 7 + n
+end
+return acked
+"
+    )
+);
+
+script!(
+    /// Register an apalis worker (as apalis-redis does): refused while a worker of that name
+    /// heartbeated within `threshold` seconds; the jobs a dead one of that name left in flight
+    /// go back to the ready list first.
+    /// KEYS: workers, ready list, the worker's in-flight set. ARGV: now (unix s), name,
+    /// threshold (s). Replies the jobs put back, or an error.
+    register_worker = r"
+local last = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if last and tonumber(ARGV[1]) - tonumber(last) < tonumber(ARGV[3]) then
+  return redis.error_reply('worker is still active within threshold')
+end
+local left = redis.call('SMEMBERS', KEYS[3])
+if #left > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(left))
+  redis.call('DEL', KEYS[3])
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return #left
+"
+);
+
+script!(
+    /// An apalis worker's heartbeat: note it, then hand the jobs of workers silent since
+    /// `expired` back to the ready list (and forget those workers).
+    /// KEYS: workers, ready list. ARGV: now (unix s), name, expired (unix s), in-flight prefix.
+    /// Replies the jobs handed back, or an error when the worker is not registered.
+    heartbeat = r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return redis.error_reply('worker not registered') end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local moved = 0
+for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])) do
+  local set = ARGV[4] .. ':' .. w
+  local jobs = redis.call('SMEMBERS', set)
+  if #jobs > 0 then
+    redis.call('RPUSH', KEYS[2], unpack(jobs))
+    redis.call('DEL', set)
+    moved = moved + #jobs
+  end
+  redis.call('ZREM', KEYS[1], w)
+end
+return moved
+"
+);
+
+script!(
+    /// Give back jobs an apalis worker took but will not run (it stops): out of its in-flight
+    /// set, back to the front of the ready list, their operations back to `queued` and the
+    /// leases their `take` took released, so the next worker begins them at once.
+    /// KEYS: the worker's in-flight set, ready list. ARGV: key tag, channel, then per job: task
+    /// id, operation id ('' = not begun), instance id, lease. Replies the jobs given back.
+    give_back = concat!(
+        lua_instance_keys!(),
+        r"
+local back = 0
+for i = 3, #ARGV, 4 do
+  if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[i])
+    back = back + 1
+  end
+  if ARGV[i + 1] ~= '' then
+    local k = instance_keys(ARGV[1], ARGV[i + 1], ARGV[i + 2])
+    if redis.call('HGET', k.op, 'status') == 'running' then redis.call('HSET', k.op, 'status', 'queued') end
+    if redis.call('GET', k.lease) == ARGV[i + 3] then
+      redis.call('DEL', k.lease)
+      redis.call('PUBLISH', ARGV[2], 'l|' .. ARGV[i + 2])
+    end
+  end
+end
+return back
+"
+    )
 );
