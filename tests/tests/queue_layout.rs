@@ -79,3 +79,43 @@ async fn an_apalis_worker_runs_and_acknowledges_a_job_draas_pushed() {
     .await;
     running.abort();
 }
+
+/// Workers are told of a push only when the queue had nothing due: a worker waits for a word
+/// only after a fetch that found nothing, and the push that ended that emptiness said so.
+#[tokio::test]
+async fn a_push_is_announced_only_into_a_queue_with_nothing_due() {
+    use futures::StreamExt;
+
+    let redis = TestRedis::start();
+    let store = Store::open(&SecretString::from(redis.url.clone()), "announce").unwrap();
+    let channel = store.keys().events();
+    let mut pubsub = redis::Client::open(redis.url.clone()).unwrap().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let mut c = redis.connection().await;
+    let mut next = async || -> String {
+        let m = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap().unwrap();
+        m.get_payload().unwrap()
+    };
+    // A marker published after a push comes after whatever that push published.
+    let marker = async |c: &mut redis::aio::MultiplexedConnection, m: &str| {
+        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg(m).query_async(c).await.unwrap();
+    };
+
+    assert!(draas_tests::sample_job().push(&store, "q").await.unwrap());
+    marker(&mut c, "marker-1").await;
+    assert_eq!(next().await, "w|q", "the first job into an empty queue is announced");
+    assert_eq!(next().await, "marker-1");
+
+    assert!(draas_tests::sample_job().push(&store, "q").await.unwrap());
+    marker(&mut c, "marker-2").await;
+    assert_eq!(next().await, "marker-2", "a job behind one still due is not announced");
+
+    // The queue drained (as a fetch leaves it): the next push is announced again.
+    let q = store.keys().queue("q");
+    let _: i64 = redis::cmd("DEL").arg(q.scheduled()).arg(q.active()).query_async(&mut c).await.unwrap();
+    assert!(draas_tests::sample_job().push(&store, "q").await.unwrap());
+    marker(&mut c, "marker-3").await;
+    assert_eq!(next().await, "w|q");
+    assert_eq!(next().await, "marker-3");
+}
