@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`domain`] | validated ids, instance and operation records, the drasi-server configuration with its validation, redaction and rendering |
 //! | [`store`] | the Redis state store: one `Store`, its key schema, scripts and typed views (the only code that sends Redis commands) |
-//! | [`queue`] | job payloads, queue names, submitting operations, sweeping finished tasks |
+//! | [`queue`] | job payloads, queue names, submitting operations, the apalis backend of the lifecycle queues, sweeping finished tasks |
 //! | [`drasi`] | drasi-server's REST API as draas reads it: components, query results |
 //! | [`settings`] | one `Settings`, loaded in layers |
 //! | [`vault`] | encryption of the instances' secrets at rest |

@@ -1,7 +1,8 @@
 //! Operation records, and the three scripts of an operation's life: `submit` (the API or the
 //! reconciler: desired state, operation and job in one step), `begin` (a worker: operation,
 //! instance, lease and port in one step) and `finish` (a worker: observed state, outcome and
-//! lease release in one step).
+//! lease release in one step). For the lifecycle queues apalis' fetch runs `begin` and its
+//! acknowledgement runs `finish` (`store::deliveries`), with the same Lua.
 //!
 //! An operation is a hash: `spec` (the JSON of what never changes once submitted), and one
 //! field per thing that does: `status`, `attempt`, `startedAt`, `finishedAt`, `worker`,
