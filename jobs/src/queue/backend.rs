@@ -51,11 +51,6 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// A delivery of `job` that nothing has begun (the handler begins it).
-    pub fn new(job: InstanceJob) -> Self {
-        Self { job: Some(job), begun: Mutex::new(None) }
-    }
-
     /// What beginning the operation found when the job was taken, once (`None`: it was not
     /// begun there).
     pub fn take_begun(&self) -> Option<Begun> {
@@ -63,11 +58,7 @@ impl Delivery {
     }
 
     fn from_taken(taken: Taken) -> Self {
-        let (job, begun) = match taken.begun {
-            Some((job, begun)) => (Some(job), Some(begun)),
-            None => (serde_json::from_str(&taken.job).ok(), None),
-        };
-        Self { job, begun: Mutex::new(begun) }
+        Self { job: taken.job, begun: Mutex::new(taken.begun) }
     }
 
     /// The operation, instance and lease of a job begun and not yet run.
@@ -242,9 +233,8 @@ fn release(outstanding: &AtomicUsize, n: usize) {
 
 /// The backend of a lifecycle queue (see the module's opening).
 pub struct LifecycleBackend {
+    /// Derefs to its `Lifecycle`: the store and how the queue is served.
     persist: Persisted<Lifecycle>,
-    store: Store,
-    serving: Arc<Serving>,
     bell: Bell,
     unregister: Option<BoxFuture<'static, Result<(), StoreError>>>,
 }
@@ -252,10 +242,8 @@ pub struct LifecycleBackend {
 impl LifecycleBackend {
     /// Serve `serving` from `store`; handlers ring `bell` as they return.
     pub fn new(store: Store, serving: Serving, bell: Bell) -> Self {
-        let serving = Arc::new(serving);
-        let lifecycle =
-            Lifecycle { store: store.clone(), serving: serving.clone(), outstanding: Arc::new(AtomicUsize::new(0)) };
-        Self { persist: Persisted::new(lifecycle), store, serving, bell, unregister: None }
+        let lifecycle = Lifecycle { store, serving: Arc::new(serving), outstanding: Arc::new(AtomicUsize::new(0)) };
+        Self { persist: Persisted::new(lifecycle), bell, unregister: None }
     }
 }
 
@@ -265,7 +253,7 @@ impl Backend for LifecycleBackend {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) -> Poll<Result<(), StoreError>> {
         self.bell.0.register(cx.waker());
-        self.persist.poll_ready(cx, worker, self.serving.heartbeat)
+        self.persist.poll_ready(cx, worker, self.persist.serving.heartbeat)
     }
 
     fn poll_next(
@@ -281,7 +269,7 @@ impl Backend for LifecycleBackend {
         // before it asks for the next job, so the state this leaves is one it expects).
         if next.is_pending()
             && matches!(self.persist.state(), State::Ready)
-            && let Poll::Ready(Err(e)) = self.persist.poll_ready(cx, worker, self.serving.heartbeat)
+            && let Poll::Ready(Err(e)) = self.persist.poll_ready(cx, worker, self.persist.serving.heartbeat)
         {
             return Poll::Ready(Some(Err(e)));
         }
@@ -291,7 +279,8 @@ impl Backend for LifecycleBackend {
     fn poll_close(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) -> Poll<Result<(), StoreError>> {
         if self.unregister.is_none() {
             std::task::ready!(self.persist.poll_close(cx, worker))?;
-            let (store, queue, name) = (self.store.clone(), self.serving.queue.clone(), worker.name().to_owned());
+            let (store, queue, name) =
+                (self.persist.store.clone(), self.persist.serving.queue.clone(), worker.name().to_owned());
             self.unregister = Some(async move { store.deliveries().unregister(&queue, &name).await }.boxed());
         }
         match &mut self.unregister {
@@ -309,11 +298,11 @@ impl BackendConfig for LifecycleBackend {
     type Layer = TaskPersistLayer<InMemory, Closing>;
 
     fn config(&self) -> &Serving {
-        &self.serving
+        &self.persist.serving
     }
 
     fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
-        let batch = self.serving.capacity.max(1);
+        let batch = self.persist.serving.capacity.max(1);
         self.persist.layer(InMemory, batch).persist_results(true).lock_tasks(false)
     }
 }

@@ -29,13 +29,13 @@ pub struct Holder {
 #[derive(Debug)]
 pub struct Taken {
     pub task_id: String,
-    /// The job as pushed (apalis' JSON).
-    pub job: String,
+    /// The job (`None`: it does not decode).
+    pub job: Option<InstanceJob>,
     /// Deliveries so far (apalis' count).
     pub attempts: u32,
-    /// The job, decoded, and what beginning its operation found (`None`: not begun, the
-    /// worker begins it: a kind that needs a port, or a job this version cannot read).
-    pub begun: Option<(InstanceJob, Begun)>,
+    /// What beginning its operation found (`None`: not begun, the worker begins it: a kind
+    /// that needs a port, or a job this version cannot read).
+    pub begun: Option<Begun>,
 }
 
 /// One job to acknowledge.
@@ -143,15 +143,14 @@ impl Deliveries<'_> {
         let protocol = |e: redis::ParsingError| StoreError::Protocol(format!("take: {e}"));
         let (task_id, job, attempts, begun): (String, String, String, redis::Value) =
             redis::from_redis_value(one).map_err(protocol)?;
-        let begun = match begun {
-            redis::Value::Nil => None,
-            reply => {
-                let decoded: InstanceJob = serde_json::from_str(&job)
-                    .map_err(|e| StoreError::Protocol(format!("take: a job begun that does not decode: {e}")))?;
+        let job: Option<InstanceJob> = serde_json::from_str(&job).ok();
+        let begun = match (begun, &job) {
+            (redis::Value::Nil, _) => None,
+            (reply, Some(job)) => {
                 let reply: Vec<redis::Value> = redis::from_redis_value(reply).map_err(protocol)?;
-                let begun = self.store.operations().begun(&decoded.operation_id, &decoded.instance_id, reply)?;
-                Some((decoded, begun))
+                Some(self.store.operations().begun(&job.operation_id, &job.instance_id, reply)?)
             }
+            (_, None) => return Err(StoreError::Protocol("take: a job begun that does not decode".into())),
         };
         Ok(Taken { task_id, job, attempts: attempts.parse().unwrap_or_default(), begun })
     }

@@ -1,8 +1,8 @@
-//! Operation records, and the three scripts of an operation's life: `submit` (the API or the
+//! Operation records, and the three steps of an operation's life: `submit` (the API or the
 //! reconciler: desired state, operation and job in one step), `begin` (a worker: operation,
-//! instance, lease and port in one step) and `finish` (a worker: observed state, outcome and
-//! lease release in one step). For the lifecycle queues apalis' fetch runs `begin` and its
-//! acknowledgement runs `finish` (`store::deliveries`), with the same Lua.
+//! instance, lease and port in one step; apalis' fetch runs it for most kinds, the handler for
+//! the rest) and its end (observed state, outcome and lease release in one step, run by apalis'
+//! acknowledgement with `finish_args`: `store::deliveries`).
 //!
 //! An operation is a hash: `spec` (the JSON of what never changes once submitted), and one
 //! field per thing that does: `status`, `attempt`, `startedAt`, `finishedAt`, `worker`,
@@ -457,22 +457,8 @@ impl Operations<'_> {
         Ok(Ready { lease, op, state, port, port_owners, secrets })
     }
 
-    /// End an operation (see [`Finish`]). Returns whether it ended it now (not before) and
-    /// whether the observed record was written.
-    pub async fn finish(&self, f: &Finish<'_>) -> Result<(bool, bool), StoreError> {
-        let k = self.store.keys();
-        let (instance, args) = self.finish_args(f)?;
-        let mut inv = scripts::finish().prepare_invoke();
-        inv.key(k.operation(&f.op.id)).key(k.lease(&instance)).key(k.observed(&instance)).key(k.history(&instance));
-        inv.key(k.changes()).key(k.crash_loop(&instance));
-        for a in &args {
-            inv.arg(a);
-        }
-        let (ended, wrote): (i32, i32) = inv.invoke_async(&mut self.store.conn()).await?;
-        Ok((ended == 1, wrote == 1))
-    }
-
-    /// The instance and the arguments of `finish` for `f`, as `finish` and `ack` take them.
+    /// The instance and the arguments with which `ack` ends the operation as `f` says (the
+    /// Lua `finish_op`).
     pub fn finish_args(&self, f: &Finish<'_>) -> Result<(InstanceId, Vec<String>), StoreError> {
         let (k, limits) = (self.store.keys(), self.store.limits());
         let Some(instance) = f.op.instance_id.as_ref() else {

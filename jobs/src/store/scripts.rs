@@ -196,8 +196,14 @@ end
     };
 }
 
-/// `finish_op(K, A)`: the body of `finish` (see there) over a key list `K` and an argument
-/// list `A` laid out as its KEYS and ARGV; so `ack` ends operations exactly as `finish` does.
+/// `finish_op(K, A)`: end an operation, in one step: write what was observed last (while the
+/// lease holds), make the operation final (if it still is queued or running), release the
+/// lease, and tell waiters (in one message when both happened).
+/// K: op, lease, observed, history, changes, crash loop. A: status, finished at, error json
+/// ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json ('' =
+/// none), observed status, instance id, at, source, reason, history cap, global cap, channel,
+/// op id, forget the crash loop ('1'), requested by ('' = none) (`Operations::finish_args`).
+/// Returns {op ended (0/1), observed written (0/1)}.
 macro_rules! lua_finish {
     () => {
         r"
@@ -636,24 +642,6 @@ return begin_op(KEYS, ARGV, skip)
 );
 
 script!(
-    /// End an operation, in one step: write what was observed last (while the lease holds),
-    /// make the operation final (if it still is queued or running), release the lease, and
-    /// tell waiters (in one message when both happened).
-    /// KEYS: op, lease, observed, history, changes, crash loop. ARGV: status, finished at, error
-    /// json ('' = none), result json ('' = none), op ttl, lease value ('' = none), observed json
-    /// ('' = none), observed status, instance id, at, source, reason, history cap, global cap,
-    /// channel, op id, forget the crash loop ('1'), requested by ('' = none). Replies {op ended (0/1), observed written
-    /// (0/1)}.
-    finish = concat!(
-        lua_observe!(),
-        lua_finish!(),
-        r"
-return finish_op(KEYS, ARGV)
-"
-    )
-);
-
-script!(
     /// Move an operation from one of the allowed statuses to another, setting fields ('' as
     /// a value removes the field). A final status tells waiters.
     /// KEYS: op. ARGV: ttl, new status, channel, op id, tell ('1'), n, n allowed statuses,
@@ -843,10 +831,10 @@ script!(
     /// apalis-redis' acknowledgement (out of the in-flight set; `Done` into the done set,
     /// `Failed` or `Pending` back into the scheduled set `attempt` seconds on, up to attempt
     /// 25 as apalis does, anything else into the dead set; the result in its meta hash), then,
-    /// when the worker ended the operation, `finish` (see there).
+    /// when the worker ended the operation, `finish_op` (see there).
     /// KEYS: the worker's in-flight set, done, dead, scheduled. ARGV: meta prefix, now (unix
     /// s), key tag, then per job: task id, status, attempt, result json, operation id ('' =
-    /// no finish), instance id, n, then n arguments of `finish`. Replies the jobs acknowledged.
+    /// no finish), instance id, n, then n arguments of `finish_op`. Replies the jobs acknowledged.
     ack = concat!(
         lua_observe!(),
         lua_finish!(),
