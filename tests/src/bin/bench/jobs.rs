@@ -6,6 +6,8 @@
 //! either moves by a third from run to run on a 2-core machine.
 //! draas' job is a reconcile of an instance whose platform this worker lacks: submit, then
 //! apalis' fetch (which begins the operation) and acknowledgement (which ends it), nothing else.
+//! Each half is also measured alone, as the end-to-end figure hides the slower of them: the
+//! producer with no worker running, and the worker draining a queue filled before it started.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use draas_jobs::domain::model::Platform;
 use draas_jobs::domain::operation::OperationKind;
 use draas_jobs::queue::submit::{Request, Submitter};
 use draas_jobs::queue::{SHARED_QUEUE, queue_config};
+use draas_jobs::store::Store;
 use draas_tests::TestRedis;
 
 use super::{CONCURRENCY, create_instances, settings, store, worker, worker_ready};
@@ -84,23 +87,23 @@ async fn redis_work(redis: &TestRedis) -> RedisWork {
 }
 
 impl RedisWork {
-    /// Per command since `before`: (name, calls per job, µs per job).
-    fn per_command(&self, before: &Self) -> impl Iterator<Item = (&str, f64, f64)> {
-        self.commands.iter().map(|(name, (calls, usec))| {
+    /// Per command since `before`, over `jobs` jobs: (name, calls per job, µs per job).
+    fn per_command(&self, before: &Self, jobs: f64) -> impl Iterator<Item = (&str, f64, f64)> {
+        self.commands.iter().map(move |(name, (calls, usec))| {
             let (c0, u0) = before.commands.get(name).copied().unwrap_or_default();
-            (name.as_str(), (calls - c0) as f64 / JOBS as f64, (usec - u0) as f64 / JOBS as f64)
+            (name.as_str(), (calls - c0) as f64 / jobs, (usec - u0) as f64 / jobs)
         })
     }
 
-    /// Redis' CPU (µs) and commands per job since `before`.
-    fn per_job(&self, before: &Self) -> (f64, f64) {
-        ((self.cpu - before.cpu) * 1e6 / JOBS as f64, self.per_command(before).map(|(_, calls, _)| calls).sum())
+    /// Redis' CPU (µs) and commands per job since `before`, over `jobs` jobs.
+    fn per_job(&self, before: &Self, jobs: f64) -> (f64, f64) {
+        ((self.cpu - before.cpu) * 1e6 / jobs, self.per_command(before, jobs).map(|(_, calls, _)| calls).sum())
     }
 
     /// The eight commands that cost Redis most per job since `before`, costliest first.
     fn costliest(&self, before: &Self) -> Vec<(String, f64, f64)> {
         let mut out: Vec<_> = self
-            .per_command(before)
+            .per_command(before, JOBS as f64)
             .filter(|(_, calls, _)| *calls > 0.0)
             .map(|(n, c, u)| (n.to_owned(), c, u))
             .collect();
@@ -110,22 +113,31 @@ impl RedisWork {
     }
 }
 
-/// Bare apalis-redis: a no-op handler.
-async fn bare(redis: &TestRedis, round: usize) -> Round {
-    let prefix = format!("bare{round}");
-    let store = store(redis, &prefix);
-    let config = queue_config(store.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY);
-    let backend = RedisStorage::<u64>::new(store.connection()).with_config(config.clone());
-    let counter = Arc::new(AtomicUsize::new(0));
+/// The bare side's queue configuration on `store` (queue `noop`).
+fn bare_config(store: &Store) -> apalis_redis::Config {
+    queue_config(store.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY)
+}
+
+/// A bare apalis-redis worker with a no-op handler on `store`'s queue `noop`, running until aborted.
+fn bare_worker(store: &Store) -> tokio::task::AbortHandle {
+    let backend = RedisStorage::<u64>::new(store.connection()).with_config(bare_config(store));
     let worker = WorkerBuilder::new(format!("bare-{}", std::process::id()))
         .backend(backend.poll_with_interval(Duration::from_millis(10)))
         .concurrency(CONCURRENCY)
-        .data(counter)
+        .data(Arc::new(AtomicUsize::new(0)))
         .build(|_: u64, c: Data<Arc<AtomicUsize>>| async move {
             c.fetch_add(1, Ordering::Relaxed);
             Ok::<(), BoxDynError>(())
         });
-    let handle = tokio::spawn(worker.run());
+    tokio::spawn(worker.run()).abort_handle()
+}
+
+/// Bare apalis-redis: a no-op handler.
+async fn bare(redis: &TestRedis, round: usize) -> Round {
+    let prefix = format!("bare{round}");
+    let store = store(redis, &prefix);
+    let config = bare_config(&store);
+    let handle = bare_worker(&store);
     let producer_store = super::store(redis, &prefix);
     let before = redis_work(redis).await;
     let cpu = own_cpu();
@@ -139,7 +151,7 @@ async fn bare(redis: &TestRedis, round: usize) -> Round {
     wait_done(&store, "noop", JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     let own_cpu = (own_cpu() - cpu) * 1e6 / JOBS as f64;
-    let (redis_cpu, redis_calls) = redis_work(redis).await.per_job(&before);
+    let (redis_cpu, redis_calls) = redis_work(redis).await.per_job(&before, JOBS as f64);
     handle.abort();
     Round { rate, redis_cpu, redis_calls, own_cpu }
 }
@@ -170,7 +182,7 @@ async fn through_draas(redis: &TestRedis, round: usize) -> (Round, f64, f64, Vec
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     let own_cpu = (own_cpu() - cpu) * 1e6 / JOBS as f64;
     let after = redis_work(redis).await;
-    let ((redis_cpu, redis_calls), costliest) = (after.per_job(&before), after.costliest(&before));
+    let ((redis_cpu, redis_calls), costliest) = (after.per_job(&before, JOBS as f64), after.costliest(&before));
     let api = (api_store.round_trips() - a0) as f64 / JOBS as f64;
     let worker = (worker_store.round_trips() - w0) as f64 / JOBS as f64;
     let _ = stop.send(());
@@ -189,7 +201,7 @@ async fn producers_alone(redis: &TestRedis) -> [(f64, f64, f64); 2] {
         submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
     }
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
-    let draas = (rate, redis_work(redis).await.per_job(&before).0, (own_cpu() - cpu) * 1e6 / JOBS as f64);
+    let draas = (rate, redis_work(redis).await.per_job(&before, JOBS as f64).0, (own_cpu() - cpu) * 1e6 / JOBS as f64);
     let bare = store(redis, "alone-bare");
     let config = queue_config(bare.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY);
     let mut producer = RedisStorage::<u64>::new(bare.connection()).with_config(config);
@@ -198,7 +210,51 @@ async fn producers_alone(redis: &TestRedis) -> [(f64, f64, f64); 2] {
         producer.push(i).await.unwrap();
     }
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
-    [draas, (rate, redis_work(redis).await.per_job(&before).0, (own_cpu() - cpu) * 1e6 / JOBS as f64)]
+    [draas, (rate, redis_work(redis).await.per_job(&before, JOBS as f64).0, (own_cpu() - cpu) * 1e6 / JOBS as f64)]
+}
+
+/// The worker alone: `queue` of `store` holds `JOBS` jobs and a worker was just started on it.
+/// Measured from the tenth job done to the last, so the worker's start-up is not counted.
+async fn drained(redis: &TestRedis, store: &Store, queue: &str) -> Round {
+    wait_done(store, queue, JOBS as u64 / 10).await;
+    let (before, cpu, start) = (redis_work(redis).await, own_cpu(), Instant::now());
+    let first = store.queues().done(queue).await.unwrap_or(0);
+    wait_done(store, queue, JOBS as u64).await;
+    let jobs = (JOBS as u64).saturating_sub(first).max(1) as f64;
+    let rate = jobs / start.elapsed().as_secs_f64();
+    let own_cpu = (own_cpu() - cpu) * 1e6 / jobs;
+    let (redis_cpu, redis_calls) = redis_work(redis).await.per_job(&before, jobs);
+    Round { rate, redis_cpu, redis_calls, own_cpu }
+}
+
+/// The workers alone, bare apalis-redis: `JOBS` pushed first, then drained.
+async fn bare_drain(redis: &TestRedis, round: usize) -> Round {
+    let store = store(redis, &format!("bare-drain{round}"));
+    let mut producer = RedisStorage::<u64>::new(store.connection()).with_config(bare_config(&store));
+    for i in 0..JOBS as u64 {
+        producer.push(i).await.unwrap();
+    }
+    let handle = bare_worker(&store);
+    let r = drained(redis, &store, "noop").await;
+    handle.abort();
+    r
+}
+
+/// The workers alone, draas: `JOBS` operations submitted first, then run by the real handler.
+async fn draas_drain(redis: &TestRedis, round: usize) -> Round {
+    let prefix = &format!("drain{round}");
+    let watch = store(redis, prefix);
+    let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
+    let submitter = Submitter::new(store(redis, prefix), &settings(prefix));
+    for id in &ids {
+        submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
+    }
+    let mut s = settings(prefix);
+    s.worker.poll_interval_ms = 10;
+    let stop = worker(store(redis, prefix), s);
+    let r = drained(redis, &watch, SHARED_QUEUE).await;
+    let _ = stop.send(());
+    r
 }
 
 /// The median of `rounds` by `f`.
@@ -249,6 +305,27 @@ pub async fn figures(redis: &TestRedis) {
          {d_own:.0} µs per job), apalis-redis' push {b:.0}/s (Redis {b_redis:.0} µs, this process {b_own:.0} µs): {:.0} %",
         d / b * 100.0
     );
+    let (mut bare_drains, mut draas_drains) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        bare_drains.push(bare_drain(redis, round).await);
+        draas_drains.push(draas_drain(redis, round).await);
+    }
+    let (b, d) = (median(&bare_drains, |r| r.rate), median(&draas_drains, |r| r.rate));
+    println!(
+        "  the worker alone (the queue filled first, then drained; {ROUNDS} rounds each, medians): bare \
+         {b:.0} jobs/s (rounds: {}), draas {d:.0} jobs/s (rounds: {}): {:.0} %",
+        rates(&bare_drains),
+        rates(&draas_drains),
+        d / b * 100.0
+    );
+    for (side, r) in [("bare", &bare_drains), ("draas", &draas_drains)] {
+        println!(
+            "    worker CPU per job, {side:5}: Redis {:.0} µs ({:.1} commands), this process {:.0} µs",
+            median(r, |r| r.redis_cpu),
+            median(r, |r| r.redis_calls),
+            median(r, |r| r.own_cpu)
+        );
+    }
     let top: Vec<_> = costliest.iter().map(|(name, calls, us)| format!("{name} {calls:.1}× {us:.1} µs")).collect();
     println!(
         "  draas' costliest commands per job (last round; a script's time includes its commands'): {}",
