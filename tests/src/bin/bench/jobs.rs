@@ -203,8 +203,7 @@ async fn producers_alone(redis: &TestRedis) -> [(f64, f64, f64); 2] {
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     let draas = (rate, redis_work(redis).await.per_job(&before, JOBS as f64).0, (own_cpu() - cpu) * 1e6 / JOBS as f64);
     let bare = store(redis, "alone-bare");
-    let config = queue_config(bare.keys(), "noop", Duration::from_secs(1), 15).batch_size(CONCURRENCY);
-    let mut producer = RedisStorage::<u64>::new(bare.connection()).with_config(config);
+    let mut producer = RedisStorage::<u64>::new(bare.connection()).with_config(bare_config(&bare));
     let (before, cpu, start) = (redis_work(redis).await, own_cpu(), Instant::now());
     for i in 0..JOBS as u64 {
         producer.push(i).await.unwrap();
