@@ -178,9 +178,16 @@ fn backend<T>(ctx: &Ctx, wakers: &Wakers, queue: &str, batch: usize) -> PollWith
     let w = &ctx.settings.worker;
     let (hb, missed) = apalis_heartbeat(w);
     let config = queue_config(ctx.store.keys(), queue, hb, missed).batch_size(batch);
-    let strategy =
-        Strategy::new().stream(wakers.stream(queue)).interval(Duration::from_millis(w.poll_interval_ms.max(10)));
-    RedisStorage::<T>::new(ctx.store.connection()).with_config(config).poll_with_strategy(strategy)
+    RedisStorage::<T>::new(ctx.store.connection())
+        .with_config(config)
+        .poll_with_strategy(poll_strategy(ctx, wakers, queue))
+}
+
+/// How a worker polls `queue`: at once when a push announces work, and every
+/// `worker.poll_interval_ms` besides.
+fn poll_strategy(ctx: &Ctx, wakers: &Wakers, queue: &str) -> Strategy {
+    let interval = Duration::from_millis(ctx.settings.worker.poll_interval_ms.max(10));
+    Strategy::new().stream(wakers.stream(queue)).interval(interval)
 }
 
 /// The backend of lifecycle queue `queue` (see `draas_jobs::queue::backend`): apalis' fetch
@@ -195,9 +202,7 @@ fn lifecycle_backend(ctx: &Ctx, wakers: &Wakers, queue: &str, bell: Bell) -> Pol
         heartbeat,
         missed_heartbeats: u32::try_from(missed).unwrap_or(u32::MAX),
     };
-    let strategy =
-        Strategy::new().stream(wakers.stream(queue)).interval(Duration::from_millis(w.poll_interval_ms.max(10)));
-    PollWith::new(LifecycleBackend::new(ctx.store.clone(), serving, bell), strategy)
+    PollWith::new(LifecycleBackend::new(ctx.store.clone(), serving, bell), poll_strategy(ctx, wakers, queue))
 }
 
 /// Say at start-up which shared platforms answer (the platform logs it); one that does not is

@@ -775,7 +775,7 @@ script!(
     /// move up to `n` ids of the ready list to the worker's in-flight set) and, for each job
     /// that needs no port (every kind but start, restart and reconfigure, whose port only the
     /// worker can choose), `begin` (see there) as the worker would have run it first.
-    /// A job whose data is gone is dropped from the in-flight set.
+    /// A job whose data is gone is dropped (it never enters the in-flight set).
     /// KEYS: workers, ready list, the worker's in-flight set, data, scheduled. ARGV: now (unix
     /// s), n, apalis worker name, meta prefix, key tag, newest job schema, then `begin`'s
     /// holder, lease ttl ms, now (RFC 3339), own node, node key prefix, op ttl, channel.

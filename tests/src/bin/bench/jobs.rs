@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
+use draas_jobs::domain::ids::InstanceId;
 use draas_jobs::domain::model::Platform;
 use draas_jobs::domain::operation::OperationKind;
 use draas_jobs::queue::submit::{Request, Submitter};
 use draas_jobs::queue::{SHARED_QUEUE, queue_config};
+use draas_jobs::settings::Settings;
 use draas_jobs::store::Store;
 use draas_tests::TestRedis;
 
@@ -132,21 +134,39 @@ fn bare_worker(store: &Store) -> tokio::task::AbortHandle {
     tokio::spawn(worker.run()).abort_handle()
 }
 
+/// `JOBS` pushes of apalis-redis into `store`'s queue `noop`, one after another.
+async fn push_all(store: &Store) {
+    let mut producer = RedisStorage::<u64>::new(store.connection()).with_config(bare_config(store));
+    for i in 0..JOBS as u64 {
+        producer.push(i).await.unwrap();
+    }
+}
+
+/// A no-op operation (a reconcile) submitted on each of `ids`, one after another.
+async fn submit_all(submitter: &Submitter, ids: &[InstanceId]) {
+    for id in ids {
+        submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
+    }
+}
+
+/// The draas worker's settings: polling as often as the bare worker (10 ms).
+fn worker_settings(prefix: &str) -> Settings {
+    let mut s = settings(prefix);
+    s.worker.poll_interval_ms = 10;
+    s
+}
+
 /// Bare apalis-redis: a no-op handler.
 async fn bare(redis: &TestRedis, round: usize) -> Round {
     let prefix = format!("bare{round}");
     let store = store(redis, &prefix);
-    let config = bare_config(&store);
     let handle = bare_worker(&store);
     let producer_store = super::store(redis, &prefix);
     let before = redis_work(redis).await;
     let cpu = own_cpu();
     let start = Instant::now();
     on_own_thread(async move {
-        let mut producer = RedisStorage::<u64>::new(producer_store.connection()).with_config(config);
-        for i in 0..JOBS as u64 {
-            producer.push(i).await.unwrap();
-        }
+        push_all(&producer_store).await;
     });
     wait_done(&store, "noop", JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
@@ -165,19 +185,13 @@ async fn through_draas(redis: &TestRedis, round: usize) -> (Round, f64, f64, Vec
     // Connected lazily: on the producer's own thread, at its first submit.
     let api_store = store(redis, prefix);
     let submitter = Submitter::new(api_store.clone(), &settings(prefix));
-    let mut s = settings(prefix);
-    s.worker.poll_interval_ms = 10;
-    let stop = worker(worker_store.clone(), s);
+    let stop = worker(worker_store.clone(), worker_settings(prefix));
     worker_ready(&worker_store).await;
     let (a0, w0) = (api_store.round_trips(), worker_store.round_trips());
     let before = redis_work(redis).await;
     let cpu = own_cpu();
     let start = Instant::now();
-    on_own_thread(async move {
-        for id in &ids {
-            submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
-        }
-    });
+    on_own_thread(async move { submit_all(&submitter, &ids).await });
     wait_done(&watch, SHARED_QUEUE, JOBS as u64).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     let own_cpu = (own_cpu() - cpu) * 1e6 / JOBS as f64;
@@ -197,17 +211,12 @@ async fn producers_alone(redis: &TestRedis) -> [(f64, f64, f64); 2] {
     let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
     let submitter = Submitter::new(store(redis, "alone"), &settings("alone"));
     let (before, cpu, start) = (redis_work(redis).await, own_cpu(), Instant::now());
-    for id in &ids {
-        submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
-    }
+    submit_all(&submitter, &ids).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     let draas = (rate, redis_work(redis).await.per_job(&before, JOBS as f64).0, (own_cpu() - cpu) * 1e6 / JOBS as f64);
     let bare = store(redis, "alone-bare");
-    let mut producer = RedisStorage::<u64>::new(bare.connection()).with_config(bare_config(&bare));
     let (before, cpu, start) = (redis_work(redis).await, own_cpu(), Instant::now());
-    for i in 0..JOBS as u64 {
-        producer.push(i).await.unwrap();
-    }
+    push_all(&bare).await;
     let rate = JOBS as f64 / start.elapsed().as_secs_f64();
     [draas, (rate, redis_work(redis).await.per_job(&before, JOBS as f64).0, (own_cpu() - cpu) * 1e6 / JOBS as f64)]
 }
@@ -229,10 +238,7 @@ async fn drained(redis: &TestRedis, store: &Store, queue: &str) -> Round {
 /// The workers alone, bare apalis-redis: `JOBS` pushed first, then drained.
 async fn bare_drain(redis: &TestRedis, round: usize) -> Round {
     let store = store(redis, &format!("bare-drain{round}"));
-    let mut producer = RedisStorage::<u64>::new(store.connection()).with_config(bare_config(&store));
-    for i in 0..JOBS as u64 {
-        producer.push(i).await.unwrap();
-    }
+    push_all(&store).await;
     let handle = bare_worker(&store);
     let r = drained(redis, &store, "noop").await;
     handle.abort();
@@ -245,12 +251,8 @@ async fn draas_drain(redis: &TestRedis, round: usize) -> Round {
     let watch = store(redis, prefix);
     let ids = create_instances(&watch, JOBS, Platform::Kubernetes).await;
     let submitter = Submitter::new(store(redis, prefix), &settings(prefix));
-    for id in &ids {
-        submitter.submit(Request::new(OperationKind::Reconcile, Some(id), "bench", "bench")).await.unwrap();
-    }
-    let mut s = settings(prefix);
-    s.worker.poll_interval_ms = 10;
-    let stop = worker(store(redis, prefix), s);
+    submit_all(&submitter, &ids).await;
+    let stop = worker(store(redis, prefix), worker_settings(prefix));
     let r = drained(redis, &watch, SHARED_QUEUE).await;
     let _ = stop.send(());
     r
