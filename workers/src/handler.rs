@@ -10,6 +10,7 @@
 //! acknowledgement to settle), and an error (apalis redelivers) only when Redis itself failed
 //! or the lease stayed busy.
 
+use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,13 +180,36 @@ async fn settle(ctx: &Ctx, job: &InstanceJob, begun: Begun) -> Result<(), StoreE
 /// meanwhile.
 async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<Closing, StoreError> {
     let lease = first.lease.clone();
-    let renewal = keep_lease(ctx, lease.clone());
-    let mut ready = first;
-    let kind = ready.op.kind.as_str();
     // Whether the acknowledgement ends the operation and releases the lease (otherwise the
     // lease is released below).
     let mut finished = false;
-    let result = loop {
+    // The lease is renewed while the attempts run, in this task: a task of its own per job
+    // would cost a wake-up of another runtime thread each.
+    let result = tokio::select! {
+        biased;
+        result = retried(ctx, job, first, &lease, &mut finished) => result,
+        never = keep_lease(ctx, &lease) => match never {},
+    };
+    // Attempts that ended another way (cancelled, superseded while backing off, a store
+    // failure) give the lease back here; a superseding `begin` released it already.
+    if !finished {
+        let _ = ctx.store.leases().release(&lease).await;
+    }
+    result
+}
+
+/// The attempts of [`attempts`], the first `first`; `finished` tells whether the closing
+/// returned ends the operation and releases `lease`.
+async fn retried(
+    ctx: &Ctx,
+    job: &InstanceJob,
+    first: Box<Ready>,
+    lease: &Lease,
+    finished: &mut bool,
+) -> Result<Closing, StoreError> {
+    let mut ready = first;
+    let kind = ready.op.kind.as_str();
+    loop {
         let (attempt_no, max) = (ready.op.attempt, ready.op.max_attempts);
         if attempt_no == 1 {
             let waited = (Utc::now() - ready.op.created_at).to_std().unwrap_or_default();
@@ -203,7 +227,7 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<Clo
                     Err(e) => break Err(e),
                 }
                 tokio::time::sleep(backoff(ctx, attempt_no)).await;
-                match begin(ctx, job, Some(&lease)).await {
+                match begin(ctx, job, Some(lease)).await {
                     Ok(Begun::Ready(next)) => ready = next,
                     Ok(other) => break settle(ctx, job, other).await.map(|()| Closing::default()),
                     Err(e) => break Err(e),
@@ -217,18 +241,11 @@ async fn attempts(ctx: &Ctx, job: &InstanceJob, first: Box<Ready>) -> Result<Clo
                 };
                 metrics().job(kind, label, started.elapsed());
                 let closing = finish(ctx, &ready, outcome);
-                finished = closing.is_ok();
+                *finished = closing.is_ok();
                 break closing;
             }
         }
-    };
-    renewal.abort();
-    // Attempts that ended another way (cancelled, superseded while backing off, a store
-    // failure) give the lease back here; a superseding `begin` released it already.
-    if !finished {
-        let _ = ctx.store.leases().release(&lease).await;
     }
-    result
 }
 
 /// One attempt, bounded in time, with panics caught (so they fail the attempt, not the
@@ -251,7 +268,8 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
     state.secrets_rev = secrets.rev;
     state.secret_names = secrets.env.iter().map(|(n, _)| n.clone()).collect();
     let superseded = CancellationToken::new();
-    let watcher = tokio::spawn(watch_generation(ctx.store.clone(), job.clone(), superseded.clone()));
+    let watching = superseded.clone();
+    let watcher = watch_generation(&ctx.store, job, &watching);
     let a = Attempt {
         lease: &ready.lease,
         state: &state,
@@ -276,7 +294,13 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
             }
         }
     };
-    let outcome = match tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()).await {
+    // The watcher runs beside the work in this task (see `attempts`).
+    let bounded = tokio::select! {
+        biased;
+        bounded = tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()) => bounded,
+        never = watcher => match never {},
+    };
+    let outcome = match bounded {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => {
             let what = panic
@@ -290,14 +314,18 @@ async fn attempt(ctx: &Ctx, job: &InstanceJob, ready: &Ready) -> Result<Done, Pl
             format!("the attempt took longer than {} s", limit.as_secs()),
         )),
     };
-    watcher.abort();
     // What the server printed (a log tail, a validate report) must not repeat a secret.
     outcome.map_err(|e| e.masked(&secrets.masker))
 }
 
 /// Cancel `superseded` once the instance's generation moves past the job's: told by the
-/// notification a submit publishes, or seen on a slower poll.
-async fn watch_generation(store: draas_jobs::store::Store, job: InstanceJob, superseded: CancellationToken) {
+/// notification a submit publishes, or seen on a slower poll. Never ends: once cancelled, it
+/// waits.
+async fn watch_generation(
+    store: &draas_jobs::store::Store,
+    job: &InstanceJob,
+    superseded: &CancellationToken,
+) -> Infallible {
     let id = job.instance_id.to_string();
     let mut announced = store.events().watch(Topic::Generation(id.clone()));
     loop {
@@ -320,23 +348,22 @@ async fn watch_generation(store: draas_jobs::store::Store, job: InstanceJob, sup
         if newer {
             tracing::info!(instance = %id, "a newer operation arrived; this attempt gives way");
             superseded.cancel();
-            return;
+            return std::future::pending().await;
         }
     }
 }
 
-fn keep_lease(ctx: &Ctx, lease: Lease) -> tokio::task::JoinHandle<()> {
-    let store = ctx.store.clone();
+/// Renew `lease` every third of its time to live. Never ends: once the lease is lost, it
+/// waits.
+async fn keep_lease(ctx: &Ctx, lease: &Lease) -> Infallible {
     let ttl = ctx.lease_ttl();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            if !matches!(store.leases().renew(&lease, ttl).await, Ok(true)) {
-                tracing::warn!("lost the instance lease");
-                return;
-            }
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if !matches!(ctx.store.leases().renew(lease, ttl).await, Ok(true)) {
+            tracing::warn!("lost the instance lease");
+            return std::future::pending().await;
         }
-    })
+    }
 }
 
 /// Exponential backoff with full jitter, between the settings' bounds.

@@ -403,7 +403,7 @@ impl Operations<'_> {
         instance: &InstanceId,
         reply: Vec<redis::Value>,
     ) -> Result<Begun, StoreError> {
-        let text = |i: usize| -> Option<String> { reply.get(i).and_then(|v| redis::from_redis_value(v.clone()).ok()) };
+        let text = |i: usize| -> Option<String> { reply.get(i).and_then(|v| redis::from_redis_value_ref(v).ok()) };
         let tag = text(0).unwrap_or_default();
         Ok(match tag.as_str() {
             "gone" => Begun::Gone,
@@ -427,19 +427,19 @@ impl Operations<'_> {
         reply: &[redis::Value],
     ) -> Result<Ready, StoreError> {
         let k = self.store.keys();
-        let at = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
+        let at = |i: usize| reply.get(i).unwrap_or(&redis::Value::Nil);
         let protocol = |e: redis::ParsingError| StoreError::Protocol(format!("begin: {e}"));
-        let lease_value: String = redis::from_redis_value(at(1)).map_err(protocol)?;
-        let port: String = redis::from_redis_value(at(2)).map_err(protocol)?;
-        let fields: HashMap<String, String> = redis::from_redis_value(at(3)).map_err(protocol)?;
+        let lease_value: String = redis::from_redis_value_ref(at(1)).map_err(protocol)?;
+        let port: String = redis::from_redis_value_ref(at(2)).map_err(protocol)?;
+        let fields: HashMap<String, String> = redis::from_redis_value_ref(at(3)).map_err(protocol)?;
         let pair = |i: usize| -> Result<(Option<String>, Option<u64>), StoreError> {
             Ok((
-                redis::from_redis_value(at(i)).map_err(protocol)?,
-                redis::from_redis_value(at(i + 1)).map_err(protocol)?,
+                redis::from_redis_value_ref(at(i)).map_err(protocol)?,
+                redis::from_redis_value_ref(at(i + 1)).map_err(protocol)?,
             ))
         };
-        let instance: super::instances::RawInstance = redis::from_redis_value(at(4)).map_err(protocol)?;
-        let probe = (redis::from_redis_value::<Option<String>>(at(9)).map_err(protocol)?, None);
+        let instance: super::instances::RawInstance = redis::from_redis_value_ref(at(4)).map_err(protocol)?;
+        let probe = (redis::from_redis_value_ref::<Option<String>>(at(9)).map_err(protocol)?, None);
         let state = super::instances::assemble(self.store, instance_id, &instance, [&pair(5)?, &pair(7)?, &probe])?
             .ok_or_else(|| StoreError::Protocol("begin: the instance vanished".into()))?;
         let key = k.operation(op_id);
@@ -450,9 +450,9 @@ impl Operations<'_> {
             "0" => Some(Allocated::Exhausted),
             p => Some(p.parse().map(Allocated::Port).map_err(|_| StoreError::Protocol(format!("begin: port {p}")))?),
         };
-        let port_owners = redis::from_redis_value(at(10)).map_err(protocol)?;
+        let port_owners = redis::from_redis_value_ref(at(10)).map_err(protocol)?;
         let secrets =
-            super::secrets::parse(&k.secrets(instance_id), redis::from_redis_value(at(11)).map_err(protocol)?);
+            super::secrets::parse(&k.secrets(instance_id), redis::from_redis_value_ref(at(11)).map_err(protocol)?);
         let lease = Lease::from_value(k.lease(instance_id), lease_value);
         Ok(Ready { lease, op, state, port, port_owners, secrets })
     }
