@@ -183,6 +183,33 @@ async fn the_servers_logs_are_tailed_and_followed_until_the_instance_stops() {
 }
 
 #[tokio::test]
+async fn an_instance_stored_before_its_platform_had_a_field_of_its_own_still_has_its_logs_shipped() {
+    let Some(real) = real_server("the logs of an instance stored by an older draas") else { return };
+    let app = up(&real, &[]).await;
+    let id = app.create_instance("older", sensors_config()).await["id"].as_str().unwrap().to_owned();
+    // As an older draas stored it: the platform only inside the record's JSON.
+    let key = format!("{{{}}}:instance:{id}", app.prefix);
+    let mut redis = app.redis().await;
+    let removed: u64 = redis::cmd("HDEL").arg(&key).arg("platform").query_async(&mut redis).await.unwrap();
+    assert_eq!(removed, 1, "the record had the field");
+    let (_, op) = app.send_json(Method::POST, &format!("/api/v1/instances/{id}/start?wait=60"), &Value::Null).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+
+    eventually("lines of the server's output", FLOW, || async {
+        let text = app
+            .req(Method::GET, &format!("/api/v1/instances/{id}/logs?tail=3"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (text.lines().count() == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_readme_first_day_path_runs_as_written() {
     let Some(real) = real_server("the README's first-day path") else { return };
     let app = up(&real, &[]).await;

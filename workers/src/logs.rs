@@ -8,15 +8,17 @@
 //! Every known secret value of the instance is masked (`***`) before a line is written, so the
 //! store and `GET …/logs` never hold one; the secrets are read again on each check.
 //!
-//! Cost: one pass over the instance records per scan (`SCAN`), and per followed instance a
-//! stat every 250 ms (process) or an open log stream (docker, kubernetes).
+//! Cost: one pass over the instances per scan (`SCAN`), reading only each one's platform and
+//! observed record (two reads, no configuration), and per followed instance a stat every
+//! 250 ms (process) or an open log stream (docker, kubernetes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use draas_jobs::domain::ids::InstanceId;
-use draas_jobs::domain::model::{InstanceState, Platform as Kind, Status};
+use draas_jobs::domain::model::{Platform as Kind, Status};
+use draas_jobs::store::instances::Placement;
 use draas_jobs::store::leases::Lease;
 use futures::StreamExt;
 
@@ -61,8 +63,12 @@ async fn candidates(ctx: &Ctx) -> Vec<(InstanceId, Kind)> {
     loop {
         let Ok(ids) = ctx.store.instances().ids_after(cursor.as_ref(), PAGE).await else { return found };
         let Some(last) = ids.last().cloned() else { return found };
-        let Ok(states) = ctx.store.instances().load_many(&ids).await else { return found };
-        found.extend(states.iter().flatten().filter(|s| shipped_here(ctx, s)).map(|s| (s.id().clone(), kind(s))));
+        let Ok(placements) = ctx.store.instances().placements(&ids).await else { return found };
+        found.extend(
+            ids.iter()
+                .zip(placements)
+                .filter_map(|(id, p)| p.filter(|p| shipped_here(ctx, p)).map(|p| (id.clone(), p.platform))),
+        );
         if ids.len() < PAGE {
             return found;
         }
@@ -70,15 +76,11 @@ async fn candidates(ctx: &Ctx) -> Vec<(InstanceId, Kind)> {
     }
 }
 
-fn kind(s: &InstanceState) -> Kind {
-    s.instance.value.platform
-}
-
-/// Does `s` have a server whose output this worker reads?
-fn shipped_here(ctx: &Ctx, s: &InstanceState) -> bool {
-    let observed = s.observed.as_ref().map(|o| &o.value);
+/// Does the instance placed at `p` have a server whose output this worker reads?
+fn shipped_here(ctx: &Ctx, p: &Placement) -> bool {
+    let observed = p.observed.as_ref();
     let has_server = observed.is_some_and(|o| !matches!(o.status, Status::Created | Status::Stopped));
-    let reachable = match kind(s) {
+    let reachable = match p.platform {
         Kind::Process => observed.and_then(|o| o.node.as_deref()) == Some(ctx.node.as_str()),
         other => ctx.platform(other).is_ok(),
     };
@@ -150,8 +152,8 @@ async fn still_shipping(ctx: &Ctx, id: &InstanceId, lease: &Lease) -> bool {
     if !matches!(ctx.store.leases().renew(lease, LOCK_TTL).await, Ok(true)) {
         return false;
     }
-    match ctx.store.instances().load(id).await {
-        Ok(Some(s)) => shipped_here(ctx, &s),
+    match ctx.store.instances().placements(std::slice::from_ref(id)).await.map(|mut p| p.pop().flatten()) {
+        Ok(Some(p)) => shipped_here(ctx, &p),
         Ok(None) => false,
         Err(_) => true,
     }
