@@ -192,20 +192,20 @@ impl Instances<'_> {
             pipe.hget(k.instance(id), "platform").hget(k.observed(id), "data");
         }
         let raw: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut self.store.conn()).await?;
-        let mut found: Vec<Option<Placement>> = Vec::with_capacity(ids.len());
-        let mut whole = Vec::new();
-        for (id, (platform, observed)) in ids.iter().zip(raw) {
-            let platform = platform.and_then(|p| serde_json::from_value(Value::from(p)).ok());
-            if platform.is_none() {
-                whole.push((found.len(), id.clone()));
-            }
-            let observed = observed.and_then(|o| serde_json::from_str::<ObservedRecord>(&o).ok());
-            found.push(platform.map(|platform| Placement { platform, observed }));
-        }
+        let mut found: Vec<Option<Placement>> = raw
+            .into_iter()
+            .map(|(platform, observed)| {
+                let platform = serde_json::from_value(Value::from(platform?)).ok()?;
+                let observed = observed.and_then(|o| serde_json::from_str::<ObservedRecord>(&o).ok());
+                Some(Placement { platform, observed })
+            })
+            .collect();
+        // No platform field: gone, or stored before the field existed.
+        let whole: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
         if !whole.is_empty() {
-            let ids: Vec<InstanceId> = whole.iter().map(|(_, id)| id.clone()).collect();
-            for ((i, _), state) in whole.iter().zip(self.load_many(&ids).await?) {
-                found[*i] = state
+            let older: Vec<InstanceId> = whole.iter().map(|&i| ids[i].clone()).collect();
+            for (i, state) in whole.into_iter().zip(self.load_many(&older).await?) {
+                found[i] = state
                     .map(|s| Placement { platform: s.instance.value.platform, observed: s.observed.map(|o| o.value) });
             }
         }
